@@ -1,0 +1,49 @@
+-- The first cursor of a task: the first bucket boundary at or after its
+-- agg_start_utc (the default_agg_start setting when the task does not exist yet).
+-- Deterministic: depends on the calendar, never on what data exists.
+CREATE OR REPLACE FUNCTION tickagg.agg_bootstrap_cursor(
+    p_canonical_symbol text,
+    p_timeframe text,
+    p_agg_start timestamptz DEFAULT NULL
+)
+RETURNS timestamptz
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, tickagg, pg_temp
+AS $$
+DECLARE
+    v_calendar_code text;
+    v_start timestamptz;
+    v_cursor timestamptz;
+BEGIN
+    SELECT r.calendar_code INTO v_calendar_code
+    FROM tickagg.core_asset_registry_all AS r
+    WHERE r.canonical_symbol = p_canonical_symbol;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown symbol %', p_canonical_symbol
+            USING ERRCODE = 'TK002', HINT = 'Register it: tickagg symbols add SYMBOL --calendar CODE.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM tickagg.timeframes AS t WHERE t.timeframe = p_timeframe) THEN
+        RAISE EXCEPTION 'unknown timeframe %', p_timeframe
+            USING ERRCODE = 'TK003', HINT = 'Timeframes are listed in tickagg.timeframes.';
+    END IF;
+
+    v_start := coalesce(
+        p_agg_start,
+        (
+            SELECT s.agg_start_utc FROM tickagg.data_agg_state AS s
+            WHERE s.canonical_symbol = p_canonical_symbol AND s.timeframe = p_timeframe AND s.task_kind = 'rollup'
+        ),
+        tickagg.setting('default_agg_start')::timestamptz
+    );
+
+    SELECT min(b.bucket_start) INTO v_cursor
+    FROM tickagg.calendar_buckets(v_calendar_code, p_timeframe, v_start, v_start + interval '15 days') AS b
+    WHERE b.bucket_start >= v_start;
+    RETURN coalesce(v_cursor, v_start);
+END
+$$;
+
+COMMENT ON FUNCTION tickagg.agg_bootstrap_cursor(text, text, timestamptz) IS
+'First bucket boundary at or after the task''s agg_start_utc: where a new task''s cursor starts.';

@@ -1,0 +1,87 @@
+-- Due tasks of an environment ('prod' uses registry.active, 'test' test_active).
+-- Without p_lease_seconds it only lists them, taking no locks, so psql can look
+-- without disturbing a daemon. With it, it claims them with FOR UPDATE SKIP
+-- LOCKED (many runners never claim the same task), reclaims expired leases and
+-- hands out claim tokens. Order: mandatory first, task_priority, the longest lag,
+-- then the shorter timeframe (by step, never by its code as text).
+CREATE OR REPLACE FUNCTION tickagg.agg_get_due_tasks(
+    p_env text,
+    p_now timestamptz DEFAULT now(),
+    p_limit integer DEFAULT 100,
+    p_lease_seconds integer DEFAULT NULL
+)
+RETURNS TABLE (
+    canonical_symbol text,
+    timeframe text,
+    task_kind text,
+    cursor_ts timestamptz,
+    claim_token uuid,
+    lease_expires_at timestamptz,
+    is_mandatory boolean,
+    task_priority integer,
+    lag interval,
+    status text
+)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, tickagg, pg_temp
+AS $$
+BEGIN
+    IF p_env IS NULL OR p_env NOT IN ('prod', 'test') THEN
+        RAISE EXCEPTION 'unknown environment %', p_env
+            USING ERRCODE = 'TK004', HINT = 'Use ''prod'' (registry.active) or ''test'' (registry.test_active).';
+    END IF;
+
+    IF p_lease_seconds IS NULL THEN
+        RETURN QUERY
+        SELECT
+            s.canonical_symbol, s.timeframe, s.task_kind, s.last_agg_bar_ts_utc, NULL::uuid,
+            s.lease_expires_at, s.is_mandatory, s.task_priority, p_now - s.last_agg_bar_ts_utc, s.status
+        FROM tickagg.data_agg_state AS s
+        INNER JOIN tickagg.due_task_keys(p_now) AS k USING (canonical_symbol, timeframe, task_kind)
+        INNER JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = s.canonical_symbol
+        INNER JOIN tickagg.timeframes AS t ON t.timeframe = s.timeframe
+        WHERE CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END
+        ORDER BY s.is_mandatory DESC, s.task_priority ASC, s.last_agg_bar_ts_utc ASC, t.step ASC
+        LIMIT p_limit;
+        RETURN;
+    END IF;
+
+    IF p_lease_seconds < 1 THEN
+        RAISE EXCEPTION 'p_lease_seconds must be positive, got %', p_lease_seconds USING ERRCODE = 'TK004';
+    END IF;
+
+    RETURN QUERY
+    WITH chosen AS MATERIALIZED (
+        SELECT s.canonical_symbol, s.timeframe, s.task_kind
+        FROM tickagg.data_agg_state AS s
+        INNER JOIN tickagg.due_task_keys(p_now) AS k USING (canonical_symbol, timeframe, task_kind)
+        INNER JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = s.canonical_symbol
+        INNER JOIN tickagg.timeframes AS t ON t.timeframe = s.timeframe
+        -- re-checked on the locked row version, so a task claimed meanwhile drops out
+        WHERE
+            s.enabled
+            AND (s.status = 'idle' OR (s.status = 'running' AND s.lease_expires_at < p_now))
+            AND CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END
+        ORDER BY s.is_mandatory DESC, s.task_priority ASC, s.last_agg_bar_ts_utc ASC, t.step ASC
+        LIMIT p_limit
+        FOR UPDATE OF s SKIP LOCKED
+    )
+    UPDATE tickagg.data_agg_state AS s SET
+        status = 'running',
+        claim_token = gen_random_uuid(),
+        lease_expires_at = p_now + make_interval(secs => p_lease_seconds),
+        running_started_at_utc = p_now,
+        last_attempt_at_utc = p_now,
+        updated_at = p_now
+    FROM chosen AS c
+    WHERE s.canonical_symbol = c.canonical_symbol AND s.timeframe = c.timeframe AND s.task_kind = c.task_kind
+    RETURNING
+        s.canonical_symbol, s.timeframe, s.task_kind, s.last_agg_bar_ts_utc, s.claim_token,
+        s.lease_expires_at, s.is_mandatory, s.task_priority, p_now - s.last_agg_bar_ts_utc, s.status;
+END
+$$;
+
+COMMENT ON FUNCTION tickagg.agg_get_due_tasks(text, timestamptz, integer, integer) IS
+'List (p_lease_seconds NULL) or claim (with a lease) the due tasks of an environment; safe with many concurrent runners.';

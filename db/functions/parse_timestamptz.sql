@@ -1,0 +1,24 @@
+-- Text to timestamptz, NULL when it does not parse, so one bad row cannot abort
+-- a whole ingest. Text without an offset is read as UTC. No SET clause: it runs
+-- once per ingested row and must stay cheap.
+CREATE OR REPLACE FUNCTION tickagg.parse_timestamptz(p_text text)
+RETURNS timestamptz
+LANGUAGE plpgsql
+IMMUTABLE
+AS $$
+BEGIN
+    IF p_text IS NULL OR p_text !~ '^\s*\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?\s*(Z|z|UTC|[+-]\d{2}(:?\d{2})?)?\s*$' THEN
+        RETURN NULL;
+    END IF;
+    IF p_text ~ '(Z|z|UTC|[+-]\d{2}(:?\d{2})?)\s*$' THEN
+        RETURN p_text::timestamptz;
+    END IF;
+    RETURN p_text::timestamp AT TIME ZONE 'UTC';
+EXCEPTION
+    WHEN datetime_field_overflow OR invalid_datetime_format THEN
+        RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION tickagg.parse_timestamptz(text) IS
+'Parse an ISO 8601 timestamp (UTC when it has no offset); NULL instead of an error when it is not one.';

@@ -1,0 +1,105 @@
+-- Make data_agg_state match the registry for one environment: a rollup task for
+-- every wanted timeframe of every active symbol, plus the timeframes they roll up
+-- from; existing tasks follow is_mandatory; tasks no longer wanted are disabled
+-- (enabled = false, cursor kept). Checks that each hierarchy step nests first.
+CREATE OR REPLACE FUNCTION tickagg.sync_agg_state_from_registry(
+    p_env text DEFAULT 'prod',
+    p_start timestamptz DEFAULT NULL
+)
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, tickagg, pg_temp
+AS $$
+DECLARE
+    v_start timestamptz := coalesce(p_start, tickagg.setting('default_agg_start')::timestamptz);
+    v_created bigint;
+    v_updated bigint;
+    v_disabled bigint;
+    v_problem record;
+BEGIN
+    IF p_env IS NULL OR p_env NOT IN ('prod', 'test') THEN
+        RAISE EXCEPTION 'unknown environment %', p_env
+            USING ERRCODE = 'TK004', HINT = 'Use ''prod'' (registry.active) or ''test'' (registry.test_active).';
+    END IF;
+
+    SELECT * INTO v_problem FROM tickagg.timeframe_hierarchy_problems() LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'timeframe % cannot be built from %: %',
+            v_problem.timeframe, v_problem.source_timeframe, v_problem.problem
+            USING ERRCODE = 'TK005',
+                  HINT = 'Pick a source timeframe whose buckets nest inside the target''s (see tickagg.timeframes).';
+    END IF;
+
+    -- Tasks of symbols active in the other environment are kept, not disabled.
+    WITH RECURSIVE wanted (canonical_symbol, timeframe, is_mandatory, in_env) AS (
+        SELECT
+            r.canonical_symbol, w.timeframe, r.is_mandatory,
+            CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END
+        FROM tickagg.core_asset_registry_all AS r
+        CROSS JOIN LATERAL unnest(r.timeframes) AS w (timeframe)
+        WHERE r.active OR r.test_active
+        UNION
+        SELECT w.canonical_symbol, t.source_timeframe, w.is_mandatory, w.in_env
+        FROM wanted AS w
+        INNER JOIN tickagg.timeframes AS t ON t.timeframe = w.timeframe
+        WHERE t.source_timeframe IS NOT NULL
+    ),
+    wanted_tasks AS MATERIALIZED (
+        SELECT
+            w.canonical_symbol, w.timeframe, bool_or(w.is_mandatory) AS is_mandatory, bool_or(w.in_env) AS in_env
+        FROM wanted AS w
+        INNER JOIN tickagg.timeframes AS t ON t.timeframe = w.timeframe
+        WHERE t.source_timeframe IS NOT NULL
+        GROUP BY w.canonical_symbol, w.timeframe
+    ),
+    created AS (
+        INSERT INTO tickagg.data_agg_state (
+            canonical_symbol, timeframe, task_kind, is_mandatory, agg_start_utc, last_agg_bar_ts_utc
+        )
+        SELECT
+            w.canonical_symbol, w.timeframe, 'rollup', w.is_mandatory, v_start,
+            tickagg.agg_bootstrap_cursor(w.canonical_symbol, w.timeframe, v_start)
+        FROM wanted_tasks AS w
+        WHERE w.in_env
+        ON CONFLICT (canonical_symbol, timeframe, task_kind) DO NOTHING
+        RETURNING 1
+    ),
+    updated AS (
+        UPDATE tickagg.data_agg_state AS s SET
+            is_mandatory = w.is_mandatory, enabled = true, updated_at = now()
+        FROM wanted_tasks AS w
+        WHERE
+            w.in_env
+            AND s.canonical_symbol = w.canonical_symbol AND s.timeframe = w.timeframe AND s.task_kind = 'rollup'
+            AND (s.is_mandatory IS DISTINCT FROM w.is_mandatory OR NOT s.enabled)
+        RETURNING 1
+    ),
+    disabled AS (
+        UPDATE tickagg.data_agg_state AS s SET enabled = false, updated_at = now()
+        WHERE
+            s.task_kind = 'rollup'
+            AND s.enabled
+            AND NOT EXISTS (
+                SELECT 1 FROM wanted_tasks AS w
+                WHERE w.canonical_symbol = s.canonical_symbol AND w.timeframe = s.timeframe
+            )
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM updated), (SELECT count(*) FROM disabled)
+    INTO v_created, v_updated, v_disabled;
+
+    RETURN jsonb_build_object(
+        'success', true,
+        'env', p_env,
+        'tasks_created', v_created,
+        'tasks_updated', v_updated,
+        'tasks_disabled', v_disabled,
+        'tasks_total', (SELECT count(*) FROM tickagg.data_agg_state)
+    );
+END
+$$;
+
+COMMENT ON FUNCTION tickagg.sync_agg_state_from_registry(text, timestamptz) IS
+'Create, update and disable rollup tasks so data_agg_state matches the registry for an environment; returns jsonb counts.';

@@ -1,0 +1,32 @@
+-- Triggers live here, not in migrations, because their functions are re-applied
+-- from db/functions after the migrations run. Each event names its transition
+-- table changed_rows so one function serves insert, update and delete.
+CREATE OR REPLACE TRIGGER data_bars_invalidate_insert
+AFTER INSERT ON tickagg.data_bars
+REFERENCING NEW TABLE AS changed_rows
+FOR EACH STATEMENT EXECUTE FUNCTION tickagg.invalidate_from_data_bars();
+
+CREATE OR REPLACE TRIGGER data_bars_invalidate_update
+AFTER UPDATE ON tickagg.data_bars
+REFERENCING NEW TABLE AS changed_rows
+FOR EACH STATEMENT EXECUTE FUNCTION tickagg.invalidate_from_data_bars();
+
+CREATE OR REPLACE TRIGGER data_bars_invalidate_delete
+AFTER DELETE ON tickagg.data_bars
+REFERENCING OLD TABLE AS changed_rows
+FOR EACH STATEMENT EXECUTE FUNCTION tickagg.invalidate_from_data_bars();
+
+CREATE OR REPLACE TRIGGER derived_data_bars_invalidate_insert
+AFTER INSERT ON tickagg.derived_data_bars
+REFERENCING NEW TABLE AS changed_rows
+FOR EACH STATEMENT EXECUTE FUNCTION tickagg.invalidate_from_derived_bars();
+
+CREATE OR REPLACE TRIGGER derived_data_bars_invalidate_update
+AFTER UPDATE ON tickagg.derived_data_bars
+REFERENCING NEW TABLE AS changed_rows
+FOR EACH STATEMENT EXECUTE FUNCTION tickagg.invalidate_from_derived_bars();
+
+CREATE OR REPLACE TRIGGER derived_data_bars_invalidate_delete
+AFTER DELETE ON tickagg.derived_data_bars
+REFERENCING OLD TABLE AS changed_rows
+FOR EACH STATEMENT EXECUTE FUNCTION tickagg.invalidate_from_derived_bars();

@@ -1,0 +1,19 @@
+-- All grants in one place, re-applied by every migrate. The runner role calls
+-- functions and reads views; it never writes tables directly.
+REVOKE ALL ON SCHEMA tickagg FROM PUBLIC;
+GRANT USAGE ON SCHEMA tickagg TO tickagg_runner;
+
+REVOKE ALL ON ALL TABLES IN SCHEMA tickagg FROM PUBLIC, tickagg_runner;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA tickagg FROM PUBLIC, tickagg_runner;
+
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA tickagg FROM PUBLIC;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA tickagg TO tickagg_runner;
+
+GRANT SELECT ON
+tickagg.task_status,
+tickagg.bar_counts,
+tickagg.ingest_rejects_recent,
+tickagg.rollup_source_bars
+TO tickagg_runner;
+
+ALTER DEFAULT PRIVILEGES IN SCHEMA tickagg REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
