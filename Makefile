@@ -1,0 +1,33 @@
+VENV := .venv
+BIN := $(VENV)/bin
+PY_DIRS := runner tests benchmarks
+# PostgreSQL SQL only; db/clickhouse is linted with its own dialect when present.
+PG_SQL_DIRS := $(wildcard db/migrations db/functions db/views db/post)
+
+.PHONY: demo test lint fmt bench bootstrap bootstrap-demo
+
+bootstrap:
+	scripts/bootstrap.sh dev
+
+bootstrap-demo:
+	scripts/bootstrap.sh demo
+
+demo: bootstrap-demo
+	$(BIN)/tickagg demo
+
+lint: bootstrap
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/ruff format --check $(PY_DIRS)
+	$(BIN)/sqlfluff lint $(PG_SQL_DIRS)
+	if [ -n "$$(ls db/clickhouse/*.sql 2>/dev/null)" ]; then $(BIN)/sqlfluff lint --dialect clickhouse db/clickhouse; fi
+
+# Rewrite Python sources so `lint` passes (SQL is left to its authors: sqlfluff fix db/...).
+fmt: bootstrap
+	$(BIN)/ruff check --fix $(PY_DIRS)
+	$(BIN)/ruff format $(PY_DIRS)
+
+test: lint
+	$(BIN)/pytest
+
+bench: bootstrap
+	set -e; for f in $(sort $(wildcard benchmarks/*.py)); do echo "== $$f"; $(BIN)/python "$$f"; done

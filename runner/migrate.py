@@ -1,0 +1,317 @@
+"""Schema migration: yoyo for db/migrations, then always re-apply functions, views, post.
+
+Why two mechanisms: yoyo applies each migration exactly once, which is right for
+tables and data fixes; functions and views are sources of truth that are cheap to
+re-create with CREATE OR REPLACE, so every migrate applies all of them in one
+transaction and records each file's sha256 in tickagg.schema_files for drift checks.
+
+Rollback: a migration `NNNN_name.sql` may have a sibling `NNNN_name.rollback.sql`
+(yoyo's convention); `rollback(dsn, n)` runs those for the last n applied migrations.
+It does not re-apply functions/views; run `migrate` afterwards if you roll forward again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from yoyo import get_backend, read_migrations
+
+from runner.paths import db_dir as default_db_dir
+
+SCHEMA = "tickagg"
+# Fixed key for pg_advisory_lock: the ASCII bytes of "tickagg". Any migrator
+# (this module, a second process, another host) takes the same lock.
+LOCK_KEY = 0x7469636B616767
+# Functions first: views may call functions; post (grants) needs both to exist.
+FILE_DIRS = ("functions", "views", "post")
+# CREATE OR REPLACE VIEW needs an ACCESS EXCLUSIVE lock; waiting forever behind a
+# long dashboard query would block every new reader of the view behind us.
+LOCK_TIMEOUT = "30s"
+YOYO_MIGRATION_TABLE = "_yoyo_migration"
+# undefined_table, undefined_function, undefined_object: a dependency not created yet.
+UNDEFINED_SQLSTATES = {"42P01", "42883", "42704"}
+
+
+def _yoyo_uri(dsn: str) -> str:
+    """Turn any libpq DSN into a yoyo psycopg3 URI; yoyo passes query args to psycopg.connect.
+
+    Every connection parameter goes into the query string so unix-socket hosts and
+    passwords with special characters survive; `schema` makes yoyo keep its
+    bookkeeping tables in our schema.
+    """
+    params = {k: v for k, v in conninfo_to_dict(dsn).items() if v is not None}
+    dbname = str(params.pop("dbname", ""))
+    params["schema"] = SCHEMA
+    return f"postgresql+psycopg:///{quote(dbname)}?{urlencode(params)}"
+
+
+def _sql_files(root: Path) -> list[Path]:
+    return [p for d in FILE_DIRS for p in sorted((root / d).glob("*.sql"))]
+
+
+def _rel(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _connect(dsn: str) -> psycopg.Connection:
+    return psycopg.connect(dsn, autocommit=True)
+
+
+def _lock(conn: psycopg.Connection) -> None:
+    conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+
+
+def _unlock(conn: psycopg.Connection) -> None:
+    conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+
+
+def _ledger_columns(conn: psycopg.Connection) -> set[str] | None:
+    """Columns of tickagg.schema_files, or None when the table does not exist (yet)."""
+    rows = conn.execute(
+        """
+        SELECT a.attname
+        FROM pg_attribute a
+        WHERE a.attrelid = to_regclass('tickagg.schema_files')
+          AND a.attnum > 0 AND NOT a.attisdropped
+        """
+    ).fetchall()
+    return {r[0] for r in rows} or None
+
+
+def _function_md5(conn: psycopg.Connection, name: str) -> str | None:
+    """md5 over the definitions of every function/procedure tickagg.<name> (all overloads)."""
+    row = conn.execute(
+        """
+        SELECT md5(string_agg(pg_get_functiondef(p.oid), E'\\n'
+                              ORDER BY p.oid::regprocedure::text))
+        FROM pg_proc p
+        WHERE p.pronamespace = to_regnamespace(%s)
+          AND p.proname = %s
+          AND p.prokind IN ('f', 'p')
+        """,
+        (SCHEMA, name),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _applied_hashes(conn: psycopg.Connection) -> set[str]:
+    """yoyo's applied migration hashes, read-only (empty when yoyo never ran here)."""
+    table = conn.execute(
+        "SELECT to_regclass(%s)", (f"{SCHEMA}.{YOYO_MIGRATION_TABLE}",)
+    ).fetchone()[0]
+    if table is None:
+        return set()
+    rows = conn.execute(
+        sql.SQL("SELECT migration_hash FROM {}.{}").format(
+            sql.Identifier(SCHEMA), sql.Identifier(YOYO_MIGRATION_TABLE)
+        )
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def pending_migrations(conn: psycopg.Connection, root: Path | None = None) -> list[str]:
+    """Ids of yoyo migrations not yet applied, without creating anything."""
+    root = root or default_db_dir()
+    applied = _applied_hashes(conn)
+    return [m.id for m in read_migrations(str(root / "migrations")) if m.hash not in applied]
+
+
+def _yoyo_backend(dsn: str):
+    backend = get_backend(_yoyo_uri(dsn))
+    # Callers hold our advisory lock, so a row in yoyo's own lock table can only be
+    # left over from a crashed run; clearing it avoids a 10 s wait and a manual break-lock.
+    backend.break_lock()
+    return backend
+
+
+def _apply_yoyo(dsn: str, root: Path) -> list[str]:
+    backend = _yoyo_backend(dsn)
+    try:
+        migrations = read_migrations(str(root / "migrations"))
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+        return [m.id for m in pending]
+    finally:
+        backend.connection.close()
+
+
+def _apply_files(conn: psycopg.Connection, root: Path) -> int:
+    """Apply every function/view/post file in one transaction and update the ledger."""
+    files = _sql_files(root)
+    with conn.transaction():
+        # SET LOCAL: unqualified CREATEs land in tickagg and the session is left untouched.
+        conn.execute(sql.SQL("SET LOCAL search_path = {}, public").format(sql.Identifier(SCHEMA)))
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_TIMEOUT,))
+        # Like pg_dump: SQL-function bodies may call functions from later files.
+        conn.execute("SET LOCAL check_function_bodies = off")
+        _apply_in_dependency_order(conn, root, files)
+        cols = _ledger_columns(conn)
+        if cols is not None:
+            _record_ledger(conn, root, files, with_md5="definition_md5" in cols)
+    return len(files)
+
+
+def _apply_in_dependency_order(conn: psycopg.Connection, root: Path, files: list[Path]) -> None:
+    """Apply files in sorted order, retrying those that reference objects of later files.
+
+    Sorted order is deterministic but knows nothing about dependencies (a view on a
+    view that sorts after it, a grant on a view that failed). Each file runs in a
+    savepoint; files failing with "undefined object" are retried in further passes
+    until a pass makes no progress, then the first such error is raised.
+    """
+    pending = files
+    while pending:
+        deferred: list[tuple[Path, psycopg.Error]] = []
+        for path in pending:
+            try:
+                with conn.transaction():  # a savepoint inside the outer transaction
+                    # No parameters: psycopg sends the file as one simple query, so
+                    # multi-statement files and '%' in bodies are fine.
+                    conn.execute(path.read_text())
+            except psycopg.Error as exc:
+                exc.add_note(f"while applying {_rel(root, path)}")
+                if exc.sqlstate not in UNDEFINED_SQLSTATES:
+                    raise
+                deferred.append((path, exc))
+        if len(deferred) == len(pending):
+            raise deferred[0][1]
+        pending = [path for path, _ in deferred]
+
+
+def _record_ledger(
+    conn: psycopg.Connection, root: Path, files: list[Path], *, with_md5: bool
+) -> None:
+    cols = ["path", "sha256", "applied_at"] + (["definition_md5"] if with_md5 else [])
+    # applied_at only moves when content changes, so it answers "since when is this live".
+    upsert = sql.SQL(
+        """
+        INSERT INTO tickagg.schema_files AS f ({cols})
+        VALUES ({vals})
+        ON CONFLICT (path) DO UPDATE SET {sets}
+        WHERE ({old}) IS DISTINCT FROM ({new})
+        """
+    ).format(
+        cols=sql.SQL(", ").join(map(sql.Identifier, cols)),
+        vals=sql.SQL(", ").join(
+            sql.SQL("now()") if c == "applied_at" else sql.Placeholder() for c in cols
+        ),
+        sets=sql.SQL(", ").join(
+            sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in cols[1:]
+        ),
+        old=sql.SQL(", ").join(
+            sql.SQL("f.{}").format(sql.Identifier(c)) for c in cols if c != "applied_at"
+        ),
+        new=sql.SQL(", ").join(
+            sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in cols if c != "applied_at"
+        ),
+    )
+    for path in files:
+        params: list[Any] = [_rel(root, path), _sha256(path)]
+        if with_md5:
+            params.append(_md5_for(conn, root, path))
+        conn.execute(upsert, params)
+    # Rows for deleted files would show as drift forever; the ledger mirrors what was applied.
+    conn.execute(
+        "DELETE FROM tickagg.schema_files WHERE NOT (path = ANY(%s))",
+        ([_rel(root, p) for p in files],),
+    )
+
+
+def _md5_for(conn: psycopg.Connection, root: Path, path: Path) -> str | None:
+    return _function_md5(conn, path.stem) if path.parent == root / "functions" else None
+
+
+def drift(conn: psycopg.Connection, root: Path | None = None) -> list[dict]:
+    """Differences between db/ on disk, the ledger and the live function definitions.
+
+    kinds: changed (file sha256 != ledger), not_applied (file not in ledger),
+    no_file (ledger row without file), definition_changed (someone altered the
+    function in the database after migrate).
+    """
+    root = root or default_db_dir()
+    cols = _ledger_columns(conn)
+    on_disk = {_rel(root, p): p for p in _sql_files(root)}
+    if cols is None:
+        return [{"path": rel, "kind": "not_applied"} for rel in on_disk]
+    md5_col = sql.SQL("definition_md5" if "definition_md5" in cols else "NULL::text")
+    rows = conn.execute(
+        sql.SQL("SELECT path, sha256, {} FROM tickagg.schema_files ORDER BY path").format(md5_col)
+    ).fetchall()
+    ledger = {r[0]: (r[1], r[2]) for r in rows}
+    out: list[dict] = []
+    for rel, path in on_disk.items():
+        if rel not in ledger:
+            out.append({"path": rel, "kind": "not_applied"})
+            continue
+        sha, md5 = ledger[rel]
+        if sha != _sha256(path):
+            out.append({"path": rel, "kind": "changed"})
+        if md5 is not None and _md5_for(conn, root, path) != md5:
+            out.append({"path": rel, "kind": "definition_changed"})
+    out.extend({"path": rel, "kind": "no_file"} for rel in ledger if rel not in on_disk)
+    return out
+
+
+def migrate(dsn: str, *, dry_run: bool = False, db_dir: Path | None = None) -> dict:
+    """Apply pending migrations, then all functions/views/post files; see module docstring."""
+    root = Path(db_dir) if db_dir else default_db_dir()
+    with _connect(dsn) as conn:
+        if dry_run:
+            return {
+                "migrations_pending": pending_migrations(conn, root),
+                "migrations_applied": [],
+                "files_applied": 0,
+                "drift": drift(conn, root),
+            }
+        _lock(conn)
+        try:
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+            applied = _apply_yoyo(dsn, root)
+            n_files = _apply_files(conn, root)
+            return {
+                "migrations_applied": applied,
+                "files_applied": n_files,
+                "drift": drift(conn, root),
+            }
+        finally:
+            _unlock(conn)
+
+
+def _rollback_file(migration_path: str) -> Path:
+    path = Path(migration_path)
+    return path.with_name(path.stem + ".rollback.sql")
+
+
+def rollback(dsn: str, count: int, *, db_dir: Path | None = None) -> list[str]:
+    """Roll back the last `count` applied migrations using their .rollback.sql siblings."""
+    root = Path(db_dir) if db_dir else default_db_dir()
+    with _connect(dsn) as conn:
+        _lock(conn)
+        try:
+            backend = _yoyo_backend(dsn)
+            try:
+                migrations = read_migrations(str(root / "migrations"))
+                with backend.lock():
+                    victims = list(backend.to_rollback(migrations))[:count]
+                    # yoyo would "roll back" a migration without a rollback file by just
+                    # forgetting it; refuse instead of leaving its objects behind.
+                    missing = [m.id for m in victims if not _rollback_file(m.path).exists()]
+                    if missing:
+                        raise ValueError(f"no .rollback.sql for: {', '.join(missing)}")
+                    backend.rollback_migrations(victims)
+                return [m.id for m in victims]
+            finally:
+                backend.connection.close()
+        finally:
+            _unlock(conn)
