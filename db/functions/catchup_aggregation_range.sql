@@ -20,6 +20,7 @@ DECLARE
     v_timeframe tickagg.timeframes%ROWTYPE;
     v_task tickagg.data_agg_state%ROWTYPE;
     v_max_windows integer;
+    v_first_bucket timestamptz;
     v_cursor timestamptz;
     v_frontier timestamptz;
     v_next_source_ts timestamptz;
@@ -63,7 +64,9 @@ BEGIN
         RAISE EXCEPTION 'p_max_windows must be at least 1, got %', v_max_windows
             USING ERRCODE = 'TK004';
     END IF;
-    v_cursor := greatest(p_cursor, v_task.agg_start_utc);
+    -- Nothing before the task's first bucket boundary is ever materialised.
+    v_first_bucket := tickagg.agg_bootstrap_cursor(p_canonical_symbol, p_timeframe, v_task.agg_start_utc);
+    v_cursor := greatest(p_cursor, v_first_bucket);
 
     IF v_timeframe.source_timeframe = '1m' THEN
         SELECT max(b.ts_utc) + interval '1 minute' INTO v_frontier
@@ -87,7 +90,7 @@ BEGIN
     FROM tickagg.agg_invalidations AS i
     WHERE i.canonical_symbol = p_canonical_symbol AND i.timeframe = p_timeframe;
 
-    v_dirty := coalesce(v_dirty, '{}'::tstzmultirange) * tstzmultirange(tstzrange(v_task.agg_start_utc, v_cursor));
+    v_dirty := coalesce(v_dirty, '{}'::tstzmultirange) * tstzmultirange(tstzrange(v_first_bucket, v_cursor));
     IF NOT isempty(v_dirty) THEN
         v_budget_end := lower(v_dirty) + v_max_windows * v_timeframe.step;
         v_dirty_later := v_dirty * tstzmultirange(tstzrange(v_budget_end, NULL));
