@@ -1,0 +1,395 @@
+"""`tickagg` command line (click). Every option can also come from a
+TICKAGG_* environment variable (TICKAGG_DSN, TICKAGG_ENV, TICKAGG_WORKERS, ...)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+import click
+
+from . import db, queries
+from .errors import InputFormatError, TickaggError
+from .logging_setup import configure as configure_logging
+
+log = logging.getLogger("tickagg")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
+
+
+class Ctx:
+    def __init__(self, dsn: str | None, env: str):
+        self.dsn = dsn
+        self.env = env
+        self._pool = None
+
+    def require_dsn(self) -> str:
+        if not self.dsn:
+            raise click.UsageError("no database: pass --dsn or set TICKAGG_DSN")
+        return self.dsn
+
+    def pool(self, max_size: int = 2):
+        if self._pool is None:
+            self._pool = db.make_pool(self.require_dsn(), max_size=max_size)
+        return self._pool
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+
+def _fail(exc: TickaggError) -> None:
+    click.echo(f"error: {db.mask_dsn(str(exc))}", err=True)
+    raise SystemExit(EXIT_ERROR)
+
+
+class TickaggGroup(click.Group):
+    """Turns tickagg errors into one clean line on stderr and exit 1
+    (exit 2 for bad input files)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except InputFormatError as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise SystemExit(EXIT_USAGE) from None
+        except TickaggError as exc:
+            _fail(exc)
+
+
+def _parse_ts(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        ts = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"not an ISO 8601 timestamp: {value!r}") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC)
+
+
+def _echo_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+@click.group(
+    cls=TickaggGroup,
+    context_settings={"auto_envvar_prefix": "TICKAGG", "help_option_names": ["-h", "--help"]},
+)
+@click.option(
+    "--dsn",
+    envvar="TICKAGG_DSN",
+    show_envvar=True,
+    help="PostgreSQL connection string (libpq URL or key=value).",
+)
+@click.option(
+    "--env",
+    "env",
+    type=click.Choice(["prod", "test"]),
+    default="prod",
+    envvar="TICKAGG_ENV",
+    show_envvar=True,
+    show_default=True,
+    help="Which registry flag selects tasks (active / test_active).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="TICKAGG_LOG_FORMAT",
+    show_envvar=True,
+    show_default=True,
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    envvar="TICKAGG_LOG_LEVEL",
+    show_envvar=True,
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.pass_context
+def cli(ctx, dsn, env, log_format, log_level):
+    """tickagg: gap-aware multi-timeframe OHLCV bars inside PostgreSQL."""
+    configure_logging(log_format, log_level)
+    obj = Ctx(dsn, env)
+    ctx.obj = obj
+    ctx.call_on_close(obj.close)
+
+
+# --- migrate -----------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Show what would be applied.")
+@click.option(
+    "--rollback", type=int, default=None, metavar="N", help="Roll back the last N migrations."
+)
+@click.pass_obj
+def migrate(obj: Ctx, dry_run, rollback):
+    """Apply pending migrations, then every view and function file."""
+    from . import migrate as m
+
+    try:
+        if rollback:
+            result = m.rollback(obj.require_dsn(), rollback)
+        else:
+            result = m.migrate(obj.require_dsn(), dry_run=dry_run)
+    except TickaggError:
+        raise
+    except Exception as exc:  # psycopg / yoyo errors from the migrator
+        import psycopg
+
+        from .errors import translate
+
+        if isinstance(exc, psycopg.Error):
+            raise translate(exc) from exc
+        raise
+    if isinstance(result, dict):
+        for k, v in result.items():
+            click.echo(f"{k}: {v}")
+    elif result is not None:
+        click.echo(str(result))
+
+
+# --- symbols -----------------------------------------------------------------
+
+
+@cli.group()
+def symbols():
+    """Manage the instrument registry."""
+
+
+@symbols.command("add")
+@click.argument("symbol")
+@click.option("--calendar", required=True, help="Calendar code, e.g. forex_24x5.")
+@click.option("--mandatory", is_flag=True, help="Failures mark hard_failed, never disable.")
+@click.option(
+    "--source",
+    "source_kind",
+    type=click.Choice(["bars", "ticks"]),
+    default="bars",
+    show_default=True,
+)
+@click.option(
+    "--price", "price_kind", type=click.Choice(["last", "mid"]), default="last", show_default=True
+)
+@click.option("--asset-class", default=None)
+@click.option("--inactive", is_flag=True, help="Register with active = false.")
+@click.option("--test-active", is_flag=True, help="Also active in the test env.")
+@click.pass_obj
+def symbols_add(
+    obj: Ctx,
+    symbol,
+    calendar,
+    mandatory,
+    source_kind,
+    price_kind,
+    asset_class,
+    inactive,
+    test_active,
+):
+    """Register (or update) SYMBOL."""
+    with obj.pool().connection() as conn, conn.transaction():
+        res = queries.register_symbol(
+            conn,
+            symbol,
+            calendar,
+            asset_class=asset_class,
+            source_kind=source_kind,
+            is_mandatory=mandatory,
+            price_kind=price_kind,
+            active=not inactive,
+            test_active=test_active,
+        )
+    click.echo(json.dumps(res, default=str))
+
+
+@symbols.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def symbols_list(obj: Ctx, as_json):
+    """List registered instruments."""
+    with obj.pool().connection() as conn:
+        rows = queries.list_symbols(conn)
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo("no symbols registered")
+        return
+    cols = list(rows[0].keys())
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+    click.echo("  ".join(c.ljust(widths[c]) for c in cols))
+    for r in rows:
+        click.echo("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
+
+
+# --- sync --------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--start", default=None, help="agg_start_utc for new tasks (ISO 8601).")
+@click.pass_obj
+def sync(obj: Ctx, start):
+    """Create/update/disable tasks from the registry."""
+    with obj.pool().connection() as conn, conn.transaction():
+        res = queries.sync_agg_state_from_registry(conn, obj.env, _parse_ts(start))
+    click.echo(json.dumps(res, default=str))
+
+
+# --- ingest ------------------------------------------------------------------
+
+
+@cli.group()
+def ingest():
+    """Load market data files."""
+
+
+@ingest.command("bars")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--source",
+    default=None,
+    help="Source for rows without a source column (e.g. polygon_historical).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def ingest_bars(obj: Ctx, file, source, as_json):
+    """Load 1-minute bars from CSV (.csv, .csv.gz) or Parquet.
+
+    Exit 0 when every row landed or was unchanged, 3 when rows were rejected,
+    2 when the file itself is unreadable."""
+    from .ingest import format_result, ingest_bars_file, iter_file_rows
+
+    # validate header first (exit 2) without needing a database
+    next(iter(iter_file_rows(file)), None)
+    res = ingest_bars_file(obj.pool(), file, source)
+    if as_json:
+        _echo_json(res)
+    else:
+        click.echo(format_result(res), nl=False)
+    if (res.get("rows_rejected") or 0) > 0:
+        raise SystemExit(EXIT_REJECTED)
+
+
+# --- run ---------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    envvar="TICKAGG_WORKERS",
+    show_envvar=True,
+)
+@click.option(
+    "--until-idle",
+    is_flag=True,
+    envvar="TICKAGG_UNTIL_IDLE",
+    show_envvar=True,
+    help="Exit 0 once nothing is due.",
+)
+@click.option(
+    "--lease-seconds",
+    type=click.IntRange(1),
+    default=60,
+    show_default=True,
+    envvar="TICKAGG_LEASE_SECONDS",
+    show_envvar=True,
+)
+@click.option(
+    "--statement-timeout",
+    type=click.FloatRange(0.1),
+    default=300,
+    show_default=True,
+    envvar="TICKAGG_STATEMENT_TIMEOUT",
+    show_envvar=True,
+    help="Seconds per task statement.",
+)
+@click.option(
+    "--max-windows",
+    type=click.IntRange(1),
+    default=None,
+    envvar="TICKAGG_MAX_WINDOWS",
+    show_envvar=True,
+    help="Buckets per catch-up call (default: the SQL default).",
+)
+@click.option(
+    "--poll-max",
+    type=click.FloatRange(0.1),
+    default=30,
+    show_default=True,
+    envvar="TICKAGG_POLL_MAX",
+    show_envvar=True,
+    help="Longest sleep between checks when no notification arrives.",
+)
+@click.pass_obj
+def run(obj: Ctx, workers, until_idle, lease_seconds, statement_timeout, max_windows, poll_max):
+    """Claim and execute due tasks until stopped (SIGTERM/SIGINT: finish, exit 0)."""
+    from .loop import RunnerConfig
+    from .loop import run as run_loop
+
+    cfg = RunnerConfig(
+        dsn=obj.require_dsn(),
+        env=obj.env,
+        workers=workers,
+        lease_seconds=lease_seconds,
+        statement_timeout=statement_timeout,
+        max_windows=max_windows,
+        poll_max=poll_max,
+        until_idle=until_idle,
+    )
+    stats = run_loop(cfg)
+    if until_idle:
+        click.echo(
+            f"idle: {stats.tasks_succeeded} tasks succeeded, "
+            f"{stats.tasks_failed} failed, {stats.bars_written} bars written"
+        )
+
+
+# --- status ------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def status(obj: Ctx, as_json):
+    """Task status and migration drift."""
+    from . import status as st
+
+    with obj.pool().connection() as conn:
+        data = st.collect(conn)
+    if as_json:
+        click.echo(st.to_json(data))
+    else:
+        st.render(data)
+
+
+# --- demo --------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--data-dir", default=".tickagg-demo/pg", show_default=True, type=click.Path(file_okay=False)
+)
+@click.option("--weeks", type=click.IntRange(1, 52), default=4, show_default=True)
+@click.option("--keep-running", is_flag=True, help="Leave the cluster up and print its DSN.")
+@click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+def demo(data_dir, weeks, keep_running, workers, seed):
+    """Private PostgreSQL + synthetic data + the runner, end to end."""
+    from .demo import run_demo
+
+    run_demo(data_dir=data_dir, weeks=weeks, keep_running=keep_running, workers=workers, seed=seed)
+
+
+def main(argv=None):
+    return cli.main(args=argv, prog_name="tickagg")
+
+
+if __name__ == "__main__":
+    main()

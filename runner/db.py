@@ -1,0 +1,56 @@
+"""Connection handling: one psycopg_pool.ConnectionPool, dict rows,
+autocommit connections (callers own transactions with ``conn.transaction()``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from .errors import wrap_exceptions
+
+APPLICATION_NAME = "tickagg"
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@", re.I)
+_KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.I)
+_QS_PASSWORD = re.compile(r"(?P<head>[?&]password=)[^&\s]*", re.I)
+
+
+def mask_dsn(text: str | None) -> str:
+    """Replace any password in a DSN (URL or key=value form) with ***."""
+    if not text:
+        return ""
+    text = _URL_PASSWORD.sub(r"\g<head>***@", text)
+    text = _KV_PASSWORD.sub(r"\g<head>***", text)
+    return _QS_PASSWORD.sub(r"\g<head>***", text)
+
+
+def connect(dsn: str, **kwargs) -> psycopg.Connection:
+    """A single dedicated connection (used by the LISTEN thread)."""
+    kwargs.setdefault("autocommit", True)
+    kwargs.setdefault("row_factory", dict_row)
+    kwargs.setdefault("application_name", APPLICATION_NAME)
+    return psycopg.connect(dsn, **kwargs)
+
+
+def make_pool(
+    dsn: str, max_size: int = 4, min_size: int = 1, name: str = "tickagg"
+) -> ConnectionPool:
+    # Probe once so a bad DSN fails fast with PostgreSQL's own message
+    # instead of a pool timeout.
+    with wrap_exceptions():
+        connect(dsn, connect_timeout=10).close()
+    pool = ConnectionPool(
+        dsn,
+        min_size=min(min_size, max_size),
+        max_size=max_size,
+        kwargs={"autocommit": True, "row_factory": dict_row, "application_name": APPLICATION_NAME},
+        check=ConnectionPool.check_connection,
+        name=name,
+        open=False,
+    )
+    pool.open(wait=True, timeout=30)
+    return pool

@@ -1,0 +1,274 @@
+"""`tickagg demo`: private PostgreSQL, synthetic data with gaps, bad rows and
+late corrections, two runner passes, and a short report."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import logging
+import os
+import random
+import tempfile
+import time
+
+import click
+import psycopg
+from psycopg import sql
+
+from . import db, queries
+from .errors import TickaggDatabaseError
+from .ingest import format_result, ingest_bars_file
+from .loop import Runner, RunnerConfig
+from .status import fmt_value
+from .synthetic import DEMO_SYMBOLS, correct, generate, latest_completed_hour
+
+log = logging.getLogger(__name__)
+
+DEMO_DB = "tickagg_demo"
+BASE_SOURCE = "polygon_historical"
+LATE_SOURCE = "live_aggregated"
+CSV_HEADER = ["canonical_symbol", "ts_utc", "open", "high", "low", "close", "volume", "source"]
+
+
+def _iso(ts: dt.datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _bad_rows(start: dt.datetime) -> list[list[str]]:
+    t = _iso(start + dt.timedelta(days=2, hours=3))
+    return [
+        ["EURUSD", "2024-13-45 25:61", "1.1", "1.2", "1.0", "1.1", "10", BASE_SOURCE],
+        ["EURUSD", t, "NaN", "1.2", "1.0", "1.1", "10", BASE_SOURCE],
+        ["GBPUSD", t, "1.27", "1.25", "1.29", "1.27", "10", BASE_SOURCE],  # high < low
+        ["USDJPY", t, "151.0", "151.5", "150.5", "151.1", "-5", BASE_SOURCE],
+        ["XXXYYY", t, "1.0", "1.0", "1.0", "1.0", "1", BASE_SOURCE],  # unknown
+    ]
+
+
+def write_demo_files(
+    workdir: str, start: dt.datetime, end: dt.datetime, seed: int
+) -> tuple[str, str, dict]:
+    """Main CSV (with a few bad rows) and a late CSV (held-back hours plus
+    higher-ranked corrections). Returns paths and counts."""
+    rng = random.Random(seed)
+    span_days = (end - start).days
+    # held-back hours: weekday mid-session hours in the middle of the range
+    late_hours: set[tuple[str, dt.datetime]] = set()
+    for sym in ("EURUSD", "GBPUSD", "BTCUSD"):
+        for _ in range(2):
+            while True:
+                d = start + dt.timedelta(days=rng.randint(span_days // 4, span_days * 3 // 4))
+                if d.weekday() in (1, 2, 3):
+                    break
+            late_hours.add((sym, d.replace(hour=rng.choice((9, 13, 15)), minute=0)))
+    # corrections: random minutes of EURUSD and BTCUSD
+    correction_ts: set[tuple[str, dt.datetime]] = set()
+    span_minutes = int((end - start).total_seconds() // 60)
+    for sym in ("EURUSD", "BTCUSD"):
+        for _ in range(8):
+            d = start + dt.timedelta(minutes=rng.randrange(span_minutes - 60))
+            correction_ts.add((sym, d))
+    main_path = os.path.join(workdir, "demo_bars.csv")
+    late_path = os.path.join(workdir, "demo_late_bars.csv")
+    counts = {"main": 0, "late_held_back": 0, "corrections": 0, "bad": 0}
+    late_rows: list[list[str]] = []
+    with open(main_path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(CSV_HEADER)
+        for spec in DEMO_SYMBOLS:
+            for bar in generate(spec, start, end, random.Random(rng.random())):
+                sym, ts = bar[0], bar[1]
+                row = [sym, _iso(ts), *bar[2:]]
+                if (sym, ts.replace(minute=0)) in late_hours:
+                    late_rows.append(row)
+                    counts["late_held_back"] += 1
+                    continue
+                w.writerow(row)
+                counts["main"] += 1
+                if (sym, ts) in correction_ts:
+                    c = correct(bar, rng, LATE_SOURCE)
+                    late_rows.append([c[0], _iso(c[1]), *c[2:]])
+                    counts["corrections"] += 1
+        bad = _bad_rows(start)
+        # a duplicate inside the file: BTCUSD's first minute again, other prices
+        bad.append(["BTCUSD", _iso(start), "1", "1", "1", "1", "1", BASE_SOURCE])
+        w.writerows(bad)
+        counts["bad"] = len(bad)
+    with open(late_path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(CSV_HEADER)
+        w.writerows(late_rows)
+    return main_path, late_path, counts
+
+
+def _run_pass(dsn: str, pool, workers: int) -> dict:
+    cfg = RunnerConfig(
+        dsn=dsn,
+        env="prod",
+        workers=workers,
+        lease_seconds=120,
+        statement_timeout=110,
+        poll_max=2,
+        until_idle=True,
+    )
+    t0 = time.monotonic()
+    stats = Runner(cfg, pool).run()
+    return {
+        "seconds": time.monotonic() - t0,
+        "tasks": stats.tasks_succeeded,
+        "failed": stats.tasks_failed,
+        "bars": stats.bars_written,
+    }
+
+
+def _recreate_database(admin_dsn: str, name: str) -> None:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def _report(pool, first: dict, second: dict, ingest_counts: dict) -> None:
+    echo = click.echo
+
+    def optional(fn, *args):
+        # the real-time views may not exist in every schema version
+        try:
+            with pool.connection() as conn:
+                return fn(conn, *args)
+        except TickaggDatabaseError as exc:
+            if exc.sqlstate != "42P01":
+                raise
+            return []
+
+    with pool.connection() as conn:
+        counts = queries.bar_counts(conn)
+        tasks = queries.task_status(conn)
+    quality = optional(queries.quality_distribution)
+    h1 = optional(queries.sample_bars, "EURUSD", "1h", 6)
+    d1 = optional(queries.sample_bars, "EURUSD", "1d", 5)
+    echo("\n== bars per timeframe ==")
+    for r in counts:
+        echo(
+            f"  {r['timeframe']:>4}  bars={r['bars']:>7}  symbols={r['symbols']}  "
+            f"partial={r['partial_bars']}  avg_quality={r['avg_quality']}"
+        )
+    echo("\n== tasks (lag = now - cursor; 1d/1w buckets close late by nature) ==")
+    by_status: dict[str, int] = {}
+    per_tf: dict[str, list] = {}
+    for t in tasks:
+        by_status[t["status"]] = by_status.get(t["status"], 0) + 1
+        per_tf.setdefault(t["timeframe"], []).append(t)
+    echo("  " + ", ".join(f"{k}={v}" for k, v in sorted(by_status.items())))
+    for tf, rows in per_tf.items():  # the view orders timeframes by rank
+        lags = [r["lag"] for r in rows if r.get("lag") is not None]
+        runs = sum(r.get("runs_total") or 0 for r in rows)
+        echo(
+            f"  {tf:>4}  tasks={len(rows)}  max_lag={fmt_value(max(lags)) if lags else '-':>10}"
+            f"  runs={runs}"
+        )
+    failing = [t for t in tasks if t.get("last_error")]
+    for t in failing[:5]:
+        echo(f"  ! {t['canonical_symbol']} {t['timeframe']}: {t['last_error']}")
+    echo("\n== quality (2 = complete, 1 = usable, 0 = below threshold) ==")
+    if not quality:
+        echo("  (no ohlcv_* views in this schema)")
+    for r in quality:
+        echo(f"  {r['timeframe']:>4}  q2={r['q2']:>6}  q1={r['q1']:>5}  q0={r['q0']:>5}")
+    for title, rows in (("EURUSD 1h (latest)", h1), ("EURUSD 1d (latest)", d1)):
+        echo(f"\n== {title} ==")
+        if not rows:
+            echo("  (no ohlcv_* views in this schema)")
+        for b in rows:
+            echo(
+                f"  {b['ts_utc']:%Y-%m-%d %H:%M}Z  O={b['open']} H={b['high']} "
+                f"L={b['low']} C={b['close']} V={b['volume']} "
+                f"src={b['source_candles']}/{b['expected_candles']} q={b['quality_score']}"
+            )
+    echo("\n== runs ==")
+    echo(
+        f"  first pass:  {first['tasks']} task runs, {first['bars']} bars, {first['seconds']:.1f}s"
+    )
+    echo(
+        f"  late batch:  {ingest_counts['late_held_back']} held-back 1m bars + "
+        f"{ingest_counts['corrections']} corrections by {LATE_SOURCE}"
+    )
+    echo(
+        f"  second pass: {second['tasks']} task runs re-materialised "
+        f"{second['bars']} derived bars in {second['seconds']:.1f}s"
+    )
+
+
+def run_demo(
+    data_dir: str, weeks: int = 4, keep_running: bool = False, workers: int = 2, seed: int = 42
+) -> None:
+    from .embedded_pg import EmbeddedPostgres
+    from .migrate import migrate
+
+    t_start = time.monotonic()
+    if logging.getLogger().level >= logging.INFO:
+        # one line per task is right for `run`, too much for the demo
+        for name in ("runner.loop", "runner.ingest"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    data_dir = os.path.abspath(data_dir)
+    os.makedirs(os.path.dirname(data_dir) or ".", exist_ok=True)
+    pg = EmbeddedPostgres(data_dir)
+    click.echo(f"starting PostgreSQL in {data_dir} ...")
+    try:
+        pg.start()
+    except PermissionError as exc:
+        # as root under /root the postgres OS user cannot reach cwd; use /tmp
+        fallback = os.path.join(tempfile.gettempdir(), f"tickagg-demo-{os.getuid()}", "pg")
+        click.echo(f"{exc}; using {fallback} instead", err=True)
+        os.makedirs(os.path.dirname(fallback), exist_ok=True)
+        os.chmod(os.path.dirname(fallback), 0o755)  # noqa: S103 - postgres must traverse
+        pg = EmbeddedPostgres(fallback)
+        pg.start()
+    pool = None
+    try:
+        _recreate_database(pg.dsn("postgres"), DEMO_DB)
+        dsn = pg.dsn(DEMO_DB)
+        migrate(dsn)
+        pool = db.make_pool(dsn, max_size=workers + 1)
+
+        end = latest_completed_hour()
+        start = (end - dt.timedelta(weeks=weeks)).replace(hour=0)
+        with pool.connection() as conn, conn.transaction():
+            for spec in DEMO_SYMBOLS:
+                queries.register_symbol(
+                    conn,
+                    spec.symbol,
+                    spec.calendar,
+                    asset_class=spec.asset_class,
+                    is_mandatory=spec.mandatory,
+                )
+            synced = queries.sync_agg_state_from_registry(conn, "prod", start)
+        click.echo(f"registered {len(DEMO_SYMBOLS)} symbols; tasks: {synced}")
+
+        with tempfile.TemporaryDirectory(prefix="tickagg-demo-") as tmp:
+            main_csv, late_csv, counts = write_demo_files(tmp, start, end, seed)
+            click.echo(
+                f"generated {counts['main']} 1m bars {start:%Y-%m-%d} .. "
+                f"{end:%Y-%m-%d %H:%M}Z (+{counts['bad']} bad rows)"
+            )
+            res = ingest_bars_file(pool, main_csv, BASE_SOURCE)
+            click.echo(format_result(res), nl=False)
+            first = _run_pass(dsn, pool, workers)
+            click.echo(f"first pass done: {first['tasks']} task runs, {first['bars']} bars")
+            res = ingest_bars_file(pool, late_csv, LATE_SOURCE)
+            click.echo("late batch: " + format_result(res), nl=False)
+            second = _run_pass(dsn, pool, workers)
+        _report(pool, first, second, counts)
+        click.echo(f"\ndemo finished in {time.monotonic() - t_start:.0f}s")
+        if keep_running:
+            click.echo(
+                f"cluster left running; connect with:\n  "
+                f"psql '{db.mask_dsn(dsn)}'\n  TICKAGG_DSN='{db.mask_dsn(dsn)}' "
+                f"tickagg status"
+            )
+    finally:
+        if pool is not None:
+            pool.close()
+        if not keep_running:
+            pg.stop()

@@ -1,0 +1,353 @@
+"""The runner loop: claim one due task, execute it in one transaction,
+finish it. Wakes on LISTEN tickagg_work or at the next due time; never
+busy-polls. Safe with several workers and several processes (leases and
+claim-token fencing live in SQL)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+from psycopg_pool import ConnectionPool
+
+from . import db, queries
+from .errors import (
+    LeaseLost,
+    TickaggError,
+    TransientDatabaseError,
+    UnknownTaskKind,
+    translate,
+    wrap_exceptions,
+)
+from .logging_setup import log_context
+
+log = logging.getLogger(__name__)
+
+WORK_CHANNEL = "tickagg_work"
+
+
+@dataclasses.dataclass
+class RunnerConfig:
+    dsn: str
+    env: str = "prod"
+    workers: int = 1
+    lease_seconds: int = 60
+    statement_timeout: float = 300
+    max_windows: int | None = None
+    poll_max: float = 30
+    until_idle: bool = False
+
+
+@dataclasses.dataclass
+class RunStats:
+    tasks_run: int = 0
+    tasks_succeeded: int = 0
+    tasks_failed: int = 0
+    leases_lost: int = 0
+    released: int = 0
+    bars_written: int = 0
+    by_kind: dict = dataclasses.field(default_factory=dict)
+
+
+# --- task handlers: task_kind -> fn(conn, task, config) -> finish kwargs ------
+
+
+def _run_rollup(conn, task: dict, cfg: RunnerConfig) -> dict:
+    res = (
+        queries.catchup_aggregation_range(
+            conn, task["canonical_symbol"], task["timeframe"], task["cursor_ts"], cfg.max_windows
+        )
+        or {}
+    )
+    if res.get("success") is False:
+        raise TickaggError(res.get("error") or f"catchup failed: {res}")
+    log.info(
+        "catchup: windows=%s bars=%s partial=%s dirty=%s %s -> %s continue=%s",
+        res.get("windows_processed"),
+        res.get("bars_written"),
+        res.get("partial_bars"),
+        res.get("dirty_ranges"),
+        res.get("cursor_from"),
+        res.get("cursor_to"),
+        res.get("continue"),
+    )
+    return {
+        "cursor_from": res.get("cursor_from", task["cursor_ts"]),
+        "cursor_to": res.get("cursor_to"),
+        "bars_written": int(res.get("bars_written") or 0),
+        "cont": bool(res.get("continue")),
+    }
+
+
+HANDLERS: dict[str, Callable[..., dict]] = {
+    "rollup": _run_rollup,
+    # ticks_1m, export, gap_scan: added with their issues
+}
+
+
+class Runner:
+    def __init__(self, cfg: RunnerConfig, pool: ConnectionPool | None = None):
+        self.cfg = cfg
+        self._own_pool = pool is None
+        self.pool = pool
+        self.stop_event = threading.Event()
+        self._cond = threading.Condition()
+        self._wake_seq = 0
+        self._busy = 0
+        self._idle_exit = False
+        self.stats = RunStats()
+        self._stats_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    # -- wake-ups -------------------------------------------------------------
+    def wake(self) -> None:
+        with self._cond:
+            self._wake_seq += 1
+            self._cond.notify_all()
+
+    def request_stop(self, reason: str = "") -> None:
+        if not self.stop_event.is_set():
+            log.info(
+                "stopping%s: no new claims; current tasks finish", f" ({reason})" if reason else ""
+            )
+        self.stop_event.set()
+        self.wake()
+
+    # -- listener ---------------------------------------------------------------
+    def _listen(self) -> None:
+        backoff = 1.0
+        while not self.stop_event.is_set():
+            try:
+                with db.connect(self.cfg.dsn) as conn:
+                    conn.execute(queries.LISTEN_WORK)
+                    log.debug("listening on %s", WORK_CHANNEL)
+                    backoff = 1.0
+                    self.wake()  # we may have missed notifications meanwhile
+                    while not self.stop_event.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self.wake()
+            except Exception as exc:  # noqa: BLE001 - reconnect on anything
+                if self.stop_event.is_set():
+                    break
+                log.warning(
+                    "listener connection lost: %s; retry in %.0fs",
+                    translate(exc) if hasattr(exc, "sqlstate") else exc,
+                    backoff,
+                )
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, 30)
+
+    # -- workers ----------------------------------------------------------------
+    def _sleep_seconds(self) -> float:
+        try:
+            with self.pool.connection() as conn:
+                nxt = queries.next_due_at(conn, self.cfg.env)
+        except TickaggError as exc:
+            log.warning("agg_next_due_at failed: %s", exc)
+            return min(5.0, self.cfg.poll_max)
+        if nxt is None:
+            return self.cfg.poll_max
+        delta = (nxt - dt.datetime.now(dt.UTC)).total_seconds()
+        return max(0.05, min(delta, self.cfg.poll_max))
+
+    def _claim(self) -> dict | None:
+        with self.pool.connection() as conn:
+            rows = queries.get_due_tasks(conn, self.cfg.env, 1, self.cfg.lease_seconds)
+        return rows[0] if rows else None
+
+    def _nothing_due(self) -> bool:
+        with self.pool.connection() as conn:
+            return not queries.get_due_tasks(conn, self.cfg.env, 1, None)
+
+    def _worker(self, worker_no: int) -> None:
+        with log_context(worker=worker_no):
+            while not self.stop_event.is_set():
+                with self._cond:
+                    seq = self._wake_seq
+                try:
+                    task = None if self.stop_event.is_set() else self._claim()
+                except TickaggError as exc:
+                    log.warning("claim failed: %s", exc)
+                    task = None
+                    if not isinstance(exc, TransientDatabaseError):
+                        raise
+                if task is not None:
+                    with self._cond:
+                        self._busy += 1
+                    try:
+                        if self.stop_event.is_set():
+                            self._release(task)
+                        else:
+                            self.execute(task)
+                    finally:
+                        with self._cond:
+                            self._busy -= 1
+                            self._wake_seq += 1
+                            self._cond.notify_all()
+                    continue
+                # nothing claimed
+                if self.cfg.until_idle:
+                    with self._cond:
+                        others_busy = self._busy > 0
+                    if not others_busy and self._nothing_due():
+                        with self._cond:
+                            if self._busy == 0:
+                                self._idle_exit = True
+                                self.request_stop("idle")
+                                return
+                timeout = self._sleep_seconds()
+                self._wait(seq, timeout)
+
+    def _wait(self, seq: int, timeout: float) -> None:
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._wake_seq != seq or self.stop_event.is_set(), timeout=timeout
+            )
+
+    def _release(self, task: dict) -> None:
+        with log_context(
+            symbol=task["canonical_symbol"], timeframe=task["timeframe"], kind=task["task_kind"]
+        ):
+            try:
+                with self.pool.connection() as conn, conn.transaction():
+                    queries.agg_finish(conn, task, "release")
+                log.info("released claimed task (shutting down)")
+                with self._stats_lock:
+                    self.stats.released += 1
+            except TickaggError as exc:
+                log.warning("release failed (lease will expire): %s", exc)
+
+    def execute(self, task: dict) -> None:
+        """Run one claimed task: work + agg_finish('success') in ONE
+        transaction; on failure roll back and record the outcome."""
+        run_id = uuid.uuid4().hex[:8]
+        kind = task["task_kind"]
+        with log_context(
+            run_id=run_id, symbol=task["canonical_symbol"], timeframe=task["timeframe"], kind=kind
+        ):
+            t0 = time.monotonic()
+            with self._stats_lock:
+                self.stats.tasks_run += 1
+            try:
+                handler = HANDLERS.get(kind)
+                with self.pool.connection() as conn:
+                    with wrap_exceptions(), conn.transaction():
+                        if handler is None:
+                            raise UnknownTaskKind(
+                                f"runner has no handler for task_kind {kind!r} "
+                                f"(known: {', '.join(sorted(HANDLERS))})"
+                            )
+                        queries.set_statement_timeout(conn, self.cfg.statement_timeout)
+                        fin = handler(conn, task, self.cfg)
+                        queries.agg_finish(conn, task, "success", **fin)
+            except LeaseLost as exc:
+                with self._stats_lock:
+                    self.stats.leases_lost += 1
+                log.warning("lease lost, work rolled back: %s", exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - classified below
+                self._fail(task, exc)
+                return
+            elapsed = time.monotonic() - t0
+            with self._stats_lock:
+                self.stats.tasks_succeeded += 1
+                self.stats.bars_written += fin.get("bars_written", 0)
+                k = self.stats.by_kind.setdefault(kind, {"runs": 0, "bars": 0})
+                k["runs"] += 1
+                k["bars"] += fin.get("bars_written", 0)
+            log.info(
+                "task done in %.3fs: bars=%s cursor %s -> %s continue=%s",
+                elapsed,
+                fin.get("bars_written"),
+                fin.get("cursor_from"),
+                fin.get("cursor_to"),
+                fin.get("cont"),
+            )
+
+    def _fail(self, task: dict, exc: BaseException) -> None:
+        outcome = "transient" if isinstance(exc, TransientDatabaseError) else "hard"
+        with self._stats_lock:
+            self.stats.tasks_failed += 1
+        log.error("task failed (%s): %s", outcome, exc, exc_info=not isinstance(exc, TickaggError))
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                queries.agg_finish(conn, task, outcome, error=str(exc)[:2000])
+        except LeaseLost as exc2:
+            log.warning("lease lost while recording failure: %s", exc2)
+        except TickaggError as exc2:
+            log.error("could not record failure (lease will expire): %s", exc2)
+
+    # -- lifecycle --------------------------------------------------------------
+    def run(self, install_signals: bool = True) -> RunStats:
+        cfg = self.cfg
+        if cfg.statement_timeout >= cfg.lease_seconds:
+            log.info(
+                "statement timeout (%ss) >= lease (%ss): a long task may "
+                "lose its lease; its work is then rolled back",
+                cfg.statement_timeout,
+                cfg.lease_seconds,
+            )
+        if self.pool is None:
+            self.pool = db.make_pool(cfg.dsn, max_size=cfg.workers + 1)
+        old = {}
+        if install_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                old[sig] = signal.signal(
+                    sig, lambda s, f: self.request_stop(signal.Signals(s).name)
+                )
+        log.info(
+            "runner starting: env=%s workers=%s lease=%ss timeout=%ss%s",
+            cfg.env,
+            cfg.workers,
+            cfg.lease_seconds,
+            cfg.statement_timeout,
+            " until-idle" if cfg.until_idle else "",
+        )
+        errors: list[BaseException] = []
+
+        def guarded(fn, *args):
+            def inner():
+                try:
+                    fn(*args)
+                except BaseException as exc:  # noqa: BLE001
+                    errors.append(exc)
+                    log.exception("thread crashed: %s", exc)
+                    self.request_stop("thread crashed")
+
+            return inner
+
+        listener = threading.Thread(target=guarded(self._listen), name="tk-listen", daemon=True)
+        listener.start()
+        self._threads = [
+            threading.Thread(target=guarded(self._worker, i), name=f"tk-worker-{i}")
+            for i in range(cfg.workers)
+        ]
+        for t in self._threads:
+            t.start()
+        try:
+            for t in self._threads:
+                while t.is_alive():
+                    t.join(0.2)  # short joins keep the main thread signal-responsive
+        finally:
+            self.stop_event.set()
+            listener.join(3)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+            if self._own_pool:
+                self.pool.close()
+        log.info("runner stopped: %s", dataclasses.asdict(self.stats))
+        if errors:
+            raise errors[0]
+        return self.stats
+
+
+def run(
+    cfg: RunnerConfig, pool: ConnectionPool | None = None, install_signals: bool = True
+) -> RunStats:
+    return Runner(cfg, pool).run(install_signals=install_signals)

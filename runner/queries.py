@@ -1,0 +1,285 @@
+"""The SQL the runner sends, by name.
+
+Each query calls ONE tickagg function (or reads one view) with NAMED
+arguments; values always travel as parameters. Helpers take a connection and
+return dict rows; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from .errors import wrap_exceptions
+
+# --- tasks -----------------------------------------------------------------
+
+GET_DUE_TASKS = """
+SELECT * FROM tickagg.agg_get_due_tasks(
+    p_env => %(env)s,
+    p_now => COALESCE(%(now)s::timestamptz, clock_timestamp()),
+    p_limit => %(limit)s,
+    p_lease_seconds => %(lease_seconds)s)
+"""
+
+NEXT_DUE_AT = "SELECT tickagg.agg_next_due_at(p_env => %(env)s) AS next_due_at"
+
+CATCHUP_AGGREGATION_RANGE = """
+SELECT tickagg.catchup_aggregation_range(
+    p_canonical_symbol => %(symbol)s,
+    p_timeframe => %(timeframe)s,
+    p_cursor => %(cursor)s,
+    p_max_windows => %(max_windows)s) AS result
+"""
+
+AGG_FINISH = """
+SELECT tickagg.agg_finish(
+    p_canonical_symbol => %(symbol)s,
+    p_timeframe => %(timeframe)s,
+    p_task_kind => %(task_kind)s,
+    p_claim_token => %(claim_token)s,
+    p_outcome => %(outcome)s,
+    p_cursor_from => %(cursor_from)s,
+    p_cursor_to => %(cursor_to)s,
+    p_error => %(error)s,
+    p_bars_written => %(bars_written)s,
+    p_continue => %(continue)s) AS result
+"""
+
+SET_STATEMENT_TIMEOUT = (
+    "SELECT set_config('statement_timeout', %(timeout)s, true) AS statement_timeout"
+)
+
+LISTEN_WORK = "LISTEN tickagg_work"
+
+# --- registry --------------------------------------------------------------
+
+SYNC_AGG_STATE_FROM_REGISTRY = """
+SELECT tickagg.sync_agg_state_from_registry(
+    p_env => %(env)s,
+    p_start => %(start)s) AS result
+"""
+
+REGISTER_SYMBOL = """
+SELECT tickagg.register_symbol(
+    p_canonical_symbol => %(symbol)s,
+    p_calendar_code => %(calendar)s,
+    p_asset_class => %(asset_class)s,
+    p_source_kind => %(source_kind)s,
+    p_is_mandatory => %(is_mandatory)s,
+    p_price_kind => %(price_kind)s,
+    p_active => %(active)s,
+    p_test_active => %(test_active)s) AS result
+"""
+
+LIST_SYMBOLS = "SELECT * FROM tickagg.asset_registry ORDER BY canonical_symbol"
+
+# --- ingest ----------------------------------------------------------------
+
+STAGE_COLUMNS = (
+    "line_no",
+    "canonical_symbol",
+    "ts_utc",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "source",
+)
+
+CREATE_BARS_STAGE = """
+CREATE TEMP TABLE tickagg_bars_stage (
+    line_no bigint, canonical_symbol text, ts_utc text, open text, high text,
+    low text, close text, volume text, source text) ON COMMIT DROP
+"""
+
+COPY_BARS_STAGE = "COPY tickagg_bars_stage (" + ", ".join(STAGE_COLUMNS) + ") FROM STDIN"
+
+INGEST_STAGED_BARS = """
+SELECT tickagg.ingest_staged_bars(
+    p_file_name => %(file_name)s,
+    p_default_source => %(default_source)s) AS result
+"""
+
+# without --source: let the function's own default source apply
+INGEST_STAGED_BARS_DEFAULT_SOURCE = """
+SELECT tickagg.ingest_staged_bars(p_file_name => %(file_name)s) AS result
+"""
+
+# --- views -----------------------------------------------------------------
+
+TASK_STATUS = "SELECT * FROM tickagg.task_status"  # the view orders by timeframe rank
+
+BAR_COUNTS = "SELECT * FROM tickagg.bar_counts"
+
+# real-time views, one per timeframe (materialised bars + live tail)
+OHLCV_VIEWS = {
+    "5m": "ohlcv_5min",
+    "15m": "ohlcv_15min",
+    "30m": "ohlcv_30min",
+    "1h": "ohlcv_1hour",
+    "4h": "ohlcv_4hour",
+    "1d": "ohlcv_1day",
+    "1w": "ohlcv_1week",
+}
+
+SAMPLE_BARS = sql.SQL("""
+SELECT * FROM tickagg.{view}
+WHERE canonical_symbol = %(symbol)s
+ORDER BY ts_utc DESC LIMIT %(limit)s
+""")
+
+QUALITY_DISTRIBUTION = sql.SQL("""
+SELECT %(timeframe)s AS timeframe,
+       count(*) FILTER (WHERE quality_score = 2) AS q2,
+       count(*) FILTER (WHERE quality_score = 1) AS q1,
+       count(*) FILTER (WHERE quality_score = 0) AS q0
+FROM tickagg.{view}
+""")
+
+
+# --- helpers ---------------------------------------------------------------
+
+
+def _one(conn: psycopg.Connection, query: str, params: dict[str, Any]) -> Any:
+    with wrap_exceptions():
+        row = conn.execute(query, params).fetchone()
+    if row is None:
+        return None
+    return next(iter(row.values()))
+
+
+def _all(conn: psycopg.Connection, query: str, params: dict[str, Any] | None = None) -> list[dict]:
+    with wrap_exceptions():
+        return conn.execute(query, params or {}).fetchall()
+
+
+def get_due_tasks(
+    conn, env: str, limit: int = 100, lease_seconds: int | None = None, now=None
+) -> list[dict]:
+    """lease_seconds=None inspects without claiming."""
+    return _all(
+        conn,
+        GET_DUE_TASKS,
+        {"env": env, "now": now, "limit": limit, "lease_seconds": lease_seconds},
+    )
+
+
+def next_due_at(conn, env: str):
+    return _one(conn, NEXT_DUE_AT, {"env": env})
+
+
+def catchup_aggregation_range(
+    conn, symbol: str, timeframe: str, cursor, max_windows: int | None = None
+) -> dict:
+    return _one(
+        conn,
+        CATCHUP_AGGREGATION_RANGE,
+        {"symbol": symbol, "timeframe": timeframe, "cursor": cursor, "max_windows": max_windows},
+    )
+
+
+def agg_finish(
+    conn,
+    task: dict,
+    outcome: str,
+    *,
+    cursor_from=None,
+    cursor_to=None,
+    error: str | None = None,
+    bars_written: int = 0,
+    cont: bool = False,
+) -> dict:
+    return _one(
+        conn,
+        AGG_FINISH,
+        {
+            "symbol": task["canonical_symbol"],
+            "timeframe": task["timeframe"],
+            "task_kind": task["task_kind"],
+            "claim_token": task["claim_token"],
+            "outcome": outcome,
+            "cursor_from": cursor_from,
+            "cursor_to": cursor_to,
+            "error": error,
+            "bars_written": bars_written,
+            "continue": cont,
+        },
+    )
+
+
+def set_statement_timeout(conn, seconds: float) -> None:
+    _one(conn, SET_STATEMENT_TIMEOUT, {"timeout": f"{int(seconds * 1000)}ms"})
+
+
+def sync_agg_state_from_registry(conn, env: str, start=None) -> dict:
+    return _one(conn, SYNC_AGG_STATE_FROM_REGISTRY, {"env": env, "start": start})
+
+
+def register_symbol(
+    conn,
+    symbol: str,
+    calendar: str,
+    *,
+    asset_class=None,
+    source_kind: str = "bars",
+    is_mandatory: bool = False,
+    price_kind: str = "last",
+    active: bool = True,
+    test_active: bool = False,
+) -> dict:
+    return _one(
+        conn,
+        REGISTER_SYMBOL,
+        {
+            "symbol": symbol,
+            "calendar": calendar,
+            "asset_class": asset_class,
+            "source_kind": source_kind,
+            "is_mandatory": is_mandatory,
+            "price_kind": price_kind,
+            "active": active,
+            "test_active": test_active,
+        },
+    )
+
+
+def list_symbols(conn) -> list[dict]:
+    return _all(conn, LIST_SYMBOLS)
+
+
+def create_bars_stage(conn) -> None:
+    with wrap_exceptions():
+        conn.execute(CREATE_BARS_STAGE)
+
+
+def ingest_staged_bars(conn, file_name: str, default_source: str | None) -> dict:
+    if default_source is None:
+        return _one(conn, INGEST_STAGED_BARS_DEFAULT_SOURCE, {"file_name": file_name})
+    return _one(
+        conn, INGEST_STAGED_BARS, {"file_name": file_name, "default_source": default_source}
+    )
+
+
+def task_status(conn) -> list[dict]:
+    return _all(conn, TASK_STATUS)
+
+
+def bar_counts(conn) -> list[dict]:
+    return _all(conn, BAR_COUNTS)
+
+
+def sample_bars(conn, symbol: str, timeframe: str, limit: int = 10) -> list[dict]:
+    q = SAMPLE_BARS.format(view=sql.Identifier(OHLCV_VIEWS[timeframe]))
+    return _all(conn, q, {"symbol": symbol, "limit": limit})
+
+
+def quality_distribution(conn) -> list[dict]:
+    out = []
+    for tf, view in OHLCV_VIEWS.items():
+        q = QUALITY_DISTRIBUTION.format(view=sql.Identifier(view))
+        out.extend(_all(conn, q, {"timeframe": tf}))
+    return out

@@ -1,0 +1,204 @@
+"""`tickagg run`: until-idle exits 0 and materialises derived bars; SIGTERM
+exits 0 and leaves no task running; SQLSTATE mapping."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from runner import db, errors, queries
+from runner.ingest import ingest_rows
+from runner.synthetic import SymbolSpec, generate
+
+ROOT = Path(__file__).resolve().parents[1]
+UTC = dt.UTC
+
+
+def _tickagg(dsn: str, *args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "TICKAGG_DSN": dsn, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def _load_symbol(dsn: str, days: int, end: dt.datetime) -> str:
+    """Register a test-env crypto symbol, load `days` of 1m bars, sync."""
+    sym = f"L{uuid.uuid4().hex[:8].upper()}"
+    start = end - dt.timedelta(days=days)
+    spec = SymbolSpec(sym, "crypto_24x7", 100.0, 2, 0.001, 10, "crypto")
+    rows = (
+        (i + 2, b[0], b[1].isoformat(), *b[2:])
+        for i, b in enumerate(generate(spec, start, end, random.Random(7), hole_rate_per_day=0))
+    )
+    with db.connect(dsn) as conn:
+        with conn.transaction():
+            queries.register_symbol(
+                conn, sym, "crypto_24x7", asset_class="crypto", active=False, test_active=True
+            )
+        res = ingest_rows(conn, rows, "test.csv", "polygon_historical")
+        assert res["rows_rejected"] == 0, res
+        with conn.transaction():
+            queries.sync_agg_state_from_registry(conn, "test", start)
+    return sym
+
+
+def _tasks(dsn: str, sym: str) -> list[dict]:
+    with db.connect(dsn) as conn:
+        return [t for t in queries.task_status(conn) if t["canonical_symbol"] == sym]
+
+
+def test_run_until_idle_materialises_bars(dsn):
+    end = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=1)
+    sym = _load_symbol(dsn, 2, end)
+    proc = _tickagg(
+        dsn,
+        "--env",
+        "test",
+        "--log-format",
+        "json",
+        "run",
+        "--until-idle",
+        "--workers",
+        "2",
+        "--poll-max",
+        "1",
+    )
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    tasks = _tasks(dsn, sym)
+    rollups = {t["timeframe"]: t for t in tasks if t["task_kind"] == "rollup"}
+    assert {"5m", "1h", "1d"} <= rollups.keys()
+    assert all(t["status"] == "idle" for t in tasks), tasks
+    assert rollups["5m"]["bars_written_total"] >= 2 * 24 * 12 - 12
+    assert rollups["1h"]["bars_written_total"] >= 2 * 24 - 1
+    # one JSON object per log line, task lines carry run id + task identity
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    task_lines = [x for x in lines if x.get("symbol") == sym]
+    assert task_lines and all(
+        x.get("run_id") and x.get("timeframe") and x.get("kind") for x in task_lines
+    )
+
+
+def test_sigterm_exits_0_and_leaves_nothing_running(dsn):
+    end = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=1)
+    syms = [_load_symbol(dsn, 7, end) for _ in range(2)]
+    # small batches keep tasks coming back (continue=true), so SIGTERM lands mid-work
+    proc = _tickagg(
+        dsn, "--env", "test", "run", "--workers", "2", "--max-windows", "5", "--poll-max", "1"
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if any(t["bars_written_total"] for s in syms for t in _tasks(dsn, s)):
+            break
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.2)
+    else:
+        pytest.fail("runner never wrote bars")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    running = [t for s in syms for t in _tasks(dsn, s) if t["status"] == "running"]
+    assert running == []
+
+
+def test_sqlstate_mapping(conn):
+    cases = {
+        "TK001": errors.LeaseLost,
+        "TK002": errors.UnknownSymbol,
+        "TK003": errors.UnknownTimeframeOrCalendar,
+        "TK004": errors.InvalidArgument,
+        "TK005": errors.HierarchyDoesNotNest,
+        "40001": errors.TransientDatabaseError,
+        "53300": errors.TransientDatabaseError,
+        "22023": errors.TickaggDatabaseError,
+    }
+    for code, cls in cases.items():
+        with pytest.raises(cls) as info:
+            with errors.wrap_exceptions():
+                conn.execute(
+                    "DO $$BEGIN RAISE EXCEPTION 'boom %', 1 USING ERRCODE = '"
+                    + code
+                    + "', HINT = 'do this'; END$$"
+                )
+        conn.rollback()
+        assert type(info.value) is cls
+        assert info.value.sqlstate == code
+        assert info.value.hint == "do this"
+        assert "boom 1" in info.value.message
+    # statement timeout (57014) is transient
+    with pytest.raises(errors.TransientDatabaseError) as info:
+        with errors.wrap_exceptions(), conn.transaction():
+            conn.execute("SET LOCAL statement_timeout = '50ms'")
+            conn.execute("SELECT pg_sleep(2)")
+    conn.rollback()
+    assert info.value.sqlstate == "57014"
+
+
+def test_mask_dsn():
+    assert db.mask_dsn("postgresql://u:s3cret@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert "s3cret" not in db.mask_dsn("host=h user=u password=s3cret dbname=d")
+    assert "s3cret" not in db.mask_dsn("postgresql://u@h/db?password=s3cret&x=1")
+
+
+def _runner(dsn: str, **kw):
+    from runner.loop import Runner, RunnerConfig
+
+    cfg = RunnerConfig(dsn=dsn, env="test", lease_seconds=60, statement_timeout=30, **kw)
+    return Runner(cfg, db.make_pool(dsn, max_size=2))
+
+
+def test_claimed_task_is_released_on_stop(dsn):
+    end = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=1)
+    sym = _load_symbol(dsn, 1, end)
+    r = _runner(dsn)
+    try:
+        task = r._claim()
+        assert task is not None and task["claim_token"] is not None
+        claimed = [t for t in _tasks(dsn, sym) if t["status"] == "running"]
+        assert len(claimed) == 1
+        r.request_stop("test")
+        r._release(task)
+    finally:
+        r.pool.close()
+    assert r.stats.released == 1
+    assert [t for t in _tasks(dsn, sym) if t["status"] == "running"] == []
+    assert all(t["runs_total"] == 0 for t in _tasks(dsn, sym))
+
+
+def test_unknown_task_kind_is_a_hard_failure(dsn, monkeypatch):
+    from runner import loop
+
+    end = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=1)
+    sym = _load_symbol(dsn, 1, end)
+    monkeypatch.setattr(loop, "HANDLERS", {})  # the runner knows no kinds at all
+    r = _runner(dsn)
+    try:
+        task = r._claim()
+        r.execute(task)
+    finally:
+        r.pool.close()
+    assert r.stats.tasks_failed == 1
+    (row,) = [
+        t
+        for t in _tasks(dsn, sym)
+        if (t["timeframe"], t["task_kind"]) == (task["timeframe"], task["task_kind"])
+    ]
+    assert row["status"] != "running"
+    assert row["hard_fail_streak"] == 1
+    assert "no handler for task_kind 'rollup'" in row["last_error"]
