@@ -296,10 +296,11 @@ def ingest_bars(obj: Ctx, file, source, as_json):
 @click.option(
     "--lease-seconds",
     type=click.IntRange(1),
-    default=60,
+    default=360,
     show_default=True,
     envvar="TICKAGG_LEASE_SECONDS",
     show_envvar=True,
+    help="How long a claim lasts; keep it above --statement-timeout so a healthy run is never taken over.",
 )
 @click.option(
     "--statement-timeout",

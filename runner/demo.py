@@ -182,7 +182,7 @@ def _report(pool, first: dict, second: dict, ingest_counts: dict) -> None:
             echo("  (no ohlcv_* views in this schema)")
         for b in rows:
             echo(
-                f"  {b['ts_utc']:%Y-%m-%d %H:%M}Z  O={b['open']} H={b['high']} "
+                f"  {b['bucket']:%Y-%m-%d %H:%M}Z  O={b['open']} H={b['high']} "
                 f"L={b['low']} C={b['close']} V={b['volume']} "
                 f"src={b['source_candles']}/{b['expected_candles']} q={b['quality_score']}"
             )

@@ -129,7 +129,7 @@ OHLCV_VIEWS = {
 SAMPLE_BARS = sql.SQL("""
 SELECT * FROM tickagg.{view}
 WHERE canonical_symbol = %(symbol)s
-ORDER BY ts_utc DESC LIMIT %(limit)s
+ORDER BY bucket DESC LIMIT %(limit)s
 """)
 
 QUALITY_DISTRIBUTION = sql.SQL("""

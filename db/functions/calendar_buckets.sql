@@ -11,6 +11,8 @@ RETURNS TABLE (bucket_start timestamptz, bucket_end timestamptz, expected_candle
 LANGUAGE sql
 STABLE
 PARALLEL SAFE
+-- a typical call spans days, not years; keeps the planner's estimates sane
+ROWS 300
 SET search_path = pg_catalog, tickagg, pg_temp
 AS $$
     WITH tf AS (

@@ -17,6 +17,8 @@ RETURNS TABLE (
 LANGUAGE sql
 STABLE
 PARALLEL SAFE
+-- a typical call spans days, not years; keeps the planner's estimates sane
+ROWS 10
 SET search_path = pg_catalog, tickagg, pg_temp
 AS $$
     SELECT

@@ -45,7 +45,7 @@ BEGIN
             tickagg.parse_float8(g.low) AS low,
             tickagg.parse_float8(g.close) AS close,
             tickagg.parse_float8(coalesce(nullif(g.volume, ''), '0')) AS volume,
-            coalesce(nullif(trim(g.source), ''), p_default_source) AS source
+            coalesce(nullif(trim(g.source), ''), p_default_source, 'polygon_historical') AS source
         FROM pg_temp.tickagg_bars_stage AS g
     ),
     judged AS MATERIALIZED (

@@ -33,22 +33,22 @@ CREATE TABLE tickagg.timeframes (
     source_timeframe text REFERENCES tickagg.timeframes (timeframe),
     sort_order integer NOT NULL UNIQUE,
     usable_quality_pct numeric NOT NULL DEFAULT 80 CHECK (usable_quality_pct BETWEEN 0 AND 100),
-    health_warning_lag interval NOT NULL,
-    health_delayed_lag interval NOT NULL,
+    -- How long a closed bucket may wait to be materialised before aggregation_health
+    -- says WARNING / DELAYED (seed 002's 2 and 5 minutes).
+    health_warning_lag interval NOT NULL DEFAULT '2 minutes',
+    health_delayed_lag interval NOT NULL DEFAULT '5 minutes',
     CHECK ((bucket_kind = 'minute') = (source_timeframe IS NULL))
 );
 
-INSERT INTO tickagg.timeframes
-(timeframe, bucket_kind, step, source_timeframe, sort_order, health_warning_lag, health_delayed_lag)
-VALUES
-('1m', 'minute', '1 minute', NULL, 1, '5 minutes', '15 minutes'),
-('5m', 'fixed', '5 minutes', '1m', 2, '10 minutes', '30 minutes'),
-('15m', 'fixed', '15 minutes', '5m', 3, '30 minutes', '1 hour'),
-('30m', 'fixed', '30 minutes', '15m', 4, '1 hour', '2 hours'),
-('1h', 'fixed', '1 hour', '30m', 5, '2 hours', '4 hours'),
-('4h', 'fixed', '4 hours', '1h', 6, '8 hours', '16 hours'),
-('1d', 'day', '1 day', '4h', 7, '2 days', '4 days'),
-('1w', 'week', '7 days', '1d', 8, '14 days', '28 days');
+INSERT INTO tickagg.timeframes (timeframe, bucket_kind, step, source_timeframe, sort_order) VALUES
+('1m', 'minute', '1 minute', NULL, 1),
+('5m', 'fixed', '5 minutes', '1m', 2),
+('15m', 'fixed', '15 minutes', '5m', 3),
+('30m', 'fixed', '30 minutes', '15m', 4),
+('1h', 'fixed', '1 hour', '30m', 5),
+('4h', 'fixed', '4 hours', '1h', 6),
+('1d', 'day', '1 day', '4h', 7),
+('1w', 'week', '7 days', '1d', 8);
 
 -- A trading date D has the session [D + session_open_offset, D + session_close_offset)
 -- in local wall-clock time of time_zone; converting each end separately keeps DST right.

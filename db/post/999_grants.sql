@@ -10,6 +10,16 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA tickagg FROM PUBLIC;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA tickagg TO tickagg_runner;
 
 GRANT SELECT ON
+tickagg.asset_registry,
+tickagg.aggregation_health,
+tickagg.ohlcv_5min,
+tickagg.ohlcv_15min,
+tickagg.ohlcv_30min,
+tickagg.ohlcv_1hour,
+tickagg.ohlcv_4hour,
+tickagg.ohlcv_1day,
+tickagg.ohlcv_1week,
+tickagg.schema_files,
 tickagg.task_status,
 tickagg.bar_counts,
 tickagg.ingest_rejects_recent,

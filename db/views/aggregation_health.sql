@@ -1,0 +1,26 @@
+-- Per task: how long its oldest closed bucket has waited to be materialised
+-- (refresh_lag), last success, failure streak, and HEALTHY / WARNING / DELAYED
+-- by the thresholds of its timeframe. Failed or disabled tasks are DELAYED.
+CREATE OR REPLACE VIEW tickagg.aggregation_health AS
+SELECT
+    s.canonical_symbol,
+    s.timeframe,
+    s.task_kind,
+    s.status AS task_status,
+    s.is_mandatory,
+    s.last_agg_bar_ts_utc AS cursor_ts,
+    greatest(now() - s.last_agg_bar_ts_utc - t.step - s.aggregation_delay, interval '0') AS refresh_lag,
+    s.last_successful_at_utc AS last_refresh,
+    s.next_run_at AS next_refresh,
+    s.hard_fail_streak,
+    s.transient_fail_streak,
+    s.last_error,
+    CASE
+        WHEN s.status IN ('hard_failed', 'disabled') OR NOT s.enabled THEN 'DELAYED'
+        WHEN now() - s.last_agg_bar_ts_utc - t.step - s.aggregation_delay > t.health_delayed_lag THEN 'DELAYED'
+        WHEN now() - s.last_agg_bar_ts_utc - t.step - s.aggregation_delay > t.health_warning_lag
+            OR s.hard_fail_streak > 0 OR s.transient_fail_streak > 0 THEN 'WARNING'
+        ELSE 'HEALTHY'
+    END AS status
+FROM tickagg.data_agg_state AS s
+INNER JOIN tickagg.timeframes AS t ON t.timeframe = s.timeframe;

@@ -1,0 +1,3 @@
+-- 1w bars, materialised plus the real-time tail; see tickagg.realtime_bars.
+CREATE OR REPLACE VIEW tickagg.ohlcv_1week AS
+SELECT r.* FROM tickagg.realtime_bars('1w') AS r;

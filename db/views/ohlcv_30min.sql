@@ -1,0 +1,3 @@
+-- 30m bars, materialised plus the real-time tail; see tickagg.realtime_bars.
+CREATE OR REPLACE VIEW tickagg.ohlcv_30min AS
+SELECT r.* FROM tickagg.realtime_bars('30m') AS r;

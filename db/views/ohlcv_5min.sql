@@ -1,0 +1,3 @@
+-- 5m bars, materialised plus the real-time tail; see tickagg.realtime_bars.
+CREATE OR REPLACE VIEW tickagg.ohlcv_5min AS
+SELECT r.* FROM tickagg.realtime_bars('5m') AS r;
