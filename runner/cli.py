@@ -300,7 +300,8 @@ def ingest_bars(obj: Ctx, file, source, as_json):
     show_default=True,
     envvar="TICKAGG_LEASE_SECONDS",
     show_envvar=True,
-    help="How long a claim lasts; keep it above --statement-timeout so a healthy run is never taken over.",
+    help="How long a claim lasts; keep it above --statement-timeout so a healthy run "
+    "is never taken over.",
 )
 @click.option(
     "--statement-timeout",

@@ -21,10 +21,11 @@ from .errors import InputFormatError, wrap_exceptions
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("canonical_symbol", "ts_utc", "open", "high", "low", "close", "volume")
-OPTIONAL_COLUMNS = ("source",)
+OPTIONAL_COLUMNS = ("source", "vwap", "trade_count")
 PARQUET_BATCH_ROWS = 65_536
 
-# Stage row: (line_no, canonical_symbol, ts_utc, open, high, low, close, volume, source)
+# Stage row: (line_no, canonical_symbol, ts_utc, open, high, low, close, volume, source, vwap,
+# trade_count)
 StageRow = tuple
 
 
@@ -35,7 +36,7 @@ def _column_positions(header: list[str], path: str) -> dict[str, int]:
         raise InputFormatError(
             f"{path}: missing required column(s): {', '.join(missing)} "
             f"(header has: {', '.join(h.strip() for h in header) or 'nothing'}; "
-            f"expected {', '.join(REQUIRED_COLUMNS)}[, source])"
+            f"expected {', '.join(REQUIRED_COLUMNS)}[, source, vwap, trade_count])"
         )
     return {c: names.index(c) for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if c in names}
 

@@ -88,12 +88,14 @@ STAGE_COLUMNS = (
     "close",
     "volume",
     "source",
+    "vwap",
+    "trade_count",
 )
 
 CREATE_BARS_STAGE = """
 CREATE TEMP TABLE tickagg_bars_stage (
     line_no bigint, canonical_symbol text, ts_utc text, open text, high text,
-    low text, close text, volume text, source text) ON COMMIT DROP
+    low text, close text, volume text, source text, vwap text, trade_count text) ON COMMIT DROP
 """
 
 COPY_BARS_STAGE = "COPY tickagg_bars_stage (" + ", ".join(STAGE_COLUMNS) + ") FROM STDIN"

@@ -86,7 +86,9 @@ BEGIN
                 AND s.canonical_symbol = p_canonical_symbol
                 AND s.timeframe = t.timeframe
                 AND s.task_kind = 'rollup'
-                AND s.next_run_at > clock_timestamp();
+                -- a running dependent may have read the old frontier: its own finish
+                -- sees next_run_at past its claim and makes it due again at once
+                AND (s.next_run_at > clock_timestamp() OR s.status = 'running');
             PERFORM pg_notify('tickagg_work', '');
         END IF;
         RETURN jsonb_build_object('status', 'idle', 'cursor', greatest(v_task.last_agg_bar_ts_utc, p_cursor_to));

@@ -64,8 +64,9 @@ AS $$
             min(s.low) AS low,
             (max(ARRAY[extract(EPOCH FROM s.ts_utc)::double precision, s.close]))[2] AS close,
             sum(s.volume) AS volume,
+            -- bars without volume carry no weight, so their missing vwap does not matter
             CASE
-                WHEN count(s.vwap) = count(*) AND sum(s.volume) > 0
+                WHEN count(*) FILTER (WHERE s.vwap IS NULL AND s.volume > 0) = 0 AND sum(s.volume) > 0
                     THEN sum(s.vwap * s.volume) / sum(s.volume)
             END AS vwap,
             sum(s.trade_count)::bigint AS trade_count,

@@ -6,6 +6,8 @@ CREATE OR REPLACE FUNCTION tickagg.bar_rejection_reason(
     p_low double precision,
     p_close double precision,
     p_volume double precision,
+    p_vwap double precision DEFAULT NULL,
+    p_trade_count bigint DEFAULT NULL,
     p_now timestamptz DEFAULT now()
 )
 RETURNS text
@@ -27,9 +29,12 @@ AS $$
         WHEN p_volume IS NULL THEN 'volume is missing'
         WHEN p_volume = 'NaN' OR p_volume = 'Infinity' THEN 'volume is not finite'
         WHEN p_volume < 0 THEN 'volume is negative'
+        WHEN p_vwap NOT BETWEEN p_low AND p_high THEN 'vwap is outside [low, high]'
+        WHEN p_trade_count < 0 THEN 'trade_count is negative'
     END
 $$;
 
 COMMENT ON FUNCTION tickagg.bar_rejection_reason(
-    timestamptz, double precision, double precision, double precision, double precision, double precision, timestamptz
+    timestamptz, double precision, double precision, double precision, double precision, double precision,
+    double precision, bigint, timestamptz
 ) IS 'Why a 1-minute bar is invalid (NULL when valid): the single definition ingest and producers use.';

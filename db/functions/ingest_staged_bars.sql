@@ -24,7 +24,7 @@ DECLARE
     v_rejects jsonb;
 BEGIN
     -- Tells plpgsql_check the shape of the caller's temp table; a no-op at run time.
-    PERFORM 'PRAGMA:TABLE: tickagg_bars_stage (line_no bigint, canonical_symbol text, ts_utc text, open text, high text, low text, close text, volume text, source text)';
+    PERFORM 'PRAGMA:TABLE: tickagg_bars_stage (line_no bigint, canonical_symbol text, ts_utc text, open text, high text, low text, close text, volume text, source text, vwap text, trade_count text)';
     INSERT INTO tickagg.ingest_batches (file_name) VALUES (p_file_name) RETURNING batch_id INTO v_batch_id;
 
     -- Materialised so the parsed values reach bar_rejection_reason as plain columns,
@@ -39,12 +39,16 @@ BEGIN
             g.low AS low_text,
             g.close AS close_text,
             g.volume AS volume_text,
+            g.vwap AS vwap_text,
+            g.trade_count AS trade_count_text,
             tickagg.parse_timestamptz(g.ts_utc) AS ts_utc,
             tickagg.parse_float8(g.open) AS open,
             tickagg.parse_float8(g.high) AS high,
             tickagg.parse_float8(g.low) AS low,
             tickagg.parse_float8(g.close) AS close,
             tickagg.parse_float8(coalesce(nullif(g.volume, ''), '0')) AS volume,
+            tickagg.parse_float8(nullif(g.vwap, '')) AS vwap,
+            CASE WHEN g.trade_count ~ '^ *[0-9]{1,18} *$' THEN g.trade_count::bigint END AS trade_count,
             coalesce(nullif(trim(g.source), ''), p_default_source, 'polygon_historical') AS source
         FROM pg_temp.tickagg_bars_stage AS g
     ),
@@ -67,9 +71,15 @@ BEGIN
                     THEN format('close %L is not a finite number', p.close_text)
                 WHEN p.volume IS NULL
                     THEN format('volume %L is not a finite number', p.volume_text)
+                WHEN p.vwap IS NULL AND p.vwap_text <> ''
+                    THEN format('vwap %L is not a finite number', p.vwap_text)
+                WHEN p.trade_count IS NULL AND p.trade_count_text <> ''
+                    THEN format('trade_count %L is not a whole number', p.trade_count_text)
                 WHEN p.source !~ '^[a-z0-9_]{1,64}$'
                     THEN format('source %L is not a source name', p.source)
-                ELSE tickagg.bar_rejection_reason(p.ts_utc, p.open, p.high, p.low, p.close, p.volume)
+                ELSE tickagg.bar_rejection_reason(
+                    p.ts_utc, p.open, p.high, p.low, p.close, p.volume, p.vwap, p.trade_count
+                )
             END AS reason
         FROM parsed AS p
         LEFT JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = p.canonical_symbol
@@ -93,7 +103,7 @@ BEGIN
             jsonb_build_object(
                 'canonical_symbol', k.canonical_symbol, 'ts_utc', k.ts_text, 'open', k.open_text,
                 'high', k.high_text, 'low', k.low_text, 'close', k.close_text, 'volume', k.volume_text,
-                'source', k.source
+                'vwap', k.vwap_text, 'trade_count', k.trade_count_text, 'source', k.source
             ),
             coalesce(k.reason, format('duplicate of line %s', k.first_line))
         FROM ranked AS k
@@ -102,9 +112,12 @@ BEGIN
     ),
     landed AS (
         INSERT INTO tickagg.data_bars AS b (
-            canonical_symbol, timeframe, ts_utc, open, high, low, close, volume, source, source_rank
+            canonical_symbol, timeframe, ts_utc, open, high, low, close, volume, vwap, trade_count,
+            source, source_rank
         )
-        SELECT k.canonical_symbol, '1m', k.ts_utc, k.open, k.high, k.low, k.close, k.volume, k.source, k.source_rank
+        SELECT
+            k.canonical_symbol, '1m', k.ts_utc, k.open, k.high, k.low, k.close, k.volume, k.vwap, k.trade_count,
+            k.source, k.source_rank
         FROM ranked AS k
         WHERE k.reason IS NULL AND k.line_no = k.first_line
         ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
@@ -113,6 +126,8 @@ BEGIN
             low = excluded.low,
             close = excluded.close,
             volume = excluded.volume,
+            vwap = excluded.vwap,
+            trade_count = excluded.trade_count,
             source = excluded.source,
             source_rank = excluded.source_rank,
             change_no = nextval('tickagg.bar_change_seq'),
@@ -121,8 +136,10 @@ BEGIN
             excluded.source_rank > b.source_rank
             OR (
                 excluded.source_rank = b.source_rank
-                AND (excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume, excluded.source)
-                IS DISTINCT FROM (b.open, b.high, b.low, b.close, b.volume, b.source)
+                AND (
+                    excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume, excluded.vwap,
+                    excluded.trade_count, excluded.source
+                ) IS DISTINCT FROM (b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.source)
             )
         RETURNING 1
     )

@@ -136,6 +136,8 @@ CREATE TABLE tickagg.data_bars (
         low > 0 AND high < 'Infinity' AND low <= high
         AND open BETWEEN low AND high AND close BETWEEN low AND high
         AND volume >= 0 AND volume < 'Infinity'
+        AND (vwap IS NULL OR vwap BETWEEN low AND high)
+        AND (trade_count IS NULL OR trade_count >= 0)
     )
 );
 
