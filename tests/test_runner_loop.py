@@ -43,7 +43,7 @@ def _load_symbol(dsn: str, days: int, end: dt.datetime) -> str:
     start = end - dt.timedelta(days=days)
     spec = SymbolSpec(sym, "crypto_24x7", 100.0, 2, 0.001, 10, "crypto")
     rows = (
-        (i + 2, b[0], b[1].isoformat(), *b[2:])
+        (i + 2, b[0], b[1].isoformat(), *b[2:], None, None)
         for i, b in enumerate(generate(spec, start, end, random.Random(7), hole_rate_per_day=0))
     )
     with db.connect(dsn) as conn:

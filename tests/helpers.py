@@ -1,0 +1,208 @@
+"""Small shared helpers for the end-to-end tests: load bars, drive tasks the way
+the runner does, read derived bars back, run the real CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import psycopg
+from oracle import CONTENT_FIELDS, Bar1m, source_rank
+from psycopg.rows import dict_row
+
+from runner import queries
+
+ROOT = Path(__file__).resolve().parents[1]
+TICKAGG = ROOT / ".venv" / "bin" / "tickagg"
+UTC = dt.UTC
+
+
+def connect(dsn: str) -> psycopg.Connection:
+    return psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
+
+
+def register(conn, symbol: str, calendar: str, *, mandatory: bool = False) -> None:
+    conn.execute(
+        "SELECT tickagg.register_symbol(%s, %s, p_is_mandatory => %s)",
+        (symbol, calendar, mandatory),
+    )
+
+
+def sync(conn, start: dt.datetime) -> dict:
+    return conn.execute(
+        "SELECT tickagg.sync_agg_state_from_registry('prod', %s) AS r", (start,)
+    ).fetchone()["r"]
+
+
+def insert_bars(conn, symbol: str, bars: Mapping[dt.datetime, Bar1m]) -> None:
+    """Direct superuser load into data_bars (one COPY = one statement trigger)."""
+    with conn.cursor().copy(
+        "COPY tickagg.data_bars (canonical_symbol, ts_utc, open, high, low, close, volume, vwap,"
+        " trade_count, source, source_rank) FROM STDIN"
+    ) as cp:
+        for ts, b in bars.items():
+            cp.write_row(
+                (
+                    symbol,
+                    ts,
+                    b.open,
+                    b.high,
+                    b.low,
+                    b.close,
+                    b.volume,
+                    b.vwap,
+                    b.trade_count,
+                    b.source,
+                    source_rank(b.source),
+                )
+            )
+
+
+def ingest(
+    conn, rows: Iterable[tuple[str, dt.datetime, Bar1m]], file_name: str = "test.csv"
+) -> dict:
+    """The real ingest path: stage text rows in the session's temp table, then
+    tickagg.ingest_staged_bars (rank rules, rejects)."""
+    with conn.transaction():
+        conn.execute(queries.CREATE_BARS_STAGE)
+        with conn.cursor().copy(queries.COPY_BARS_STAGE) as cp:
+            for i, (sym, ts, b) in enumerate(rows, start=2):
+                cp.write_row(
+                    (i, sym, ts.isoformat(), repr(b.open), repr(b.high), repr(b.low), repr(b.close),
+                     repr(b.volume), b.source,
+                     None if b.vwap is None else repr(b.vwap),
+                     None if b.trade_count is None else str(b.trade_count))
+                )  # fmt: skip
+        return conn.execute(
+            "SELECT tickagg.ingest_staged_bars(%s, 'polygon_historical') AS r", (file_name,)
+        ).fetchone()["r"]
+
+
+def pending_invalidations(conn) -> int:
+    return conn.execute(
+        "SELECT count(*) AS n FROM tickagg.agg_invalidations AS i"
+        " JOIN tickagg.data_agg_state AS s ON s.canonical_symbol = i.canonical_symbol"
+        "  AND s.timeframe = i.timeframe AND s.task_kind = 'rollup' AND s.enabled"
+    ).fetchone()["n"]
+
+
+def drive(
+    dsn: str, *, max_windows: int | None = None, split: bool = False, max_claims: int = 20000
+) -> dict:
+    """Run tasks like the runner until a claim at now() returns nothing and no
+    invalidation is pending. Claim in its own transaction; then catchup and
+    agg_finish in one transaction (split=True: each in its own transaction).
+    Returns totals."""
+    totals = {"claims": 0, "bars_written": 0, "bars_deleted": 0}
+    with connect(dsn) as conn:
+        while True:
+            tasks = conn.execute(
+                "SELECT * FROM tickagg.agg_get_due_tasks('prod', now(), 100, 300)"
+            ).fetchall()
+            if not tasks:
+                left = pending_invalidations(conn)
+                assert left == 0, f"nothing claimable but {left} invalidations pending (stall)"
+                return totals
+            for t in tasks:
+                totals["claims"] += 1
+                assert totals["claims"] < max_claims, "runaway: tasks never settle"
+                args = (t["canonical_symbol"], t["timeframe"], t["cursor_ts"], max_windows)
+                with conn.transaction():
+                    res = conn.execute(
+                        "SELECT tickagg.catchup_aggregation_range(%s, %s, %s, %s) AS r", args
+                    ).fetchone()["r"]
+                    assert res["success"] is True, res
+                    if not split:
+                        _finish(conn, t, res)
+                if split:
+                    with conn.transaction():
+                        _finish(conn, t, res)
+                totals["bars_written"] += int(res["bars_written"])
+                totals["bars_deleted"] += int(res.get("bars_deleted") or 0)
+
+
+def _finish(conn, task: Mapping, res: Mapping) -> None:
+    conn.execute(
+        "SELECT tickagg.agg_finish(%s, %s, %s, %s, 'success', %s::timestamptz, %s::timestamptz,"
+        " NULL, %s, %s)",
+        (
+            task["canonical_symbol"],
+            task["timeframe"],
+            task["task_kind"],
+            task["claim_token"],
+            res["cursor_from"],
+            res["cursor_to"],
+            int(res["bars_written"]),
+            bool(res["continue"]),
+        ),
+    )
+
+
+def derived(conn, symbols: Iterable[str] | None = None, *, with_meta: bool = False) -> dict:
+    """Live derived bars keyed (symbol, timeframe, ts_utc in UTC)."""
+    rows = conn.execute(
+        "SELECT * FROM tickagg.derived_data_bars WHERE deleted_at IS NULL"
+        " AND (%(syms)s::text[] IS NULL OR canonical_symbol = ANY(%(syms)s))",
+        {"syms": list(symbols) if symbols is not None else None},
+    ).fetchall()
+    out = {}
+    for r in rows:
+        key = (r["canonical_symbol"], r["timeframe"], r["ts_utc"].astimezone(UTC))
+        bar = {f: r[f] for f in CONTENT_FIELDS}
+        bar["bucket_end"] = bar["bucket_end"].astimezone(UTC)
+        if with_meta:
+            bar.update(
+                derivation_version=r["derivation_version"],
+                change_no=r["change_no"],
+                updated_at=r["updated_at"],
+            )
+        out[key] = bar
+    return out
+
+
+def all_rows_meta(conn, symbol: str) -> dict:
+    """Every derived row of a symbol (soft-deleted too) with its bookkeeping."""
+    return {
+        (r["timeframe"], r["ts_utc"]): (
+            r["change_no"],
+            r["updated_at"],
+            r["derivation_version"],
+            r["deleted_at"],
+        )  # fmt: skip
+        for r in conn.execute(
+            "SELECT timeframe, ts_utc, change_no, updated_at, derivation_version, deleted_at"
+            " FROM tickagg.derived_data_bars WHERE canonical_symbol = %s",
+            (symbol,),
+        )
+    }
+
+
+def tickagg_cmd(dsn: str, *args: str) -> list[str]:
+    return [str(TICKAGG), "--dsn", dsn, *args]
+
+
+def cli_env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def run_cli(dsn: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        tickagg_cmd(dsn, *args),
+        cwd=ROOT,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def cursors(conn) -> dict:
+    return {
+        (r["canonical_symbol"], r["timeframe"]): r["last_agg_bar_ts_utc"]
+        for r in conn.execute(
+            "SELECT canonical_symbol, timeframe, last_agg_bar_ts_utc FROM tickagg.data_agg_state"
+        )
+    }
