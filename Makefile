@@ -30,4 +30,4 @@ test: lint
 	$(BIN)/pytest
 
 bench: bootstrap
-	set -e; for f in $(sort $(wildcard benchmarks/*.py)); do echo "== $$f"; $(BIN)/python "$$f"; done
+	set -e; for f in $(sort $(wildcard benchmarks/bench_*.py)); do echo "== $$f"; $(BIN)/python "$$f"; done
