@@ -65,7 +65,12 @@ BEGIN
             USING ERRCODE = 'TK004';
     END IF;
     -- Nothing before the task's first bucket boundary is ever materialised.
-    v_first_bucket := tickagg.agg_bootstrap_cursor(p_canonical_symbol, p_timeframe, v_task.agg_start_utc);
+    -- One bucket lookup finds it unless agg_start lies in closed market time.
+    v_first_bucket := CASE
+        WHEN lower(tickagg.bucket_bounds(v_calendar_code, p_timeframe, v_task.agg_start_utc)) = v_task.agg_start_utc
+            THEN v_task.agg_start_utc
+        ELSE tickagg.agg_bootstrap_cursor(p_canonical_symbol, p_timeframe, v_task.agg_start_utc)
+    END;
     v_cursor := greatest(p_cursor, v_first_bucket);
 
     IF v_timeframe.source_timeframe = '1m' THEN

@@ -11,6 +11,10 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, tickagg, pg_temp
+-- The statement is cheap per row but its estimates are large; JIT compiling it
+-- cost more than running it (0.7 s a call in benchmarks/bench_catchup.py).
+SET jit = off
+SET work_mem = '64MB'
 AS $$
 DECLARE
     v_timeframe tickagg.timeframes%ROWTYPE;
