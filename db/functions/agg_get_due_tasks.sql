@@ -26,6 +26,8 @@ LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, tickagg, pg_temp
+-- small statements with large estimates: JIT would cost more than it saves
+SET jit = off
 AS $$
 BEGIN
     IF p_env IS NULL OR p_env NOT IN ('prod', 'test') THEN

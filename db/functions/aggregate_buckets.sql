@@ -73,12 +73,18 @@ AS $$
             sum(s.source_candles)::integer AS source_candles
         FROM target AS tg
         CROSS JOIN spans AS sp
-        INNER JOIN tickagg.rollup_source_bars AS s
-            ON
-                s.canonical_symbol = p_canonical_symbol
-                AND s.timeframe = p_source_timeframe
-                AND s.ts_utc >= sp.span_from
-                AND s.ts_utc < sp.span_to
+        -- one index range scan per session span, whatever the statistics say
+        -- (OFFSET 0 keeps the planner from flattening it into a worse join)
+        CROSS JOIN LATERAL (
+            SELECT src.*
+            FROM tickagg.rollup_source_bars AS src
+            WHERE
+                src.canonical_symbol = p_canonical_symbol
+                AND src.timeframe = p_source_timeframe
+                AND src.ts_utc >= sp.span_from
+                AND src.ts_utc < sp.span_to
+            OFFSET 0
+        ) AS s
         GROUP BY 1
     )
     SELECT

@@ -7,6 +7,8 @@ LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, tickagg, pg_temp
+-- small statements with large estimates: JIT would cost more than it saves
+SET jit = off
 AS $$
 DECLARE
     v_recorded bigint;

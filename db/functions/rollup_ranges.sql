@@ -15,6 +15,8 @@ SET search_path = pg_catalog, tickagg, pg_temp
 -- cost more than running it (0.7 s a call in benchmarks/bench_catchup.py).
 SET jit = off
 SET work_mem = '64MB'
+-- the best plan depends on how wide p_ranges is; never reuse a generic one
+SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
     v_timeframe tickagg.timeframes%ROWTYPE;
