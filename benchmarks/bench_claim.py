@@ -118,7 +118,7 @@ def explain(conn: psycopg.Connection, query: str, limit: int, title: str) -> Non
     with conn.transaction(force_rollback=True):
         with captured_plans(conn) as plans:
             conn.execute(query, {"limit": limit}).fetchall()
-    inner = [p for p in plans if "due_task_keys" in p or "data_agg_state" in p]
+    inner = [p for p in plans if "data_agg_state" in p]
     plan = max(inner or plans, key=lambda p: float(p.split()[1]))
     print_plan(title, plan)
 

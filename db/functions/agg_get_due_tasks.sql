@@ -1,9 +1,11 @@
 -- Due tasks of an environment ('prod' uses registry.active, 'test' test_active).
 -- Without p_lease_seconds it only lists them, taking no locks, so psql can look
--- without disturbing a daemon. With it, it claims them with FOR UPDATE SKIP
--- LOCKED (many runners never claim the same task), reclaims expired leases and
--- hands out claim tokens. Order: mandatory first, task_priority, the longest lag,
--- then the shorter timeframe (by step, never by its code as text).
+-- without disturbing a daemon. With it, it first reclaims tasks whose lease
+-- expired, then claims idle due tasks with FOR UPDATE SKIP LOCKED, so many
+-- runners never claim the same task, and hands out claim tokens. Order:
+-- mandatory first, task_priority, the longest lag, then the shorter timeframe
+-- (by step, never by its code as text). Both walk idx_agg_state_due_priority in
+-- that order and stop at p_limit, so the cost does not grow with the task count.
 CREATE OR REPLACE FUNCTION tickagg.agg_get_due_tasks(
     p_env text,
     p_now timestamptz DEFAULT now(),
@@ -29,6 +31,8 @@ SET search_path = pg_catalog, tickagg, pg_temp
 -- small statements with large estimates: JIT would cost more than it saves
 SET jit = off
 AS $$
+DECLARE
+    v_reclaimed integer;
 BEGIN
     IF p_env IS NULL OR p_env NOT IN ('prod', 'test') THEN
         RAISE EXCEPTION 'unknown environment %', p_env
@@ -41,12 +45,36 @@ BEGIN
             s.canonical_symbol, s.timeframe, s.task_kind, s.last_agg_bar_ts_utc, NULL::uuid,
             s.lease_expires_at, s.is_mandatory, s.task_priority, p_now - s.last_agg_bar_ts_utc, s.status
         FROM tickagg.data_agg_state AS s
-        INNER JOIN tickagg.due_task_keys(p_now) AS k USING (canonical_symbol, timeframe, task_kind)
-        INNER JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = s.canonical_symbol
-        INNER JOIN tickagg.timeframes AS t ON t.timeframe = s.timeframe
-        WHERE CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END
-        ORDER BY s.is_mandatory DESC, s.task_priority ASC, s.last_agg_bar_ts_utc ASC, t.step ASC
+        WHERE s.status = 'running' AND s.lease_expires_at < p_now AND s.enabled
+        ORDER BY s.lease_expires_at
         LIMIT p_limit;
+        GET DIAGNOSTICS v_reclaimed = ROW_COUNT;
+        RETURN QUERY
+        SELECT
+            s.canonical_symbol, s.timeframe, s.task_kind, s.last_agg_bar_ts_utc, NULL::uuid,
+            s.lease_expires_at, s.is_mandatory, s.task_priority, p_now - s.last_agg_bar_ts_utc, s.status
+        FROM tickagg.data_agg_state AS s
+        WHERE
+            s.enabled
+            AND s.status = 'idle'
+            AND (
+                s.next_run_at <= p_now
+                -- pending invalidations, unless backing off after a failure; hashed once
+                OR (
+                    s.task_kind = 'rollup' AND s.transient_fail_streak = 0 AND s.hard_fail_streak = 0
+                    AND (s.canonical_symbol, s.timeframe) IN (
+                        SELECT i.canonical_symbol, i.timeframe FROM tickagg.agg_invalidations AS i
+                    )
+                )
+            )
+            AND s.canonical_symbol IN (
+                SELECT r.canonical_symbol FROM tickagg.core_asset_registry_all AS r
+                WHERE CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END
+            )
+        ORDER BY
+            s.is_mandatory DESC, s.task_priority ASC, s.last_agg_bar_ts_utc ASC,
+            (SELECT t.step FROM tickagg.timeframes AS t WHERE t.timeframe = s.timeframe) ASC
+        LIMIT p_limit - v_reclaimed;
         RETURN;
     END IF;
 
@@ -54,20 +82,58 @@ BEGIN
         RAISE EXCEPTION 'p_lease_seconds must be positive, got %', p_lease_seconds USING ERRCODE = 'TK004';
     END IF;
 
+    -- Expired leases first: their runner died, the work has waited longest.
     RETURN QUERY
     WITH chosen AS MATERIALIZED (
         SELECT s.canonical_symbol, s.timeframe, s.task_kind
         FROM tickagg.data_agg_state AS s
-        INNER JOIN tickagg.due_task_keys(p_now) AS k USING (canonical_symbol, timeframe, task_kind)
-        INNER JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = s.canonical_symbol
-        INNER JOIN tickagg.timeframes AS t ON t.timeframe = s.timeframe
+        WHERE s.status = 'running' AND s.lease_expires_at < p_now AND s.enabled
+        ORDER BY s.lease_expires_at
+        LIMIT p_limit
+        FOR UPDATE OF s SKIP LOCKED
+    )
+    UPDATE tickagg.data_agg_state AS s SET
+        claim_token = gen_random_uuid(),
+        lease_expires_at = p_now + make_interval(secs => p_lease_seconds),
+        running_started_at_utc = p_now,
+        last_attempt_at_utc = p_now,
+        updated_at = p_now
+    FROM chosen AS c
+    WHERE s.canonical_symbol = c.canonical_symbol AND s.timeframe = c.timeframe AND s.task_kind = c.task_kind
+    RETURNING
+        s.canonical_symbol, s.timeframe, s.task_kind, s.last_agg_bar_ts_utc, s.claim_token,
+        s.lease_expires_at, s.is_mandatory, s.task_priority, p_now - s.last_agg_bar_ts_utc, s.status;
+    GET DIAGNOSTICS v_reclaimed = ROW_COUNT;
+    IF v_reclaimed >= p_limit THEN
+        RETURN;
+    END IF;
+
+    RETURN QUERY
+    WITH chosen AS MATERIALIZED (
+        SELECT s.canonical_symbol, s.timeframe, s.task_kind
+        FROM tickagg.data_agg_state AS s
         -- re-checked on the locked row version, so a task claimed meanwhile drops out
         WHERE
             s.enabled
-            AND (s.status = 'idle' OR (s.status = 'running' AND s.lease_expires_at < p_now))
-            AND CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END
-        ORDER BY s.is_mandatory DESC, s.task_priority ASC, s.last_agg_bar_ts_utc ASC, t.step ASC
-        LIMIT p_limit
+            AND s.status = 'idle'
+            AND (
+                s.next_run_at <= p_now
+                -- pending invalidations, unless backing off after a failure; hashed once
+                OR (
+                    s.task_kind = 'rollup' AND s.transient_fail_streak = 0 AND s.hard_fail_streak = 0
+                    AND (s.canonical_symbol, s.timeframe) IN (
+                        SELECT i.canonical_symbol, i.timeframe FROM tickagg.agg_invalidations AS i
+                    )
+                )
+            )
+            AND s.canonical_symbol IN (
+                SELECT r.canonical_symbol FROM tickagg.core_asset_registry_all AS r
+                WHERE CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END
+            )
+        ORDER BY
+            s.is_mandatory DESC, s.task_priority ASC, s.last_agg_bar_ts_utc ASC,
+            (SELECT t.step FROM tickagg.timeframes AS t WHERE t.timeframe = s.timeframe) ASC
+        LIMIT p_limit - v_reclaimed
         FOR UPDATE OF s SKIP LOCKED
     )
     UPDATE tickagg.data_agg_state AS s SET
