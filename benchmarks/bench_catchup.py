@@ -121,6 +121,8 @@ WHERE b.timeframe = '1m'{where}
 GROUP BY 1, 2
 """
 
+BASELINE_COUNT_SQL = "SELECT count(*) AS n FROM public.bench_5m"
+
 CLAIM_SQL = """
 SELECT canonical_symbol, timeframe, task_kind, cursor_ts, claim_token
 FROM tickagg.agg_get_due_tasks(p_env => 'prod', p_limit => 1, p_lease_seconds => 600)
@@ -363,13 +365,15 @@ def main() -> None:
             conn.execute(BASELINE_TABLE_SQL)
             rows = setup(conn, args.weeks)
 
-            baseline = [run_baseline(conn) for _ in range(args.reps)]
-            base_rows = conn.execute("SELECT count(*) AS n FROM public.bench_5m").fetchone()["n"]
-            conn.execute("TRUNCATE public.bench_5m")
-
+            # Baseline and engine take turns, so a busy spell on the machine hits
+            # both rather than skewing the ratio.
+            baseline: list[float] = []
             per_level: dict[str, list[float]] = {tf: [] for tf in LEVELS}
             counts: dict[str, dict] = {}
             for _ in range(args.reps):
+                baseline.append(run_baseline(conn))
+                base_rows = conn.execute(BASELINE_COUNT_SQL).fetchone()["n"]
+                conn.execute("TRUNCATE public.bench_5m")
                 reset(conn, load_invalidations=True)
                 for tf in LEVELS:
                     secs, counts[tf] = run_level(conn, tf, args.max_windows)

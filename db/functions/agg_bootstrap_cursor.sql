@@ -38,9 +38,23 @@ BEGIN
         tickagg.setting('default_agg_start')::timestamptz
     );
 
-    SELECT min(b.bucket_start) INTO v_cursor
-    FROM tickagg.calendar_buckets(v_calendar_code, p_timeframe, v_start, v_start + interval '15 days') AS b
-    WHERE b.bucket_start >= v_start;
+    -- The earliest bucket start at or after v_start among the sessions of the next
+    -- 15 days, computed per session (catch-up asks for it on every run).
+    SELECT min(c.bucket_start) INTO v_cursor
+    FROM tickagg.timeframes AS t
+    CROSS JOIN LATERAL tickagg.calendar_sessions(v_calendar_code, v_start, v_start + interval '15 days') AS s
+    CROSS JOIN LATERAL (SELECT date_bin(t.step, v_start, s.open_utc) AS at_start) AS g
+    CROSS JOIN LATERAL (
+        SELECT CASE
+            WHEN t.bucket_kind = 'day' THEN CASE WHEN s.open_utc >= v_start THEN s.open_utc END
+            -- a week opens with its Monday session, which is among these when it counts
+            WHEN t.bucket_kind = 'week' THEN CASE WHEN s.week_open_utc >= v_start THEN s.week_open_utc END
+            WHEN s.open_utc >= v_start THEN s.open_utc
+            WHEN g.at_start = v_start THEN v_start
+            WHEN g.at_start + t.step < s.close_utc THEN g.at_start + t.step
+        END AS bucket_start
+    ) AS c
+    WHERE t.timeframe = p_timeframe AND c.bucket_start < v_start + interval '15 days';
     RETURN coalesce(v_cursor, v_start);
 END
 $$;

@@ -16,6 +16,10 @@ SECURITY DEFINER
 SET search_path = pg_catalog, tickagg, pg_temp
 -- small statements with large estimates: JIT would cost more than it saves
 SET jit = off
+-- A generic plan cached while derived_data_bars was empty kept scanning the whole
+-- table for the next source bar once it had filled (80 ms a call instead of 0.05);
+-- planning afresh each run costs well under a millisecond.
+SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
     v_calendar_code text;
@@ -114,12 +118,20 @@ BEGIN
         FROM unnest(v_dirty) AS d (span);
     END IF;
 
-    SELECT min(s.ts_utc) INTO v_next_source_ts
-    FROM tickagg.rollup_source_bars AS s
-    WHERE
-        s.canonical_symbol = p_canonical_symbol
-        AND s.timeframe = v_timeframe.source_timeframe
-        AND s.ts_utc >= v_cursor;
+    -- the table that holds the source, named directly so its index is the plan
+    IF v_timeframe.source_timeframe = '1m' THEN
+        SELECT min(b.ts_utc) INTO v_next_source_ts
+        FROM tickagg.data_bars AS b
+        WHERE b.canonical_symbol = p_canonical_symbol AND b.timeframe = '1m' AND b.ts_utc >= v_cursor;
+    ELSE
+        SELECT min(d.ts_utc) INTO v_next_source_ts
+        FROM tickagg.derived_data_bars AS d
+        WHERE
+            d.canonical_symbol = p_canonical_symbol
+            AND d.timeframe = v_timeframe.source_timeframe
+            AND d.ts_utc >= v_cursor
+            AND d.deleted_at IS NULL;
+    END IF;
 
     v_cursor_to := v_cursor;
     IF v_next_source_ts IS NOT NULL AND v_frontier IS NOT NULL THEN

@@ -19,14 +19,30 @@ BEGIN
         SELECT
             r.canonical_symbol,
             r.timeframe,
-            range_agg(tstzrange(r.ts_utc, r.ts_utc + interval '1 minute')) AS spans
+            min(r.ts_utc) AS first_start,
+            max(r.ts_utc) + interval '1 minute' AS last_end,
+            count(*) * interval '1 minute' AS covered
         FROM changed_rows AS r
         GROUP BY r.canonical_symbol, r.timeframe
     ) AS c
     INNER JOIN tickagg.timeframes AS t ON t.source_timeframe = c.timeframe
     INNER JOIN tickagg.data_agg_state AS s
         ON s.canonical_symbol = c.canonical_symbol AND s.timeframe = t.timeframe AND s.task_kind = 'rollup'
-    CROSS JOIN LATERAL unnest(c.spans) AS d (span);
+    -- What a statement writes is mostly one stretch (a catch-up run, a backfill):
+    -- its hull, holes included, is then recorded without sorting every row's range
+    -- (range_agg cost 20 ms per 20,000 bars). Redoing a bucket in a hole changes
+    -- nothing. Scattered writes keep their exact ranges.
+    CROSS JOIN LATERAL unnest(
+        CASE
+            WHEN c.covered * 2 >= c.last_end - c.first_start
+                THEN tstzmultirange(tstzrange(c.first_start, c.last_end))
+            ELSE (
+                SELECT range_agg(tstzrange(x.ts_utc, x.ts_utc + interval '1 minute'))
+                FROM changed_rows AS x
+                WHERE x.canonical_symbol = c.canonical_symbol AND x.timeframe = c.timeframe
+            )
+        END
+    ) AS d (span);
     GET DIAGNOSTICS v_recorded = ROW_COUNT;
     IF v_recorded > 0 THEN
         PERFORM pg_notify('tickagg_work', '');
