@@ -67,18 +67,21 @@ BEGIN
             last_successful_at_utc = now(),
             runs_total = s.runs_total + 1,
             bars_written_total = s.bars_written_total + coalesce(p_bars_written, 0),
-            -- woken by its source during this run (next_run_at moved past the claim)
-            -- or more to do: due again at once
+            -- woken by its source during this run (next_run_at moved into the run;
+            -- a schedule still in the future is not a wake-up) or more to do: due again at once
             next_run_at = CASE
-                WHEN p_continue OR s.next_run_at > s.running_started_at_utc THEN now()
+                WHEN p_continue
+                    OR (s.next_run_at > s.running_started_at_utc AND s.next_run_at <= clock_timestamp())
+                    THEN now()
                 ELSE now() + s.run_interval
             END,
             updated_at = now()
         WHERE s.canonical_symbol = p_canonical_symbol AND s.timeframe = p_timeframe AND s.task_kind = p_task_kind;
 
         -- A source whose cursor advanced may have closed buckets of the timeframes
-        -- built from it, even when it wrote no bar (a quiet stretch).
-        IF p_cursor_to > v_task.last_agg_bar_ts_utc THEN
+        -- built from it, even when it wrote no bar (a quiet stretch). A gap scan's
+        -- cursor (how far it has looked) builds nothing.
+        IF p_cursor_to > v_task.last_agg_bar_ts_utc AND p_task_kind IN ('rollup', 'ticks_1m') THEN
             UPDATE tickagg.data_agg_state AS s SET next_run_at = clock_timestamp()
             FROM tickagg.timeframes AS t
             WHERE

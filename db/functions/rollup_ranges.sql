@@ -116,13 +116,16 @@ BEGIN
         WHERE
             d.deleted_at IS NOT NULL
             OR (
-                d.bucket_end, d.open, d.high, d.low, d.close, d.volume, d.vwap, d.trade_count,
+                d.bucket_end, d.open, d.high, d.low, d.close, d.trade_count,
                 d.source_candles, d.expected_candles, d.quality_score, d.is_partial
             ) IS DISTINCT FROM (
                 excluded.bucket_end, excluded.open, excluded.high, excluded.low, excluded.close,
-                excluded.volume, excluded.vwap, excluded.trade_count, excluded.source_candles,
+                excluded.trade_count, excluded.source_candles,
                 excluded.expected_candles, excluded.quality_score, excluded.is_partial
             )
+            -- sums: only beyond summation-order rounding
+            OR tickagg.float_differs(d.volume, excluded.volume)
+            OR tickagg.float_differs(d.vwap, excluded.vwap)
         RETURNING d.is_partial
     ),
     removed AS (
