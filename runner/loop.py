@@ -85,9 +85,37 @@ def _run_rollup(conn, task: dict, cfg: RunnerConfig) -> dict:
     }
 
 
+def _run_gap_scan(conn, task: dict, cfg: RunnerConfig) -> dict:
+    """gap_scan (live window) and gap_scan_history: reconcile the gap ledger; the
+    cursor records how far the scan looked."""
+    scope = "live" if task["task_kind"] == "gap_scan" else "history"
+    res = queries.gap_scan_run(conn, task["canonical_symbol"], scope) or {}
+    if res.get("success") is False:
+        raise TickaggError(res.get("error") or f"gap scan failed: {res}")
+    log.info(
+        "gap scan %s: [%s, %s) gaps=%s missing=%s new=%s filled=%s partly_filled=%s",
+        scope,
+        res.get("window_from"),
+        res.get("window_to"),
+        res.get("gaps_found"),
+        res.get("missing_minutes"),
+        res.get("gaps_new"),
+        res.get("gaps_filled"),
+        res.get("gaps_partly_filled"),
+    )
+    return {
+        "cursor_from": task["cursor_ts"],
+        "cursor_to": res.get("scan_end"),
+        "bars_written": 0,
+        "cont": False,
+    }
+
+
 HANDLERS: dict[str, Callable[..., dict]] = {
     "rollup": _run_rollup,
-    # ticks_1m, export, gap_scan: added with their issues
+    "gap_scan": _run_gap_scan,
+    "gap_scan_history": _run_gap_scan,
+    # ticks_1m, export: added with their issues
 }
 
 

@@ -81,6 +81,8 @@ def test_snippets_are_verbatim_from_the_seed():
 def eurusd(conn):
     conn.execute("SELECT tickagg.register_symbol('EURUSD', 'forex_24x5', 'fx')")
     conn.execute("SELECT tickagg.sync_agg_state_from_registry('prod', '2025-07-01 00:00:00+00')")
+    # the seed's checks describe the rollup tasks; sync also adds two gap-scan tasks
+    conn.execute("DELETE FROM tickagg.data_agg_state WHERE task_kind <> 'rollup'")
     conn.execute("SET search_path = tickagg, public")
     return conn
 
@@ -88,7 +90,7 @@ def eurusd(conn):
 def states(conn):
     return conn.execute(
         "SELECT canonical_symbol, timeframe, status, claim_token, next_run_at, runs_total"
-        " FROM tickagg.data_agg_state ORDER BY 1, 2"
+        " FROM tickagg.data_agg_state WHERE task_kind = 'rollup' ORDER BY 1, 2"
     ).fetchall()
 
 
@@ -192,7 +194,8 @@ def test_runner_role_cannot_write_tables_but_calls_functions(eurusd, role_dsn):
             "SELECT tickagg.agg_finish(%s, %s, %s, %s, 'release')",
             (claimed[0][0], claimed[0][1], claimed[0][2], claimed[0][4]),
         )
-    assert eurusd.execute("SELECT count(*) FROM tickagg.data_agg_state").fetchone()["count"] == 14
+    # two symbols: 7 rollup tasks and 2 gap-scan tasks (live, history) each
+    assert eurusd.execute("SELECT count(*) FROM tickagg.data_agg_state").fetchone()["count"] == 18
 
 
 def test_security_definer_pins_search_path_and_public_cannot_execute(conn):

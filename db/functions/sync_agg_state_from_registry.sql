@@ -2,6 +2,9 @@
 -- every wanted timeframe of every active symbol, plus the timeframes they roll up
 -- from; existing tasks follow is_mandatory; tasks no longer wanted are disabled
 -- (enabled = false, cursor kept). Checks that each hierarchy step nests first.
+-- Every active symbol also gets two optional gap-scan tasks on '1m': gap_scan
+-- (live window, every gap_scan_live_interval) and gap_scan_history (older data,
+-- every gap_scan_history_interval); see gap_scan_run.
 CREATE OR REPLACE FUNCTION tickagg.sync_agg_state_from_registry(
     p_env text DEFAULT 'prod',
     p_start timestamptz DEFAULT NULL
@@ -18,6 +21,9 @@ DECLARE
     v_updated bigint;
     v_disabled bigint;
     v_problem record;
+    v_scans_created bigint;
+    v_scans_updated bigint;
+    v_scans_disabled bigint;
 BEGIN
     IF p_env IS NULL OR p_env NOT IN ('prod', 'test') THEN
         RAISE EXCEPTION 'unknown environment %', p_env
@@ -90,16 +96,70 @@ BEGIN
     SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM updated), (SELECT count(*) FROM disabled)
     INTO v_created, v_updated, v_disabled;
 
+    WITH wanted_scans AS MATERIALIZED (
+        SELECT
+            r.canonical_symbol, k.task_kind, k.run_interval, k.task_priority,
+            CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END AS in_env
+        FROM tickagg.core_asset_registry_all AS r
+        CROSS JOIN (
+            VALUES
+            (
+                'gap_scan', tickagg.setting('gap_scan_live_interval')::interval,
+                tickagg.setting('gap_scan_live_priority')::integer
+            ),
+            (
+                'gap_scan_history', tickagg.setting('gap_scan_history_interval')::interval,
+                tickagg.setting('gap_scan_history_priority')::integer
+            )
+        ) AS k (task_kind, run_interval, task_priority)
+        WHERE r.active OR r.test_active
+    ),
+    created AS (
+        INSERT INTO tickagg.data_agg_state (
+            canonical_symbol, timeframe, task_kind, is_mandatory, agg_start_utc, last_agg_bar_ts_utc,
+            run_interval, task_priority
+        )
+        SELECT w.canonical_symbol, '1m', w.task_kind, false, v_start, v_start, w.run_interval, w.task_priority
+        FROM wanted_scans AS w
+        WHERE w.in_env
+        ON CONFLICT (canonical_symbol, timeframe, task_kind) DO NOTHING
+        RETURNING 1
+    ),
+    updated AS (
+        UPDATE tickagg.data_agg_state AS s SET enabled = true, updated_at = now()
+        FROM wanted_scans AS w
+        WHERE
+            w.in_env AND NOT s.enabled
+            AND s.canonical_symbol = w.canonical_symbol AND s.timeframe = '1m' AND s.task_kind = w.task_kind
+        RETURNING 1
+    ),
+    disabled AS (
+        UPDATE tickagg.data_agg_state AS s SET enabled = false, updated_at = now()
+        WHERE
+            s.task_kind IN ('gap_scan', 'gap_scan_history')
+            AND s.enabled
+            AND NOT EXISTS (
+                SELECT 1 FROM wanted_scans AS w
+                WHERE w.canonical_symbol = s.canonical_symbol AND w.task_kind = s.task_kind
+            )
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM updated), (SELECT count(*) FROM disabled)
+    INTO v_scans_created, v_scans_updated, v_scans_disabled;
+
     RETURN jsonb_build_object(
         'success', true,
         'env', p_env,
         'tasks_created', v_created,
         'tasks_updated', v_updated,
         'tasks_disabled', v_disabled,
+        'gap_scan_tasks_created', v_scans_created,
+        'gap_scan_tasks_updated', v_scans_updated,
+        'gap_scan_tasks_disabled', v_scans_disabled,
         'tasks_total', (SELECT count(*) FROM tickagg.data_agg_state)
     );
 END
 $$;
 
 COMMENT ON FUNCTION tickagg.sync_agg_state_from_registry(text, timestamptz) IS
-'Create, update and disable rollup tasks so data_agg_state matches the registry for an environment; returns jsonb counts.';
+'Create, update and disable rollup and gap-scan tasks so data_agg_state matches the registry for an environment; returns jsonb counts.';

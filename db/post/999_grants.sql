@@ -23,7 +23,12 @@ tickagg.schema_files,
 tickagg.task_status,
 tickagg.bar_counts,
 tickagg.ingest_rejects_recent,
-tickagg.rollup_source_bars
+tickagg.rollup_source_bars,
+tickagg.coverage,
+tickagg.gaps_open,
+tickagg.gap_history,
+tickagg.calendars,
+tickagg.calendar_holidays
 TO tickagg_runner;
 
 ALTER DEFAULT PRIVILEGES IN SCHEMA tickagg REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;

@@ -1,6 +1,7 @@
 -- Per task: how long its oldest closed bucket has waited to be materialised
 -- (refresh_lag), last success, failure streak, and HEALTHY / WARNING / DELAYED
 -- by the thresholds of its timeframe. Failed or disabled tasks are DELAYED.
+-- A gap scan has no buckets: its lag is how long its next run is overdue.
 CREATE OR REPLACE VIEW tickagg.aggregation_health AS
 SELECT
     s.canonical_symbol,
@@ -9,7 +10,7 @@ SELECT
     s.status AS task_status,
     s.is_mandatory,
     s.last_agg_bar_ts_utc AS cursor_ts,
-    greatest(now() - s.last_agg_bar_ts_utc - t.step - s.aggregation_delay, interval '0') AS refresh_lag,
+    greatest(l.lag, interval '0') AS refresh_lag,
     s.last_successful_at_utc AS last_refresh,
     s.next_run_at AS next_refresh,
     s.hard_fail_streak,
@@ -17,10 +18,16 @@ SELECT
     s.last_error,
     CASE
         WHEN s.status IN ('hard_failed', 'disabled') OR NOT s.enabled THEN 'DELAYED'
-        WHEN now() - s.last_agg_bar_ts_utc - t.step - s.aggregation_delay > t.health_delayed_lag THEN 'DELAYED'
-        WHEN now() - s.last_agg_bar_ts_utc - t.step - s.aggregation_delay > t.health_warning_lag
+        WHEN l.lag > t.health_delayed_lag THEN 'DELAYED'
+        WHEN l.lag > t.health_warning_lag
             OR s.hard_fail_streak > 0 OR s.transient_fail_streak > 0 THEN 'WARNING'
         ELSE 'HEALTHY'
     END AS status
 FROM tickagg.data_agg_state AS s
-INNER JOIN tickagg.timeframes AS t ON t.timeframe = s.timeframe;
+INNER JOIN tickagg.timeframes AS t ON t.timeframe = s.timeframe
+CROSS JOIN LATERAL (
+    SELECT CASE
+        WHEN s.task_kind IN ('gap_scan', 'gap_scan_history') THEN now() - s.next_run_at
+        ELSE now() - s.last_agg_bar_ts_utc - t.step - s.aggregation_delay
+    END AS lag
+) AS l;

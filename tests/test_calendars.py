@@ -1,0 +1,178 @@
+"""Calendar truth tables: open/closed and bucket starts at chosen instants (DST
+edges, Kolkata without DST, forex week edges, a holiday and an early close),
+expected candles on an early-close day, holiday import, and the hierarchy check."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+from helpers import register, run_cli
+
+NY = ZoneInfo("America/New_York")
+IST = ZoneInfo("Asia/Kolkata")
+UTC = dt.UTC
+
+
+def at(tz, *args):
+    return dt.datetime(*args, tzinfo=tz)
+
+
+def bounds(conn, calendar, timeframe, ts):
+    r = conn.execute(
+        "SELECT tickagg.bucket_bounds(%s, %s, %s) AS b", (calendar, timeframe, ts)
+    ).fetchone()["b"]
+    return None if r is None else (r.lower, r.upper)
+
+
+def is_open(conn, calendar, ts) -> bool:
+    return conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM tickagg.calendar_sessions(%s, %s, %s + interval '1 minute')"
+        " WHERE is_trading AND open_utc <= %s AND close_utc > %s) AS o",
+        (calendar, ts, ts, ts, ts),
+    ).fetchone()["o"]
+
+
+# (calendar, instant, open?, timeframe, expected bucket start (None: no bucket))
+TRUTH = [
+    # forex: Friday 16:59 / 17:00 and Sunday 16:59 / 17:00 New York (seeds/003 item 9)
+    ("forex_24x5", at(NY, 2025, 10, 10, 16, 59), True, "4h", at(NY, 2025, 10, 10, 13, 0)),
+    ("forex_24x5", at(NY, 2025, 10, 10, 17, 0), False, "4h", None),
+    ("forex_24x5", at(NY, 2025, 10, 11, 12, 0), False, "1h", None),
+    ("forex_24x5", at(NY, 2025, 10, 12, 16, 59), False, "1h", None),
+    ("forex_24x5", at(NY, 2025, 10, 12, 17, 0), True, "4h", at(NY, 2025, 10, 12, 17, 0)),
+    ("forex_24x5", at(NY, 2025, 10, 13, 0, 0), True, "4h", at(NY, 2025, 10, 12, 21, 0)),
+    ("forex_24x5", at(NY, 2025, 10, 13, 0, 0), True, "1d", at(NY, 2025, 10, 12, 17, 0)),
+    # DST switches: the week opens at 22:00 UTC before and 21:00 UTC after
+    ("forex_24x5", at(UTC, 2025, 3, 9, 21, 0), True, "1h", at(UTC, 2025, 3, 9, 21, 0)),
+    ("forex_24x5", at(UTC, 2025, 3, 9, 20, 59), False, "1h", None),
+    ("forex_24x5", at(UTC, 2025, 3, 2, 21, 59), False, "1h", None),
+    ("forex_24x5", at(UTC, 2025, 3, 2, 22, 0), True, "4h", at(UTC, 2025, 3, 2, 22, 0)),
+    ("forex_24x5", at(UTC, 2025, 11, 2, 22, 0), True, "4h", at(UTC, 2025, 11, 2, 22, 0)),
+    ("forex_24x5", at(UTC, 2025, 11, 2, 21, 30), False, "4h", None),
+    ("forex_24x5", at(UTC, 2025, 10, 26, 21, 0), True, "4h", at(UTC, 2025, 10, 26, 21, 0)),
+    # us_equity across DST: 09:30 New York is 14:30 UTC in winter, 13:30 UTC in summer
+    ("us_equity", at(UTC, 2025, 3, 7, 14, 30), True, "1h", at(UTC, 2025, 3, 7, 14, 30)),
+    ("us_equity", at(UTC, 2025, 3, 10, 13, 30), True, "1h", at(UTC, 2025, 3, 10, 13, 30)),
+    ("us_equity", at(UTC, 2025, 3, 10, 13, 29), False, "1h", None),
+    ("us_equity", at(UTC, 2025, 11, 3, 14, 29), False, "5m", None),
+    ("us_equity", at(UTC, 2025, 11, 3, 14, 30), True, "30m", at(UTC, 2025, 11, 3, 14, 30)),
+    ("us_equity", at(NY, 2025, 11, 3, 15, 59), True, "1h", at(NY, 2025, 11, 3, 15, 30)),
+    ("us_equity", at(NY, 2025, 11, 3, 16, 0), False, "1h", None),
+    # holiday and 13:00 early close (rows inserted by the fixture)
+    ("us_equity", at(NY, 2025, 7, 4, 10, 0), False, "1h", None),
+    ("us_equity", at(NY, 2025, 7, 3, 12, 59), True, "1h", at(NY, 2025, 7, 3, 12, 30)),
+    ("us_equity", at(NY, 2025, 7, 3, 13, 0), False, "1h", None),
+    # Kolkata: no DST, 09:15-15:30, 1h buckets at 09:15, 10:15, ... 15:15
+    ("nse_equity", at(IST, 2025, 3, 10, 9, 15), True, "1h", at(IST, 2025, 3, 10, 9, 15)),
+    ("nse_equity", at(IST, 2025, 11, 3, 9, 14), False, "1h", None),
+    ("nse_equity", at(IST, 2025, 11, 3, 15, 20), True, "1h", at(IST, 2025, 11, 3, 15, 15)),
+    ("nse_equity", at(IST, 2025, 11, 3, 15, 30), False, "1h", None),
+    ("nse_equity", at(IST, 2025, 11, 8, 11, 0), False, "1h", None),  # Saturday
+    # crypto: UTC epoch alignment, every day
+    ("crypto_24x7", at(UTC, 2025, 3, 9, 7, 0), True, "4h", at(UTC, 2025, 3, 9, 4, 0)),
+    ("crypto_24x7", at(UTC, 2025, 11, 1, 23, 59), True, "1d", at(UTC, 2025, 11, 1, 0, 0)),
+]
+
+
+@pytest.fixture
+def holidays(conn):
+    conn.execute("SELECT tickagg.calendar_set_holiday('us_equity', '2025-07-04', NULL, 'July 4')")
+    conn.execute("SELECT tickagg.calendar_set_holiday('us_equity', '2025-07-03', '13:00', 'early')")
+
+
+@pytest.mark.parametrize(("calendar", "ts", "open_", "timeframe", "start"), TRUTH)
+def test_truth_table(conn, holidays, calendar, ts, open_, timeframe, start):
+    assert is_open(conn, calendar, ts) is open_
+    b = bounds(conn, calendar, timeframe, ts)
+    if start is None:
+        # closed: no bucket, or (a non-trading date's session) one expecting nothing
+        if b is not None:
+            exp = conn.execute(
+                "SELECT expected_candles FROM tickagg.calendar_buckets(%s, %s, %s, %s)"
+                " WHERE bucket_start = %s",
+                (calendar, timeframe, b[0], b[1], b[0]),
+            ).fetchone()["expected_candles"]
+            assert exp == 0
+    else:
+        assert b is not None and b[0] == start and b[0] <= ts < b[1]
+
+
+def test_early_close_expected_candles(conn, holidays):
+    rows = conn.execute(
+        "SELECT bucket_start, bucket_end, expected_candles FROM tickagg.calendar_buckets("
+        "'us_equity', '1d', '2025-07-02 12:00+00', '2025-07-08 00:00+00')"
+    ).fetchall()
+    by_day = {r["bucket_start"].astimezone(NY).date(): r for r in rows}
+    assert by_day[dt.date(2025, 7, 2)]["expected_candles"] == 390
+    assert by_day[dt.date(2025, 7, 3)]["expected_candles"] == 210  # 09:30-13:00
+    assert by_day[dt.date(2025, 7, 3)]["bucket_end"] == at(NY, 2025, 7, 3, 13, 0)
+    assert by_day.get(dt.date(2025, 7, 4), {"expected_candles": 0})["expected_candles"] == 0
+    last_1h = conn.execute(
+        "SELECT tickagg.bucket_bounds('us_equity', '1h', %s) AS b", (at(NY, 2025, 7, 3, 12, 45),)
+    ).fetchone()["b"]
+    assert (last_1h.lower, last_1h.upper) == (at(NY, 2025, 7, 3, 12, 30), at(NY, 2025, 7, 3, 13, 0))
+
+
+def test_set_holiday_validates(conn):
+    with pytest.raises(psycopg.Error) as ei:
+        conn.execute("SELECT tickagg.calendar_set_holiday('nope', '2025-01-01')")
+    assert ei.value.sqlstate == "TK003"
+    with pytest.raises(psycopg.Error) as ei:
+        conn.execute("SELECT tickagg.calendar_set_holiday('us_equity', '2025-07-03', '17:00')")
+    assert ei.value.sqlstate == "TK004" and ei.value.diag.message_hint
+
+
+def test_hierarchy_that_does_not_nest_is_refused(conn):
+    register(conn, "EURUSD", "forex_24x5")
+    conn.execute(
+        "INSERT INTO tickagg.timeframes"
+        " (timeframe, bucket_kind, step, source_timeframe, sort_order)"
+        " VALUES ('7m', 'fixed', '7 minutes', '5m', 99)"
+    )
+    with pytest.raises(psycopg.Error) as ei:
+        conn.execute("SELECT tickagg.sync_agg_state_from_registry('prod', '2025-07-01')")
+    assert ei.value.sqlstate == "TK005"
+    assert "7m" in ei.value.diag.message_primary and ei.value.diag.message_hint
+
+
+def test_calendars_import_and_list(dsn, conn):
+    proc = run_cli(
+        dsn, "calendars", "import", "--calendar", "us_equity", "--calendar", "nse_equity",
+        "--from-year", "2025", "--to-year", "2026",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = {
+        (r["calendar_code"], r["holiday_date"]): r["early_close"]
+        for r in conn.execute("SELECT * FROM tickagg.calendar_holidays")
+    }
+    assert rows[("us_equity", dt.date(2025, 7, 4))] is None
+    assert rows[("us_equity", dt.date(2025, 12, 25))] is None
+    assert rows[("us_equity", dt.date(2025, 11, 28))] == dt.time(13, 0)
+    assert rows[("nse_equity", dt.date(2025, 8, 15))] is None  # Independence Day
+    assert not any(d.isoweekday() > 5 for _, d in rows)
+    again = run_cli(
+        dsn, "calendars", "import", "--calendar", "us_equity", "--from-year", "2025",
+        "--to-year", "2026",
+    )  # fmt: skip
+    assert "(0 rows added or changed)" in again.stdout
+    listing = run_cli(dsn, "calendars", "--year", "2025", "--calendar", "us_equity")
+    assert listing.returncode == 0 and "early_close" in listing.stdout and "13:00" in listing.stdout
+    # closed on the imported holiday
+    assert not is_open(conn, "us_equity", at(NY, 2025, 12, 25, 11, 0))
+
+
+def test_gaps_cli_formats(dsn, conn):
+    register(conn, "EURUSD", "forex_24x5")
+    args = ("--symbol", "EURUSD", "--from", "2025-03-07T21:00:00Z", "--to", "2025-03-09T23:00:00Z")
+    table = run_cli(dsn, "gaps", *args)
+    assert table.returncode == 0, table.stderr
+    assert "2025-03-07 21:00" in table.stdout and "2 gaps, 180 missing minutes" in table.stdout
+    csv = run_cli(dsn, "gaps", *args, "--format", "csv").stdout.splitlines()
+    assert csv == [
+        "gap_start,gap_end,missing_candles",
+        "2025-03-07T21:00:00+00:00,2025-03-07T22:00:00+00:00,60",
+        "2025-03-09T21:00:00+00:00,2025-03-09T23:00:00+00:00,120",
+    ]
