@@ -389,6 +389,296 @@ def demo(data_dir, weeks, keep_running, workers, seed):
     run_demo(data_dir=data_dir, weeks=weeks, keep_running=keep_running, workers=workers, seed=seed)
 
 
+# --- rebuild -----------------------------------------------------------------
+
+_CHUNK_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _parse_chunk(value: str) -> dt.timedelta:
+    unit = _CHUNK_UNITS.get(value[-1:].lower())
+    try:
+        n = int(value[:-1])
+    except ValueError:
+        n = 0
+    if unit is None or n < 1:
+        raise click.BadParameter(f"expected a length like 7d, 12h or 2w, got {value!r}")
+    return dt.timedelta(**{unit: n})
+
+
+def _chunks(start: dt.datetime, end: dt.datetime, size: dt.timedelta) -> int:
+    return max(1, -(-(end - start) // size))
+
+
+@cli.command()
+@click.option("--symbol", required=True, help="Canonical symbol.")
+@click.option(
+    "--timeframe",
+    required=True,
+    help="A derived timeframe (5m 15m 30m 1h 4h 1d 1w), or `all` for every one, 5m first.",
+)
+@click.option(
+    "--from",
+    "from_",
+    default=None,
+    help="Start (ISO 8601, UTC when no offset); default: the task's first bucket.",
+)
+@click.option(
+    "--to", "to", default=None, help="End, exclusive (ISO 8601); default: the task's cursor."
+)
+@click.option(
+    "--chunk",
+    default="7d",
+    show_default=True,
+    help="Length of one transaction's slice (m, h, d or w).",
+)
+@click.option(
+    "--cascade",
+    is_flag=True,
+    help="Also rebuild every timeframe above --timeframe now, in hierarchy order, instead "
+    "of leaving them to the runner.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def rebuild(obj: Ctx, symbol, timeframe, from_, to, chunk, cascade, as_json):
+    """Recompute materialised bars of SYMBOL over [--from, --to) from their source.
+
+    Buckets overlapping the range are rebuilt whole; buckets after a task's cursor
+    are left to catch-up. Each chunk runs tickagg.derived_rebuild_range in its own
+    transaction. Changed bars dirty the timeframe above them, so higher levels follow
+    through the runner (or at once with --cascade or --timeframe all)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    step = _parse_chunk(chunk)
+    start, end = _parse_ts(from_), _parse_ts(to)
+    if start is not None and end is not None and start >= end:
+        raise click.BadParameter("--from must be before --to")
+    with obj.pool().connection() as conn:
+        tasks = queries.rebuild_task_bounds(conn, symbol)
+        if not tasks:
+            click.echo(f"error: no rollup tasks for {symbol!r} (tickagg sync?)", err=True)
+            raise SystemExit(EXIT_ERROR)
+        order = [t["timeframe"] for t in tasks]
+        if timeframe == "all":
+            wanted = order
+        elif timeframe in order:
+            wanted = order[order.index(timeframe) :] if cascade else [timeframe]
+        else:
+            raise click.BadParameter(
+                f"{symbol} has no rollup task {timeframe!r}; choose from {', '.join(order)} or all",
+                param_hint="--timeframe",
+            )
+        plan = []
+        for t in tasks:
+            if t["timeframe"] not in wanted:
+                continue
+            lo = max(start, t["first_bucket"]) if start is not None else t["first_bucket"]
+            hi = min(end, t["cursor_ts"]) if end is not None else t["cursor_ts"]
+            plan.append((t["timeframe"], lo, hi))
+        total = sum(_chunks(lo, hi, step) for _, lo, hi in plan if lo < hi)
+
+        results = []
+        console = Console(stderr=True)
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[bars]} bars written"),
+            console=console,
+            disable=not console.is_terminal,
+        ) as progress:
+            bar = progress.add_task(f"rebuild {symbol}", total=total, bars=0)
+            written = 0
+            for tf, lo, hi in plan:
+                summary = {
+                    "timeframe": tf,
+                    "from": None,
+                    "to": None,
+                    "chunks": 0,
+                    "buckets_rebuilt": 0,
+                    "bars_written": 0,
+                    "bars_deleted": 0,
+                }
+                progress.update(bar, description=f"rebuild {symbol} {tf}")
+                at = lo
+                while at < hi:
+                    upto = min(at + step, hi)
+                    with conn.transaction():
+                        res = queries.derived_rebuild_range(conn, symbol, tf, at, upto)
+                    summary["chunks"] += 1
+                    for k in ("buckets_rebuilt", "bars_written", "bars_deleted"):
+                        summary[k] += int(res[k])
+                    if res["from"] is not None:
+                        summary["from"] = summary["from"] or res["from"]
+                        summary["to"] = res["to"]
+                        # a chunk widened to whole buckets: go on after its last bucket
+                        upto = max(upto, _parse_ts(res["to"]))
+                    written += int(res["bars_written"])
+                    progress.update(bar, advance=_chunks(at, upto, step), bars=written)
+                    at = upto
+                results.append(summary)
+    later = order[order.index(wanted[-1]) + 1 :]
+    if as_json:
+        _echo_json({"symbol": symbol, "timeframes": results, "left_to_runner": later})
+        return
+    click.echo(f"{'timeframe':>9} {'buckets':>9} {'written':>9} {'deleted':>9}  range")
+    for r in results:
+        span = f"[{r['from']}, {r['to']})" if r["from"] else "nothing materialised in range"
+        click.echo(
+            f"{r['timeframe']:>9} {r['buckets_rebuilt']:>9,} {r['bars_written']:>9,} "
+            f"{r['bars_deleted']:>9,}  {span}"
+        )
+    if later and any(r["bars_written"] or r["bars_deleted"] for r in results):
+        click.echo(
+            f"changed bars dirtied {', '.join(later)}: the runner rebuilds them on its next "
+            "pass (`tickagg run`), or rerun with --cascade"
+        )
+
+
+# --- gaps and calendars ----------------------------------------------------------
+
+
+def _print_table(rows: list[dict], empty: str) -> None:
+    if not rows:
+        click.echo(empty)
+        return
+    cols = list(rows[0].keys())
+    text = [{c: "" if r[c] is None else str(r[c]) for c in cols} for r in rows]
+    widths = {c: max(len(c), *(len(r[c]) for r in text)) for c in cols}
+    click.echo("  ".join(c.ljust(widths[c]) for c in cols).rstrip())
+    for r in text:
+        click.echo("  ".join(r[c].ljust(widths[c]) for c in cols).rstrip())
+
+
+@cli.command()
+@click.option("--symbol", required=True, help="Canonical symbol.")
+@click.option("--timeframe", default="1m", show_default=True)
+@click.option("--from", "from_", default=None, help="Window start (ISO 8601; default 7 days ago).")
+@click.option("--to", default=None, help="Window end, exclusive (ISO 8601; default now).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.pass_obj
+def gaps(obj: Ctx, symbol, timeframe, from_, to, fmt):
+    """Runs of missing bars in open market time (agg_find_gaps)."""
+    import csv
+    import sys
+
+    end = _parse_ts(to) or dt.datetime.now(dt.UTC)
+    start = _parse_ts(from_) or end - dt.timedelta(days=7)
+    with obj.pool().connection() as conn:
+        rows = queries.agg_find_gaps(conn, symbol, timeframe, start, end)
+    if fmt == "json":
+        _echo_json(rows)
+    elif fmt == "csv":
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(["gap_start", "gap_end", "missing_candles"])
+        for r in rows:
+            w.writerow([r["gap_start"].isoformat(), r["gap_end"].isoformat(), r["missing_candles"]])
+    else:
+        unit = "minutes" if timeframe == "1m" else f"{timeframe} bars"
+        table = [
+            {
+                "gap_start (UTC)": f"{r['gap_start']:%Y-%m-%d %H:%M}",
+                "gap_end (UTC)": f"{r['gap_end']:%Y-%m-%d %H:%M}",
+                f"missing {unit}": r["missing_candles"],
+                "length": str(r["gap_end"] - r["gap_start"]),
+            }
+            for r in rows
+        ]
+        _print_table(table, f"no gaps for {symbol} {timeframe} in [{start}, {end})")
+        if rows:
+            total = sum(r["missing_candles"] for r in rows)
+            click.echo(f"{len(rows)} gaps, {total} missing {unit} in [{start}, {end})")
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--calendar", default=None, help="Only this calendar's holidays.")
+@click.option("--year", type=int, default=None, help="Only holidays of this year.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def calendars(ctx, calendar, year, as_json):
+    """List calendars, holidays and early closes; `calendars import` fills them."""
+    if ctx.invoked_subcommand is not None:
+        return
+    obj: Ctx = ctx.obj
+    with obj.pool().connection() as conn:
+        cals = queries.list_calendars(conn)
+        days = queries.list_calendar_holidays(conn, calendar, year)
+    if as_json:
+        _echo_json({"calendars": cals, "holidays": days})
+        return
+    _print_table(
+        [
+            {
+                "calendar": c["calendar_code"],
+                "time_zone": c["time_zone"],
+                "session": f"{c['session_open_offset']} - {c['session_close_offset']}",
+                "trading_isodows": ",".join(map(str, c["trading_isodows"])),
+                "holidays": c["holidays"],
+                "early_closes": c["early_closes"],
+            }
+            for c in cals
+            if calendar is None or c["calendar_code"] == calendar
+        ],
+        "no calendars",
+    )
+    click.echo("")
+    _print_table(
+        [
+            {
+                "calendar": d["calendar_code"],
+                "date": d["holiday_date"],
+                "kind": d["kind"],
+                "closes": d["early_close"] or "",
+                "description": d["description"],
+            }
+            for d in days
+        ],
+        "no holidays or early closes" + (f" in {year}" if year else ""),
+    )
+
+
+@calendars.command("import")
+@click.option(
+    "--calendar",
+    "calendar_codes",
+    type=click.Choice(["us_equity", "nse_equity"]),
+    multiple=True,
+    required=True,
+    help="us_equity (XNYS) or nse_equity (XBOM); repeatable.",
+)
+@click.option("--from-year", type=int, required=True)
+@click.option("--to-year", type=int, required=True)
+@click.pass_obj
+def calendars_import(obj: Ctx, calendar_codes, from_year, to_year):
+    """Fill holidays and early closes from the exchange_calendars package."""
+    from .calendars import exchange_days
+
+    if to_year < from_year:
+        raise click.BadParameter("--to-year must not be before --from-year")
+    for code in calendar_codes:
+        rows, warnings = exchange_days(code, from_year, to_year)
+        for w in warnings:
+            click.echo(f"warning: {w}", err=True)
+        changed = 0
+        with obj.pool().connection() as conn, conn.transaction():
+            for r in rows:
+                res = queries.calendar_set_holiday(
+                    conn, code, r["holiday_date"], r["early_close"], r["description"]
+                )
+                changed += bool(res and res.get("changed"))
+        holidays = sum(1 for r in rows if r["early_close"] is None)
+        click.echo(
+            f"{code}: {holidays} holidays, {len(rows) - holidays} early closes for "
+            f"{from_year}-{to_year} ({changed} rows added or changed)"
+        )
+
+
 def main(argv=None):
     return cli.main(args=argv, prog_name="tickagg")
 

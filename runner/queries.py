@@ -285,3 +285,110 @@ def quality_distribution(conn) -> list[dict]:
         q = QUALITY_DISTRIBUTION.format(view=sql.Identifier(view))
         out.extend(_all(conn, q, {"timeframe": tf}))
     return out
+
+
+# --- rebuild ---------------------------------------------------------------
+
+DERIVED_REBUILD_RANGE = """
+SELECT tickagg.derived_rebuild_range(
+    p_canonical_symbol => %(symbol)s,
+    p_timeframe => %(timeframe)s,
+    p_from => %(from)s,
+    p_to => %(to)s) AS result
+"""
+
+# the symbol's rollup tasks in hierarchy order (task_status orders by timeframe rank),
+# with the span each has materialised: first bucket boundary up to the cursor
+REBUILD_TASK_BOUNDS = """
+SELECT
+    s.timeframe,
+    tickagg.agg_bootstrap_cursor(
+        p_canonical_symbol => s.canonical_symbol, p_timeframe => s.timeframe) AS first_bucket,
+    s.cursor_ts
+FROM tickagg.task_status AS s
+WHERE s.canonical_symbol = %(symbol)s AND s.task_kind = 'rollup'
+"""
+
+
+def derived_rebuild_range(conn, symbol: str, timeframe: str, from_ts, to_ts) -> dict:
+    return _one(
+        conn,
+        DERIVED_REBUILD_RANGE,
+        {"symbol": symbol, "timeframe": timeframe, "from": from_ts, "to": to_ts},
+    )
+
+
+def rebuild_task_bounds(conn, symbol: str) -> list[dict]:
+    return _all(conn, REBUILD_TASK_BOUNDS, {"symbol": symbol})
+
+
+# --- gaps and calendars ----------------------------------------------------
+
+GAP_SCAN_RUN = """
+SELECT tickagg.gap_scan_run(
+    p_canonical_symbol => %(symbol)s,
+    p_scope => %(scope)s) AS result
+"""
+
+AGG_FIND_GAPS = """
+SELECT gap_start, gap_end, missing_candles FROM tickagg.agg_find_gaps(
+    p_canonical_symbol => %(symbol)s,
+    p_timeframe => %(timeframe)s,
+    p_from => %(from)s,
+    p_to => %(to)s)
+"""
+
+LIST_CALENDARS = "SELECT * FROM tickagg.calendars"
+
+LIST_CALENDAR_HOLIDAYS = """
+SELECT * FROM tickagg.calendar_holidays
+WHERE (%(calendar)s::text IS NULL OR calendar_code = %(calendar)s)
+  AND (%(year)s::integer IS NULL OR extract(YEAR FROM holiday_date) = %(year)s)
+"""
+
+CALENDAR_SET_HOLIDAY = """
+SELECT tickagg.calendar_set_holiday(
+    p_calendar_code => %(calendar)s,
+    p_holiday_date => %(holiday_date)s,
+    p_early_close => %(early_close)s,
+    p_description => %(description)s) AS result
+"""
+
+COVERAGE = "SELECT * FROM tickagg.coverage ORDER BY canonical_symbol"
+
+
+def gap_scan_run(conn, symbol: str, scope: str) -> dict:
+    return _one(conn, GAP_SCAN_RUN, {"symbol": symbol, "scope": scope})
+
+
+def agg_find_gaps(conn, symbol: str, timeframe: str, from_ts, to_ts) -> list[dict]:
+    return _all(
+        conn,
+        AGG_FIND_GAPS,
+        {"symbol": symbol, "timeframe": timeframe, "from": from_ts, "to": to_ts},
+    )
+
+
+def list_calendars(conn) -> list[dict]:
+    return _all(conn, LIST_CALENDARS)
+
+
+def list_calendar_holidays(conn, calendar: str | None, year: int | None) -> list[dict]:
+    return _all(conn, LIST_CALENDAR_HOLIDAYS, {"calendar": calendar, "year": year})
+
+
+def calendar_set_holiday(conn, calendar: str, holiday_date, early_close, description: str) -> dict:
+    return _one(
+        conn,
+        CALENDAR_SET_HOLIDAY,
+        {
+            "calendar": calendar,
+            "holiday_date": holiday_date,
+            "early_close": early_close,
+            "description": description,
+        },
+    )
+
+
+def coverage(conn) -> list[dict]:
+    return _all(conn, COVERAGE)

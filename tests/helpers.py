@@ -109,6 +109,9 @@ def drive(
             for t in tasks:
                 totals["claims"] += 1
                 assert totals["claims"] < max_claims, "runaway: tasks never settle"
+                if t["task_kind"] in ("gap_scan", "gap_scan_history"):
+                    _gap_scan(conn, t)
+                    continue
                 args = (t["canonical_symbol"], t["timeframe"], t["cursor_ts"], max_windows)
                 with conn.transaction():
                     res = conn.execute(
@@ -122,6 +125,23 @@ def drive(
                         _finish(conn, t, res)
                 totals["bars_written"] += int(res["bars_written"])
                 totals["bars_deleted"] += int(res.get("bars_deleted") or 0)
+
+
+def _gap_scan(conn, task: Mapping) -> dict:
+    """What the runner does for a gap-scan task: scan, then finish at the scan end."""
+    scope = "live" if task["task_kind"] == "gap_scan" else "history"
+    with conn.transaction():
+        res = conn.execute(
+            "SELECT tickagg.gap_scan_run(%s, %s) AS r", (task["canonical_symbol"], scope)
+        ).fetchone()["r"]
+        assert res["success"] is True, res
+        _finish(
+            conn,
+            task,
+            {"cursor_from": task["cursor_ts"], "cursor_to": res["scan_end"],
+             "bars_written": 0, "continue": False},
+        )  # fmt: skip
+    return res
 
 
 def _finish(conn, task: Mapping, res: Mapping) -> None:
@@ -206,3 +226,33 @@ def cursors(conn) -> dict:
             "SELECT canonical_symbol, timeframe, last_agg_bar_ts_utc FROM tickagg.data_agg_state"
         )
     }
+
+
+def rollups_only(conn) -> None:
+    """Disable every task that is not a rollup (gap scans...), for tests of rollups."""
+    conn.execute("UPDATE tickagg.data_agg_state SET enabled = false WHERE task_kind <> 'rollup'")
+
+
+def partial_drive(dsn: str, claims: int, *, max_windows: int | None = None) -> dict:
+    """Run at most `claims` rollup tasks the way the runner does, one claim (limit 1)
+    at a time, so cursors can stop anywhere mid catch-up. Returns totals."""
+    totals = {"claims": 0, "bars_written": 0, "bars_deleted": 0}
+    with connect(dsn) as conn:
+        while totals["claims"] < claims:
+            t = conn.execute(
+                "SELECT * FROM tickagg.agg_get_due_tasks('prod', now(), 1, 300)"
+            ).fetchone()
+            if t is None:
+                break
+            assert t["task_kind"] == "rollup", f"partial_drive runs rollups only, claimed {t}"
+            totals["claims"] += 1
+            with conn.transaction():
+                res = conn.execute(
+                    "SELECT tickagg.catchup_aggregation_range(%s, %s, %s, %s) AS r",
+                    (t["canonical_symbol"], t["timeframe"], t["cursor_ts"], max_windows),
+                ).fetchone()["r"]
+                assert res["success"] is True, res
+                _finish(conn, t, res)
+            totals["bars_written"] += int(res["bars_written"])
+            totals["bars_deleted"] += int(res.get("bars_deleted") or 0)
+    return totals

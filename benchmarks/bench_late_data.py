@@ -1,0 +1,411 @@
+"""Late-data benchmark: exact invalidation against rebuilding (issue 3).
+
+With ~1M forex 1m bars (10 symbols x 14 weeks, loaded as bench_catchup.py does)
+materialised in all seven timeframes:
+
+(a) one late 1m bar for one symbol (a correction of an existing minute by a
+    higher-ranked source; separately, a new minute in a hole), landed through
+    the real ingest path, then the runner's calls until nothing is due (every
+    affected bucket in 5m..1w current) -- against a full rebuild of the same
+    symbol (derived_rebuild_range for every timeframe over its whole range, in
+    hierarchy order). Goal: the late path at least 1000x cheaper.
+(b) a backfill of one symbol-month of late bars (held back before the first
+    catch-up, inserted afterwards in one statement) -- against rebuilding that
+    month with derived_rebuild_range.
+
+Prints seconds, ratios and the derived rows each path rewrote per symbol (every
+other symbol must show 0). Asserts nothing about time.
+
+    .venv/bin/python benchmarks/bench_late_data.py [--weeks W] [--reps N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import psycopg  # noqa: E402
+from _benchlib import bench_database, server_info, timed  # noqa: E402
+from bench_catchup import (  # noqa: E402  (the same ~1M-bar forex data set)
+    AGG_START,
+    FIRST_WEEK,
+    LEVELS,
+    LOAD_SQL,
+    MINUTES_PER_WEEK,
+    SYMBOLS,
+)
+from psycopg.rows import dict_row  # noqa: E402
+
+from runner import queries  # noqa: E402
+
+TARGET = SYMBOLS[3]  # the symbol that gets the late bars in (a)
+BACKFILL = SYMBOLS[1]  # the symbol whose month arrives late in (b)
+MONTH = ("2024-02-01 00:00:00+00", "2024-03-01 00:00:00+00")
+GOAL = 1000.0
+
+CLAIM_SQL = """
+SELECT canonical_symbol, timeframe, task_kind, cursor_ts, claim_token
+FROM tickagg.agg_get_due_tasks(p_env => 'prod', p_limit => 10, p_lease_seconds => 600)
+"""
+
+REBUILD_SQL = """
+SELECT tickagg.derived_rebuild_range(
+    p_canonical_symbol => %(symbol)s, p_timeframe => %(timeframe)s,
+    p_from => %(from)s, p_to => %(to)s) AS r
+"""
+
+
+def drive(conn: psycopg.Connection) -> dict:
+    """The runner's calls (claim; catch-up + agg_finish in one transaction) until
+    nothing is due. Returns claims, bars written, the tasks run."""
+    stats = {"claims": 0, "bars": 0, "tasks": []}
+    while True:
+        tasks = conn.execute(CLAIM_SQL).fetchall()
+        if not tasks:
+            return stats
+        for t in tasks:
+            with conn.transaction():
+                res = queries.catchup_aggregation_range(
+                    conn, t["canonical_symbol"], t["timeframe"], t["cursor_ts"], 100000
+                )
+                queries.agg_finish(
+                    conn,
+                    t,
+                    "success",
+                    cursor_from=res["cursor_from"],
+                    cursor_to=res["cursor_to"],
+                    bars_written=res["bars_written"],
+                    cont=res["continue"],
+                )
+            stats["claims"] += 1
+            stats["bars"] += res["bars_written"]
+            stats["tasks"].append(f"{t['canonical_symbol']}/{t['timeframe']}")
+
+
+def rebuild(conn: psycopg.Connection, symbol: str, start: str, end: str) -> tuple[float, dict]:
+    """derived_rebuild_range for every level, 5m first, one transaction each."""
+    totals = {"buckets_rebuilt": 0, "bars_written": 0, "bars_deleted": 0}
+    t0 = time.perf_counter()
+    for tf in LEVELS:
+        with conn.transaction():
+            res = conn.execute(
+                REBUILD_SQL, {"symbol": symbol, "timeframe": tf, "from": start, "to": end}
+            ).fetchone()["r"]
+        for k in totals:
+            totals[k] += res[k]
+    return time.perf_counter() - t0, totals
+
+
+def max_change_no(conn: psycopg.Connection) -> int:
+    return conn.execute(
+        "SELECT coalesce(max(change_no), 0) AS n FROM tickagg.derived_data_bars"
+    ).fetchone()["n"]
+
+
+def rewritten(conn: psycopg.Connection, since: int) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT canonical_symbol, count(*) AS n FROM tickagg.derived_data_bars"
+        " WHERE change_no > %s GROUP BY 1",
+        (since,),
+    ).fetchall()
+    got = {r["canonical_symbol"]: r["n"] for r in rows}
+    return {s: got.get(s, 0) for s in SYMBOLS}
+
+
+def ingest_one(conn: psycopg.Connection, symbol: str, ts, price: float, source: str) -> dict:
+    """One bar through the real ingest path (staged COPY + ingest_staged_bars)."""
+    with conn.transaction():
+        queries.create_bars_stage(conn)
+        with conn.cursor().copy(queries.COPY_BARS_STAGE) as cp:
+            cp.write_row(
+                (2, symbol, ts.isoformat(), repr(price), repr(price + 0.0003),
+                 repr(price - 0.0003), repr(price + 0.0001), "42", source, repr(price), "7")
+            )  # fmt: skip
+        return queries.ingest_staged_bars(conn, "late.csv", source)
+
+
+def setup(conn: psycopg.Connection, weeks: int) -> None:
+    for sym in SYMBOLS:
+        queries.register_symbol(conn, sym, "forex_24x5")
+    queries.sync_agg_state_from_registry(conn, "prod", AGG_START)
+    # rollups only (this measures them), and the data is history: buckets close at
+    # the newest minute, not at now() - delay (see bench_catchup.py)
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET aggregation_delay = interval '100 years',"
+        " enabled = (task_kind = 'rollup')"
+    )
+    conn.execute("SELECT setseed(0.4242)")
+    secs = timed(
+        lambda: conn.execute(
+            LOAD_SQL,
+            {
+                "symbols": len(SYMBOLS),
+                "weeks": weeks,
+                "first_week": FIRST_WEEK,
+                "mpw": MINUTES_PER_WEEK,
+            },
+        )
+    )
+    # (b): one symbol's month is held back and arrives after the catch-up
+    conn.execute(
+        "CREATE TABLE public.held_month AS SELECT * FROM tickagg.data_bars"
+        " WHERE canonical_symbol = %s AND ts_utc >= %s AND ts_utc < %s",
+        (BACKFILL, *MONTH),
+    )
+    conn.execute(
+        "DELETE FROM tickagg.data_bars"
+        " WHERE canonical_symbol = %s AND ts_utc >= %s AND ts_utc < %s",
+        (BACKFILL, *MONTH),
+    )
+    conn.execute("VACUUM ANALYZE tickagg.data_bars")
+    n = conn.execute("SELECT count(*) AS n FROM tickagg.data_bars").fetchone()["n"]
+    held = conn.execute("SELECT count(*) AS n FROM public.held_month").fetchone()["n"]
+    print(f"loaded {n:,} 1m bars in {secs:.1f}s; {held:,} bars of {BACKFILL} {MONTH} held back")
+    t0 = time.perf_counter()
+    st = drive(conn)
+    d = conn.execute("SELECT count(*) AS n FROM tickagg.derived_data_bars").fetchone()["n"]
+    print(
+        f"materialised all seven timeframes: {d:,} derived bars, {st['claims']} runs, "
+        f"{time.perf_counter() - t0:.1f}s"
+    )
+    conn.execute("VACUUM ANALYZE tickagg.derived_data_bars, tickagg.data_agg_state")
+    quiet(conn)
+
+
+def quiet(conn: psycopg.Connection) -> None:
+    """Nothing due by schedule: only what late data dirties runs."""
+    conn.execute("UPDATE tickagg.data_agg_state SET next_run_at = now() + interval '1 day'")
+
+
+def late_minutes(conn: psycopg.Connection, reps: int) -> tuple[list, list]:
+    """Existing minutes (for corrections) and holes (for inserts) of TARGET, spread
+    over the history, away from its ends."""
+    existing = conn.execute(
+        "SELECT ts_utc FROM tickagg.data_bars WHERE canonical_symbol = %s"
+        " ORDER BY hashtextextended(ts_utc::text, 7) LIMIT %s",
+        (TARGET, reps),
+    ).fetchall()
+    holes = conn.execute(
+        """
+        SELECT g.ts FROM (
+            SELECT min(ts_utc) AS lo, max(ts_utc) AS hi
+            FROM tickagg.data_bars WHERE canonical_symbol = %(s)s
+        ) AS r
+        CROSS JOIN LATERAL generate_series(r.lo, r.hi, interval '1 minute') AS g (ts)
+        WHERE extract(ISODOW FROM g.ts) BETWEEN 1 AND 4
+            AND NOT EXISTS (
+                SELECT 1 FROM tickagg.data_bars AS b
+                WHERE b.canonical_symbol = %(s)s AND b.timeframe = '1m' AND b.ts_utc = g.ts)
+        ORDER BY hashtextextended(g.ts::text, 9) LIMIT %(n)s
+        """,
+        {"s": TARGET, "n": reps},
+    ).fetchall()
+    return [r["ts_utc"] for r in existing], [r["ts"] for r in holes]
+
+
+def one_late_bar(conn: psycopg.Connection, ts, source: str) -> dict:
+    since = max_change_no(conn)
+    t_write = timed(lambda: ingest_one(conn, TARGET, ts, 1.3, source))
+    inv = conn.execute("SELECT count(*) AS n FROM tickagg.agg_invalidations").fetchone()["n"]
+    t0 = time.perf_counter()
+    st = drive(conn)
+    t_drive = time.perf_counter() - t0
+    return {
+        "write": t_write,
+        "drive": t_drive,
+        "total": t_write + t_drive,
+        "runs": st["claims"],
+        "tasks": st["tasks"],
+        "invalidations": inv,
+        "rewritten": rewritten(conn, since),
+    }
+
+
+def snapshot(conn: psycopg.Connection, symbol: str) -> None:
+    conn.execute("DROP TABLE IF EXISTS pg_temp.snap")
+    conn.execute(
+        "CREATE TEMP TABLE snap AS SELECT * FROM tickagg.derived_data_bars"
+        " WHERE canonical_symbol = %s",
+        (symbol,),
+    )
+
+
+COMPARED = """
+SELECT d.timeframe, d.ts_utc,
+       (d.bucket_end, d.trade_count, d.source_candles, d.expected_candles, d.quality_score,
+        d.is_partial, d.deleted_at IS NULL)
+           IS DISTINCT FROM
+       (s.bucket_end, s.trade_count, s.source_candles, s.expected_candles, s.quality_score,
+        s.is_partial, s.deleted_at IS NULL)
+       OR greatest(abs(d.open - s.open), abs(d.high - s.high), abs(d.low - s.low),
+                   abs(d.close - s.close), abs(d.volume - s.volume) / 1e6,
+                   coalesce(abs(d.vwap - s.vwap), 0)) > 1e-9
+       OR (d.vwap IS NULL) <> (s.vwap IS NULL) AS real_change,
+       greatest(abs(d.volume - s.volume), 0) AS dvol, coalesce(abs(d.vwap - s.vwap), 0) AS dvwap
+FROM tickagg.derived_data_bars AS d
+JOIN pg_temp.snap AS s USING (canonical_symbol, timeframe, ts_utc)
+WHERE d.change_no > %s
+"""
+
+
+def compare_snapshot(conn: psycopg.Connection, since: int) -> tuple[int, int]:
+    """Bars a rebuild rewrote: (really different, different only in float rounding)."""
+    rows = conn.execute(COMPARED, (since,)).fetchall()
+    real = sum(1 for r in rows if r["real_change"])
+    return real, len(rows) - real
+
+
+def describe_rounding(conn: psycopg.Connection, since: int) -> str:
+    rows = conn.execute(COMPARED, (since,)).fetchall()
+    by_tf: dict[str, int] = {}
+    for r in rows:
+        by_tf[r["timeframe"]] = by_tf.get(r["timeframe"], 0) + 1
+    return (
+        ", ".join(f"{tf} {n}" for tf, n in by_tf.items())
+        + f"; max |d volume| {max(r['dvol'] for r in rows):.3g},"
+        f" max |d vwap| {max(r['dvwap'] for r in rows):.3g}"
+    )
+
+
+def fmt_rows(rw: dict[str, int]) -> str:
+    return " ".join(f"{s[-2:]}:{n}" for s, n in rw.items())
+
+
+def part_a(conn: psycopg.Connection, reps: int) -> None:
+    existing, holes = late_minutes(conn, reps)
+    full_range = ("-infinity", "infinity")
+    derived_rows = conn.execute(
+        "SELECT count(*) AS n FROM tickagg.derived_data_bars WHERE canonical_symbol = %s",
+        (TARGET,),
+    ).fetchone()["n"]
+    print(f"\n== (a) one late 1m bar for {TARGET} ({derived_rows:,} derived bars)")
+    print(f"{'case':>11} {'write ms':>9} {'drive ms':>9} {'total ms':>9} {'runs':>5} "
+          f"{'rebuild s':>10} {'ratio':>8}  derived rows rewritten per symbol")  # fmt: skip
+    ratios, lates, rows = [], [], []
+    for kind, minutes, source in (
+        ("correction", existing, "live_aggregated"),
+        ("new minute", holes, "polygon_historical"),
+    ):
+        for ts in minutes:
+            late = one_late_bar(conn, ts, source)
+            since = max_change_no(conn)
+            snapshot(conn, TARGET)
+            secs, totals = rebuild(conn, TARGET, *full_range)
+            stale, rounding = compare_snapshot(conn, since)
+            assert stale == 0 and totals["bars_deleted"] == 0, (
+                "the late path left a bucket stale",
+                totals,
+            )
+            if rounding:
+                why = describe_rounding(conn, since)
+                print(
+                    f"{'':>11} (the rebuild rewrote {rounding} bars that differed only in "
+                    f"float rounding of sums: {why})"
+                )
+            # bars the rebuild rewrote dirty the levels above: settle them, untimed, so
+            # the next case starts from an idle, current state
+            drive(conn)
+            quiet(conn)
+            ratio = secs / late["total"]
+            ratios.append(ratio)
+            lates.append(late["total"])
+            rows.append(late["rewritten"])
+            print(
+                f"{kind:>11} {late['write'] * 1e3:>9.1f} {late['drive'] * 1e3:>9.1f} "
+                f"{late['total'] * 1e3:>9.1f} {late['runs']:>5} {secs:>10.3f} {ratio:>7.0f}x  "
+                f"{fmt_rows(late['rewritten'])}"
+            )
+            others = sum(n for s, n in late["rewritten"].items() if s != TARGET)
+            assert others == 0, late["rewritten"]
+    print(
+        f"median ratio full rebuild / late path: {statistics.median(ratios):.0f}x "
+        f"(goal >= {GOAL:.0f}x: {'met' if statistics.median(ratios) >= GOAL else 'MISSED'}); "
+        f"the rebuild found every bar current (no real change): a lower bound on its cost"
+    )
+    print(f"tasks one late bar ran: {', '.join(late['tasks'])}")
+    # what a range-per-transaction design pays: every symbol recomputed over the range
+    t_all = sum(rebuild(conn, sym, *full_range)[0] for sym in SYMBOLS)
+    drive(conn)
+    quiet(conn)
+    median_late = statistics.median(lates)
+    print(
+        f"full rebuild of all {len(SYMBOLS)} symbols: {t_all:.3f}s = "
+        f"{t_all / median_late:.0f}x the median late path ({median_late * 1e3:.1f} ms); "
+        f"derived rows: {derived_rows:,} of {TARGET} vs "
+        f"{statistics.median(sum(r.values()) for r in rows):.0f} rewritten by the late path"
+    )
+
+
+def part_b(conn: psycopg.Connection, reps: int) -> None:
+    held = conn.execute("SELECT count(*) AS n FROM public.held_month").fetchone()["n"]
+    print(f"\n== (b) backfill of one symbol-month: {held:,} bars of {BACKFILL}, {MONTH}")
+    # The rebuild, measured on the same state in a rolled-back transaction: the month
+    # lands with its invalidations dropped, then every level is rebuilt over the month.
+    rebuild_runs = []
+    for _ in range(reps):
+        with conn.transaction(force_rollback=True):
+            conn.execute("INSERT INTO tickagg.data_bars SELECT * FROM public.held_month")
+            conn.execute("DELETE FROM tickagg.agg_invalidations")
+            since = max_change_no(conn)
+            t0 = time.perf_counter()
+            totals = {"bars_written": 0, "buckets_rebuilt": 0}
+            for tf in LEVELS:
+                res = conn.execute(
+                    REBUILD_SQL,
+                    {"symbol": BACKFILL, "timeframe": tf, "from": MONTH[0], "to": MONTH[1]},
+                ).fetchone()["r"]
+                totals["bars_written"] += res["bars_written"]
+                totals["buckets_rebuilt"] += res["buckets_rebuilt"]
+            rebuild_runs.append(time.perf_counter() - t0)
+            rw_rebuild = rewritten(conn, since)
+        conn.execute("VACUUM ANALYZE tickagg.data_bars, tickagg.derived_data_bars")
+    quiet(conn)
+    since = max_change_no(conn)
+    t_insert = timed(
+        lambda: conn.execute("INSERT INTO tickagg.data_bars SELECT * FROM public.held_month")
+    )
+    inv = conn.execute("SELECT count(*) AS n FROM tickagg.agg_invalidations").fetchone()["n"]
+    t0 = time.perf_counter()
+    st = drive(conn)
+    t_drive = time.perf_counter() - t0
+    rw_late = rewritten(conn, since)
+    since2 = max_change_no(conn)
+    t_noop, noop = rebuild(conn, BACKFILL, *MONTH)
+    assert noop["bars_written"] == 0 and rewritten(conn, since2)[BACKFILL] == 0, noop
+    best = min(rebuild_runs)
+    late_total = t_insert + t_drive
+    print(
+        f"late path: insert {t_insert:.3f}s ({inv} invalidation rows), runner {t_drive:.3f}s "
+        f"in {st['claims']} runs; total {late_total:.3f}s; rows rewritten {fmt_rows(rw_late)}"
+    )
+    print(
+        f"rebuild of the month (7 levels, derived_rebuild_range): best {best:.3f}s of "
+        f"{', '.join(f'{x:.3f}' for x in rebuild_runs)}; {totals['bars_written']:,} bars "
+        f"written; rows rewritten {fmt_rows(rw_rebuild)}"
+    )
+    print(
+        f"runner path / rebuild: {t_drive / best:.2f}x (insert + runner: {late_total / best:.2f}x);"
+        f" a rebuild of the month once current: {t_noop:.3f}s, 0 rows"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weeks", type=int, default=14, help="forex weeks per symbol (14 ~ 1M bars)")
+    ap.add_argument("--reps", type=int, default=3, help="late bars per case in (a); runs in (b)")
+    args = ap.parse_args()
+    with bench_database("tickagg_bench_late") as dsn:
+        with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+            print(server_info(conn))
+            setup(conn, args.weeks)
+            part_a(conn, args.reps)
+            part_b(conn, args.reps)
+
+
+if __name__ == "__main__":
+    main()
