@@ -129,6 +129,11 @@ def _recreate_database(admin_dsn: str, name: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
+def _pct(value) -> str:
+    # NULL coverage means the market was closed for the whole window
+    return "  closed" if value is None else f"{value:>7.2f}%"
+
+
 def _report(pool, first: dict, second: dict, ingest_counts: dict) -> None:
     echo = click.echo
 
@@ -145,6 +150,7 @@ def _report(pool, first: dict, second: dict, ingest_counts: dict) -> None:
     with pool.connection() as conn:
         counts = queries.bar_counts(conn)
         tasks = queries.task_status(conn)
+        coverage = queries.coverage(conn)
     quality = optional(queries.quality_distribution)
     h1 = optional(queries.sample_bars, "EURUSD", "1h", 6)
     d1 = optional(queries.sample_bars, "EURUSD", "1d", 5)
@@ -154,12 +160,13 @@ def _report(pool, first: dict, second: dict, ingest_counts: dict) -> None:
             f"  {r['timeframe']:>4}  bars={r['bars']:>7}  symbols={r['symbols']}  "
             f"partial={r['partial_bars']}  avg_quality={r['avg_quality']}"
         )
-    echo("\n== tasks (lag = now - cursor; 1d/1w buckets close late by nature) ==")
+    echo("\n== rollup tasks (lag = now - cursor; 1d/1w buckets close late by nature) ==")
     by_status: dict[str, int] = {}
     per_tf: dict[str, list] = {}
     for t in tasks:
         by_status[t["status"]] = by_status.get(t["status"], 0) + 1
-        per_tf.setdefault(t["timeframe"], []).append(t)
+        if t["task_kind"] == "rollup":
+            per_tf.setdefault(t["timeframe"], []).append(t)
     echo("  " + ", ".join(f"{k}={v}" for k, v in sorted(by_status.items())))
     for tf, rows in per_tf.items():  # the view orders timeframes by rank
         lags = [r["lag"] for r in rows if r.get("lag") is not None]
@@ -168,9 +175,24 @@ def _report(pool, first: dict, second: dict, ingest_counts: dict) -> None:
             f"  {tf:>4}  tasks={len(rows)}  max_lag={fmt_value(max(lags)) if lags else '-':>10}"
             f"  runs={runs}"
         )
+    scans = [t for t in tasks if t["task_kind"] != "rollup"]
+    echo(f"  gap scans: {len(scans)} tasks, {sum(t.get('runs_total') or 0 for t in scans)} runs")
     failing = [t for t in tasks if t.get("last_error")]
     for t in failing[:5]:
         echo(f"  ! {t['canonical_symbol']} {t['timeframe']}: {t['last_error']}")
+    echo("\n== coverage of 1m bars (open sessions only; the demo's holes are deliberate) ==")
+    for c in coverage:
+        flags = [
+            name
+            for name in ("coverage_24h_low", "coverage_7d_low", "oldest_gap_too_old")
+            if c.get(name)
+        ]
+        echo(
+            f"  {c['canonical_symbol']:<7} 24h={_pct(c['coverage_24h'])}  "
+            f"7d={_pct(c['coverage_7d'])}  open_gaps={c['open_gaps'] or 0:>3}  "
+            f"oldest_gap_age={fmt_value(c['oldest_gap_age'])}"
+            + (f"  ! {', '.join(flags)}" if flags else "")
+        )
     echo("\n== quality (2 = complete, 1 = usable, 0 = below threshold) ==")
     if not quality:
         echo("  (no ohlcv_* views in this schema)")
