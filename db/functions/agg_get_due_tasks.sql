@@ -5,7 +5,8 @@
 -- runners never claim the same task, and hands out claim tokens. Order:
 -- mandatory first, task_priority, the longest lag, then the shorter timeframe
 -- (by step, never by its code as text). Both walk idx_agg_state_due_priority in
--- that order and stop at p_limit, so the cost does not grow with the task count.
+-- exactly that order and stop at p_limit, so the cost does not grow with the
+-- number of tasks.
 CREATE OR REPLACE FUNCTION tickagg.agg_get_due_tasks(
     p_env text,
     p_now timestamptz DEFAULT now(),
@@ -72,8 +73,7 @@ BEGIN
                 WHERE CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END
             )
         ORDER BY
-            s.is_mandatory DESC, s.task_priority ASC, s.last_agg_bar_ts_utc ASC,
-            (SELECT t.step FROM tickagg.timeframes AS t WHERE t.timeframe = s.timeframe) ASC
+            s.is_mandatory DESC, s.task_priority ASC, s.last_agg_bar_ts_utc ASC, s.timeframe_step ASC
         LIMIT p_limit - v_reclaimed;
         RETURN;
     END IF;
@@ -131,8 +131,7 @@ BEGIN
                 WHERE CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END
             )
         ORDER BY
-            s.is_mandatory DESC, s.task_priority ASC, s.last_agg_bar_ts_utc ASC,
-            (SELECT t.step FROM tickagg.timeframes AS t WHERE t.timeframe = s.timeframe) ASC
+            s.is_mandatory DESC, s.task_priority ASC, s.last_agg_bar_ts_utc ASC, s.timeframe_step ASC
         LIMIT p_limit - v_reclaimed
         FOR UPDATE OF s SKIP LOCKED
     )

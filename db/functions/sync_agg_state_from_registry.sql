@@ -62,12 +62,14 @@ BEGIN
     ),
     created AS (
         INSERT INTO tickagg.data_agg_state (
-            canonical_symbol, timeframe, task_kind, is_mandatory, agg_start_utc, last_agg_bar_ts_utc
+            canonical_symbol, timeframe, timeframe_step, task_kind, is_mandatory, agg_start_utc,
+            last_agg_bar_ts_utc
         )
         SELECT
-            w.canonical_symbol, w.timeframe, 'rollup', w.is_mandatory, v_start,
+            w.canonical_symbol, w.timeframe, t.step, 'rollup', w.is_mandatory, v_start,
             tickagg.agg_bootstrap_cursor(w.canonical_symbol, w.timeframe, v_start)
         FROM wanted_tasks AS w
+        INNER JOIN tickagg.timeframes AS t ON t.timeframe = w.timeframe
         WHERE w.in_env
         ON CONFLICT (canonical_symbol, timeframe, task_kind) DO NOTHING
         RETURNING 1
@@ -116,10 +118,12 @@ BEGIN
     ),
     created AS (
         INSERT INTO tickagg.data_agg_state (
-            canonical_symbol, timeframe, task_kind, is_mandatory, agg_start_utc, last_agg_bar_ts_utc,
-            run_interval, task_priority
+            canonical_symbol, timeframe, timeframe_step, task_kind, is_mandatory, agg_start_utc,
+            last_agg_bar_ts_utc, run_interval, task_priority
         )
-        SELECT w.canonical_symbol, '1m', w.task_kind, false, v_start, v_start, w.run_interval, w.task_priority
+        SELECT
+            w.canonical_symbol, '1m', interval '1 minute', w.task_kind, false, v_start, v_start,
+            w.run_interval, w.task_priority
         FROM wanted_scans AS w
         WHERE w.in_env
         ON CONFLICT (canonical_symbol, timeframe, task_kind) DO NOTHING

@@ -170,6 +170,10 @@ CREATE TABLE tickagg.derived_data_bars (
 CREATE TABLE tickagg.data_agg_state (
     canonical_symbol text NOT NULL,
     timeframe text NOT NULL REFERENCES tickagg.timeframes (timeframe),
+    -- the timeframe's step, copied so the claim order (shorter timeframe first on
+    -- equal lag) is an index order: with many symbols at one cursor, a join for it
+    -- forced a sort of every tied task
+    timeframe_step interval NOT NULL,
     task_kind text NOT NULL CHECK (task_kind IN ('rollup', 'ticks_1m', 'export', 'gap_scan')),
     status text NOT NULL DEFAULT 'idle' CHECK (status IN ('idle', 'running', 'hard_failed', 'disabled')),
     enabled boolean NOT NULL DEFAULT true,
@@ -199,7 +203,7 @@ CREATE TABLE tickagg.data_agg_state (
 );
 
 CREATE INDEX idx_agg_state_due_priority ON tickagg.data_agg_state (
-    is_mandatory DESC, task_priority ASC, last_agg_bar_ts_utc ASC
+    is_mandatory DESC, task_priority ASC, last_agg_bar_ts_utc ASC, timeframe_step ASC
 ) WHERE enabled AND status = 'idle';
 
 CREATE INDEX idx_agg_state_next_run ON tickagg.data_agg_state (next_run_at)
