@@ -89,8 +89,21 @@ def _ledger_columns(conn: psycopg.Connection) -> set[str] | None:
 
 
 def _function_md5(conn: psycopg.Connection, name: str) -> str | None:
-    """md5 over the definitions of every function/procedure tickagg.<name> (all overloads)."""
-    row = conn.execute(
+    """md5 over the definitions of every function/procedure tickagg.<name> (all overloads).
+
+    pg_get_functiondef qualifies type names by the search_path in force, so it runs
+    under a fixed one: migrate and status must hash the same text."""
+    saved = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
+    conn.execute("SELECT set_config('search_path', 'pg_catalog', false)")
+    try:
+        row = _function_definitions_md5(conn, name)
+    finally:
+        conn.execute("SELECT set_config('search_path', %s, false)", (saved,))
+    return row[0] if row else None
+
+
+def _function_definitions_md5(conn: psycopg.Connection, name: str):
+    return conn.execute(
         """
         SELECT md5(string_agg(pg_get_functiondef(p.oid), E'\\n'
                               ORDER BY p.oid::regprocedure::text))
@@ -101,7 +114,6 @@ def _function_md5(conn: psycopg.Connection, name: str) -> str | None:
         """,
         (SCHEMA, name),
     ).fetchone()
-    return row[0] if row else None
 
 
 def _applied_hashes(conn: psycopg.Connection) -> set[str]:

@@ -40,30 +40,11 @@ DECLARE
     v_continue boolean := false;
     v_rollup jsonb := '{"buckets_with_data": 0, "bars_written": 0, "partial_bars": 0, "bars_deleted": 0}'::jsonb;
 BEGIN
+    v_task := tickagg.rollup_task(p_canonical_symbol, p_timeframe);
     SELECT r.calendar_code INTO v_calendar_code
     FROM tickagg.core_asset_registry_all AS r
     WHERE r.canonical_symbol = p_canonical_symbol;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown symbol %', p_canonical_symbol
-            USING ERRCODE = 'TK002',
-                  HINT = 'Register it: tickagg symbols add SYMBOL --calendar CODE.';
-    END IF;
-
     SELECT * INTO v_timeframe FROM tickagg.timeframes AS t WHERE t.timeframe = p_timeframe;
-    IF NOT FOUND OR v_timeframe.source_timeframe IS NULL THEN
-        RAISE EXCEPTION 'timeframe % is not a derived timeframe', p_timeframe
-            USING ERRCODE = 'TK003',
-                  HINT = 'Derived timeframes are listed in tickagg.timeframes (5m, 15m, 30m, 1h, 4h, 1d, 1w).';
-    END IF;
-
-    SELECT * INTO v_task
-    FROM tickagg.data_agg_state AS s
-    WHERE s.canonical_symbol = p_canonical_symbol AND s.timeframe = p_timeframe AND s.task_kind = 'rollup';
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'Missing config in data_agg_state for % %', p_canonical_symbol, p_timeframe
-            USING ERRCODE = 'TK006',
-                  HINT = 'Create the tasks: SELECT tickagg.sync_agg_state_from_registry(''prod'');';
-    END IF;
 
     v_max_windows := coalesce(p_max_windows, v_task.max_windows, tickagg.setting('default_max_windows')::integer);
     IF v_max_windows < 1 THEN

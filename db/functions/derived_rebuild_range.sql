@@ -35,30 +35,11 @@ BEGIN
                   HINT = 'p_from must be before p_to; for a full rebuild pass ''-infinity'' and ''infinity''.';
     END IF;
 
+    v_task := tickagg.rollup_task(p_canonical_symbol, p_timeframe);
     SELECT r.calendar_code INTO v_calendar_code
     FROM tickagg.core_asset_registry_all AS r
     WHERE r.canonical_symbol = p_canonical_symbol;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown symbol %', p_canonical_symbol
-            USING ERRCODE = 'TK002',
-                  HINT = 'Register it: tickagg symbols add SYMBOL --calendar CODE.';
-    END IF;
-
     SELECT * INTO v_timeframe FROM tickagg.timeframes AS t WHERE t.timeframe = p_timeframe;
-    IF NOT FOUND OR v_timeframe.source_timeframe IS NULL THEN
-        RAISE EXCEPTION 'timeframe % is not a derived timeframe', p_timeframe
-            USING ERRCODE = 'TK003',
-                  HINT = 'Derived timeframes are listed in tickagg.timeframes (5m, 15m, 30m, 1h, 4h, 1d, 1w).';
-    END IF;
-
-    SELECT * INTO v_task
-    FROM tickagg.data_agg_state AS s
-    WHERE s.canonical_symbol = p_canonical_symbol AND s.timeframe = p_timeframe AND s.task_kind = 'rollup';
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'Missing config in data_agg_state for % %', p_canonical_symbol, p_timeframe
-            USING ERRCODE = 'TK006',
-                  HINT = 'Create the tasks: SELECT tickagg.sync_agg_state_from_registry(''prod'');';
-    END IF;
 
     -- What the task has materialised: its first bucket boundary up to its cursor
     -- (both bucket boundaries or closed market time).
