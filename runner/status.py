@@ -37,6 +37,7 @@ def fmt_value(v) -> str:
 
 def collect(conn) -> dict:
     tasks = queries.task_status(conn)
+    health = queries.health_summary(conn)
     drift: list[dict] = []
     drift_error = None
     from .migrate import drift as migrate_drift
@@ -50,7 +51,7 @@ def collect(conn) -> dict:
         drift_error = str(exc)
     finally:
         conn.row_factory = saved
-    return {"tasks": tasks, "drift": drift, "drift_error": drift_error}
+    return {"tasks": tasks, "health": health, "drift": drift, "drift_error": drift_error}
 
 
 def to_json(data: dict) -> str:
@@ -126,6 +127,14 @@ def render(data: dict, console: Console | None = None) -> None:
     console.print(
         f"{len(data['tasks'])} tasks: "
         + ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=str))
+    )
+    health = data.get("health") or {}
+    style = {"HEALTHY": "green", "WARNING": "yellow", "DELAYED": "bold red"}
+    console.print(
+        "health (aggregation_health): "
+        + ", ".join(
+            f"[{style[k]}]{k}[/]={health.get(k, 0)}" for k in ("HEALTHY", "WARNING", "DELAYED")
+        )
     )
     if data.get("drift_error"):
         console.print("migration drift: unavailable (" + escape(data["drift_error"]) + ")")
