@@ -109,11 +109,29 @@ def _echo_json(obj) -> None:
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
+@click.option(
+    "--clickhouse-url",
+    envvar="TICKAGG_CLICKHOUSE_URL",
+    show_envvar=True,
+    default=None,
+    help="ClickHouse target: chdb:///abs/path (embedded engine) or http://host:8123. "
+    "Enables export tasks and the ClickHouse DDL in migrate.",
+)
+@click.option(
+    "--clickhouse-database",
+    envvar="TICKAGG_CLICKHOUSE_DATABASE",
+    show_envvar=True,
+    default="tickagg",
+    show_default=True,
+    help="ClickHouse database of `aggregates` (created when missing).",
+)
 @click.pass_context
-def cli(ctx, dsn, env, log_format, log_level):
+def cli(ctx, dsn, env, log_format, log_level, clickhouse_url, clickhouse_database):
     """tickagg: gap-aware multi-timeframe OHLCV bars inside PostgreSQL."""
     configure_logging(log_format, log_level)
     obj = Ctx(dsn, env)
+    obj.clickhouse_url = clickhouse_url
+    obj.clickhouse_database = clickhouse_database
     ctx.obj = obj
     ctx.call_on_close(obj.close)
 
@@ -146,6 +164,11 @@ def migrate(obj: Ctx, dry_run, rollback):
         if isinstance(exc, psycopg.Error):
             raise translate(exc) from exc
         raise
+    if isinstance(result, dict) and getattr(obj, "clickhouse_url", None) and not dry_run:
+        from . import clickhouse
+
+        ch = clickhouse.connect(obj.clickhouse_url, obj.clickhouse_database)
+        result.update(clickhouse.migrate(ch))
     if isinstance(result, dict):
         for k, v in result.items():
             click.echo(f"{k}: {v}")
@@ -236,6 +259,8 @@ def sync(obj: Ctx, start):
     """Create/update/disable tasks from the registry."""
     with obj.pool().connection() as conn, conn.transaction():
         res = queries.sync_agg_state_from_registry(conn, obj.env, _parse_ts(start))
+        if getattr(obj, "clickhouse_url", None):
+            res.update(queries.sync_export_tasks(conn, obj.env, _parse_ts(start)))
     click.echo(json.dumps(res, default=str))
 
 
@@ -329,8 +354,44 @@ def ingest_bars(obj: Ctx, file, source, as_json):
     show_envvar=True,
     help="Longest sleep between checks when no notification arrives.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    envvar="TICKAGG_METRICS_PORT",
+    show_envvar=True,
+    help="Serve Prometheus /metrics, /healthz and /readyz on this port (off by default).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="TICKAGG_METRICS_HOST",
+    show_envvar=True,
+    help="Address the metrics endpoint binds to (0.0.0.0 for every interface).",
+)
+@click.option(
+    "--metrics-interval",
+    type=click.FloatRange(0.5),
+    default=15,
+    show_default=True,
+    envvar="TICKAGG_METRICS_INTERVAL",
+    show_envvar=True,
+    help="Seconds between refreshes of the database gauges.",
+)
 @click.pass_obj
-def run(obj: Ctx, workers, until_idle, lease_seconds, statement_timeout, max_windows, poll_max):
+def run(
+    obj: Ctx,
+    workers,
+    until_idle,
+    lease_seconds,
+    statement_timeout,
+    max_windows,
+    poll_max,
+    metrics_port,
+    metrics_host,
+    metrics_interval,
+):
     """Claim and execute due tasks until stopped (SIGTERM/SIGINT: finish, exit 0)."""
     from .loop import RunnerConfig
     from .loop import run as run_loop
@@ -344,8 +405,19 @@ def run(obj: Ctx, workers, until_idle, lease_seconds, statement_timeout, max_win
         max_windows=max_windows,
         poll_max=poll_max,
         until_idle=until_idle,
+        clickhouse_url=getattr(obj, "clickhouse_url", None),
+        clickhouse_database=getattr(obj, "clickhouse_database", "tickagg"),
     )
-    stats = run_loop(cfg)
+    server = None
+    if metrics_port is not None:
+        from .metrics import MetricsServer
+
+        server = MetricsServer(cfg.dsn, metrics_host, metrics_port, metrics_interval).start()
+    try:
+        stats = run_loop(cfg, metrics=server.metrics if server else None)
+    finally:
+        if server is not None:
+            server.stop()
     if until_idle:
         click.echo(
             f"idle: {stats.tasks_succeeded} tasks succeeded, "
@@ -382,11 +454,23 @@ def status(obj: Ctx, as_json):
 @click.option("--keep-running", is_flag=True, help="Leave the cluster up and print its DSN.")
 @click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
-def demo(data_dir, weeks, keep_running, workers, seed):
+@click.option(
+    "--no-clickhouse",
+    is_flag=True,
+    help="Skip the export to the embedded ClickHouse (<data-dir>/../clickhouse) and verify.",
+)
+def demo(data_dir, weeks, keep_running, workers, seed, no_clickhouse):
     """Private PostgreSQL + synthetic data + the runner, end to end."""
     from .demo import run_demo
 
-    run_demo(data_dir=data_dir, weeks=weeks, keep_running=keep_running, workers=workers, seed=seed)
+    run_demo(
+        data_dir=data_dir,
+        weeks=weeks,
+        keep_running=keep_running,
+        workers=workers,
+        seed=seed,
+        with_clickhouse=not no_clickhouse,
+    )
 
 
 # --- rebuild -----------------------------------------------------------------
@@ -677,6 +761,80 @@ def calendars_import(obj: Ctx, calendar_codes, from_year, to_year):
             f"{code}: {holidays} holidays, {len(rows) - holidays} early closes for "
             f"{from_year}-{to_year} ({changed} rows added or changed)"
         )
+
+
+# --- ClickHouse: export and verify --------------------------------------------
+
+
+def _clickhouse(obj: Ctx):
+    from . import clickhouse
+
+    if not getattr(obj, "clickhouse_url", None):
+        raise click.UsageError(
+            "no ClickHouse target: pass --clickhouse-url or set TICKAGG_CLICKHOUSE_URL"
+        )
+    return clickhouse.connect(obj.clickhouse_url, obj.clickhouse_database)
+
+
+@cli.command("export")
+@click.option("--symbol", default=None, help="Only this symbol (default: every export task).")
+@click.option("--batch-size", type=click.IntRange(1), default=50000, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def export_cmd(obj: Ctx, symbol, batch_size, as_json):
+    """Export bar changes to ClickHouse now (one shot; the runner does it continuously).
+    Creates missing export tasks first."""
+    from . import clickhouse
+
+    ch = _clickhouse(obj)
+    pool = obj.pool()
+    with pool.connection() as conn, conn.transaction():
+        queries.sync_export_tasks(conn, obj.env)
+        symbols = queries.export_symbols(conn, symbol)
+    if symbol and not symbols:
+        raise click.UsageError(
+            f"no enabled export task for {symbol} (is it registered and active?)"
+        )
+    results = [clickhouse.export_once(pool, ch, s, batch_size) for s in symbols]
+    if as_json:
+        _echo_json(results)
+    else:
+        for r in results:
+            state = (
+                "busy (another runner holds the task)" if r["busy"] else f"change_no {r['cursor']}"
+            )
+            click.echo(f"{r['symbol']}: {r['rows']} rows in {r['batches']} batches, {state}")
+
+
+@cli.command()
+@click.option("--symbol", default=None, help="Only this symbol (default: every export task).")
+@click.option("--from", "from_", default=None, help="First bar timestamp (ISO 8601).")
+@click.option("--to", default=None, help="End, exclusive (ISO 8601).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def verify(obj: Ctx, symbol, from_, to, as_json):
+    """Compare PostgreSQL's current bars with `aggregates FINAL` per symbol, timeframe
+    and UTC day (count and content checksum). Exit 1 on any drift."""
+    from . import clickhouse
+
+    ch = _clickhouse(obj)
+    with obj.pool().connection() as conn:
+        symbols = [symbol] if symbol else queries.export_symbols(conn, None)
+        drift = []
+        for s in symbols:
+            drift.extend(clickhouse.verify_symbol(conn, ch, s, _parse_ts(from_), _parse_ts(to)))
+    if as_json:
+        _echo_json({"symbols": symbols, "drift": drift})
+    else:
+        for d in drift:
+            click.echo(
+                f"DRIFT {d['symbol']} {d['timeframe']} {d['day']}: postgres {d['pg_bars']} bars,"
+                f" clickhouse {d['ch_bars']} bars, checksum"
+                f" {'equal' if d['checksum_match'] else 'differs'}"
+            )
+        click.echo(f"verified {len(symbols)} symbols: {len(drift)} day(s) with drift")
+    if drift:
+        raise SystemExit(EXIT_ERROR)
 
 
 def main(argv=None):

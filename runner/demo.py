@@ -22,6 +22,8 @@ from .loop import Runner, RunnerConfig
 from .status import fmt_value
 from .synthetic import DEMO_SYMBOLS, correct, generate, latest_completed_hour
 
+DEMO_CH_DB = "tickagg_demo"
+
 log = logging.getLogger(__name__)
 
 DEMO_DB = "tickagg_demo"
@@ -222,8 +224,43 @@ def _report(pool, first: dict, second: dict, ingest_counts: dict) -> None:
     )
 
 
+def _clickhouse_step(pool, data_dir: str) -> None:
+    """Export everything to the embedded ClickHouse next to the demo cluster
+    (<data-dir>/../clickhouse, recreated each run) and print the verify summary."""
+    from . import clickhouse
+
+    path = os.path.join(os.path.dirname(data_dir), "clickhouse")
+    url = f"chdb://{path}"
+    t0 = time.monotonic()
+    clickhouse.connect(url, "default").command(f"DROP DATABASE IF EXISTS {DEMO_CH_DB}")
+    ch = clickhouse.connect(url, DEMO_CH_DB)
+    clickhouse.migrate(ch)
+    with pool.connection() as conn, conn.transaction():
+        queries.sync_export_tasks(conn, "prod")
+        symbols = queries.export_symbols(conn)
+    rows = sum(clickhouse.export_once(pool, ch, s, 50000)["rows"] for s in symbols)
+    with pool.connection() as conn:
+        drift = [d for s in symbols for d in clickhouse.verify_symbol(conn, ch, s)]
+    click.echo(
+        f"\nClickHouse (embedded, {path}): exported {rows} bars in"
+        f" {time.monotonic() - t0:.1f}s; verify: {len(symbols)} symbols,"
+        f" {len(drift)} day(s) with drift"
+    )
+    by_source = ch.query(
+        "SELECT source, count(), min(version), max(version) FROM aggregates FINAL"
+        " GROUP BY source ORDER BY min(version)"
+    ).result_rows
+    for src, n, lo, hi in by_source:
+        click.echo(f"  {src:<24} {n:>9} bars  version {lo} .. {hi}")
+
+
 def run_demo(
-    data_dir: str, weeks: int = 4, keep_running: bool = False, workers: int = 2, seed: int = 42
+    data_dir: str,
+    weeks: int = 4,
+    keep_running: bool = False,
+    workers: int = 2,
+    seed: int = 42,
+    with_clickhouse: bool = True,
 ) -> None:
     from .embedded_pg import EmbeddedPostgres
     from .migrate import migrate
@@ -282,6 +319,8 @@ def run_demo(
             click.echo("late batch: " + format_result(res), nl=False)
             second = _run_pass(dsn, pool, workers)
         _report(pool, first, second, counts)
+        if with_clickhouse:
+            _clickhouse_step(pool, data_dir)
         click.echo(f"\ndemo finished in {time.monotonic() - t_start:.0f}s")
         if keep_running:
             click.echo(

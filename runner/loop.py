@@ -42,6 +42,10 @@ class RunnerConfig:
     max_windows: int | None = None
     poll_max: float = 30
     until_idle: bool = False
+    # ClickHouse target of export tasks (chdb:///path or http://host:8123); None: none
+    clickhouse_url: str | None = None
+    clickhouse_database: str = "tickagg"
+    export_batch_size: int = 50000
 
 
 @dataclasses.dataclass
@@ -111,17 +115,52 @@ def _run_gap_scan(conn, task: dict, cfg: RunnerConfig) -> dict:
     }
 
 
+def _run_export(conn, task: dict, cfg: RunnerConfig) -> dict:
+    """export: send the symbol's bar changes above its change_no cursor to ClickHouse,
+    then move the cursor (fenced) in this transaction; see runner/clickhouse.py."""
+    from . import clickhouse
+
+    if not cfg.clickhouse_url:
+        raise TransientDatabaseError(
+            "export task but no ClickHouse target: run with --clickhouse-url"
+            " (or TICKAGG_CLICKHOUSE_URL)"
+        )
+    try:
+        client = clickhouse.connect(cfg.clickhouse_url, cfg.clickhouse_database)
+    except clickhouse.ClickHouseError as exc:
+        raise TransientDatabaseError(str(exc)) from exc
+    res = clickhouse.export_step(
+        conn, client, task["canonical_symbol"], task["claim_token"], cfg.export_batch_size
+    )
+    log.info(
+        "export: rows=%s change_no %s -> %s continue=%s",
+        res["rows"],
+        res["cursor_from"],
+        res["cursor_to"],
+        res["continue"],
+    )
+    return {
+        "cursor_from": task["cursor_ts"],
+        "cursor_to": dt.datetime.now(dt.UTC),
+        "bars_written": res["rows"],
+        "cont": res["continue"],
+    }
+
+
 HANDLERS: dict[str, Callable[..., dict]] = {
     "rollup": _run_rollup,
     "gap_scan": _run_gap_scan,
     "gap_scan_history": _run_gap_scan,
-    # ticks_1m, export: added with their issues
+    "export": _run_export,
+    # ticks_1m: added with its issue
 }
 
 
 class Runner:
-    def __init__(self, cfg: RunnerConfig, pool: ConnectionPool | None = None):
+    def __init__(self, cfg: RunnerConfig, pool: ConnectionPool | None = None, metrics=None):
         self.cfg = cfg
+        # optional runner.metrics.Metrics: observe_task(kind, timeframe, outcome, seconds, bars)
+        self.metrics = metrics
         self._own_pool = pool is None
         self.pool = pool
         self.stop_event = threading.Event()
@@ -253,13 +292,18 @@ class Runner:
 
     def execute(self, task: dict) -> None:
         """Run one claimed task: work + agg_finish('success') in ONE
-        transaction; on failure roll back and record the outcome."""
-        run_id = uuid.uuid4().hex[:8]
+        transaction; on failure roll back and record the outcome. Every
+        outcome gets an ops_runlog row under the run id the log lines carry."""
+        run_id = uuid.uuid4()
         kind = task["task_kind"]
         with log_context(
-            run_id=run_id, symbol=task["canonical_symbol"], timeframe=task["timeframe"], kind=kind
+            run_id=str(run_id),
+            symbol=task["canonical_symbol"],
+            timeframe=task["timeframe"],
+            kind=kind,
         ):
             t0 = time.monotonic()
+            started_at = dt.datetime.now(dt.UTC)
             with self._stats_lock:
                 self.stats.tasks_run += 1
             try:
@@ -274,15 +318,29 @@ class Runner:
                         queries.set_statement_timeout(conn, self.cfg.statement_timeout)
                         fin = handler(conn, task, self.cfg)
                         queries.agg_finish(conn, task, "success", **fin)
+                        queries.ops_log_run(
+                            conn,
+                            run_id,
+                            task,
+                            started_at,
+                            "success",
+                            bars_written=fin.get("bars_written", 0),
+                            cursor_from=fin.get("cursor_from"),
+                            cursor_to=fin.get("cursor_to"),
+                        )
             except LeaseLost as exc:
                 with self._stats_lock:
                     self.stats.leases_lost += 1
                 log.warning("lease lost, work rolled back: %s", exc)
+                self._log_run(run_id, task, started_at, "lease_lost", error=str(exc))
+                self._observe(task, "lease_lost", time.monotonic() - t0, 0)
                 return
             except Exception as exc:  # noqa: BLE001 - classified below
-                self._fail(task, exc)
+                outcome = self._fail(task, exc, run_id, started_at)
+                self._observe(task, outcome, time.monotonic() - t0, 0)
                 return
             elapsed = time.monotonic() - t0
+            self._observe(task, "success", elapsed, fin.get("bars_written", 0))
             with self._stats_lock:
                 self.stats.tasks_succeeded += 1
                 self.stats.bars_written += fin.get("bars_written", 0)
@@ -298,7 +356,7 @@ class Runner:
                 fin.get("cont"),
             )
 
-    def _fail(self, task: dict, exc: BaseException) -> None:
+    def _fail(self, task: dict, exc: BaseException, run_id=None, started_at=None) -> str:
         outcome = "transient" if isinstance(exc, TransientDatabaseError) else "hard"
         with self._stats_lock:
             self.stats.tasks_failed += 1
@@ -306,10 +364,31 @@ class Runner:
         try:
             with self.pool.connection() as conn, conn.transaction():
                 queries.agg_finish(conn, task, outcome, error=str(exc)[:2000])
+                if run_id is not None:
+                    queries.ops_log_run(
+                        conn, run_id, task, started_at, outcome, error=str(exc)[:2000]
+                    )
         except LeaseLost as exc2:
             log.warning("lease lost while recording failure: %s", exc2)
+            if run_id is not None:
+                self._log_run(run_id, task, started_at, "lease_lost", error=str(exc)[:2000])
         except TickaggError as exc2:
             log.error("could not record failure (lease will expire): %s", exc2)
+        return outcome
+
+    def _log_run(self, run_id, task: dict, started_at, outcome: str, error: str) -> None:
+        """A run log row in its own transaction (when no task transaction can carry it)."""
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                queries.ops_log_run(conn, run_id, task, started_at, outcome, error=error[:2000])
+        except TickaggError as exc:
+            log.warning("could not write the run log: %s", exc)
+
+    def _observe(self, task: dict, outcome: str, seconds: float, bars: int) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_task(
+                task["task_kind"], task["timeframe"], outcome, seconds, bars or 0
+            )
 
     # -- lifecycle --------------------------------------------------------------
     def run(self, install_signals: bool = True) -> RunStats:
@@ -376,6 +455,9 @@ class Runner:
 
 
 def run(
-    cfg: RunnerConfig, pool: ConnectionPool | None = None, install_signals: bool = True
+    cfg: RunnerConfig,
+    pool: ConnectionPool | None = None,
+    install_signals: bool = True,
+    metrics=None,
 ) -> RunStats:
-    return Runner(cfg, pool).run(install_signals=install_signals)
+    return Runner(cfg, pool, metrics=metrics).run(install_signals=install_signals)

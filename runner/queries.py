@@ -392,3 +392,219 @@ def calendar_set_holiday(conn, calendar: str, holiday_date, early_close, descrip
 
 def coverage(conn) -> list[dict]:
     return _all(conn, COVERAGE)
+
+
+# --- operations: run log and metrics ------------------------------------------
+
+OPS_LOG_RUN = """
+SELECT tickagg.ops_log_run(
+    p_run_id => %(run_id)s,
+    p_canonical_symbol => %(symbol)s,
+    p_timeframe => %(timeframe)s,
+    p_task_kind => %(task_kind)s,
+    p_started_at => %(started_at)s,
+    p_outcome => %(outcome)s,
+    p_bars_written => %(bars_written)s,
+    p_cursor_from => %(cursor_from)s,
+    p_cursor_to => %(cursor_to)s,
+    p_error => %(error)s) AS result
+"""
+
+# lag of rollup tasks that should be moving (enabled, not failed), per timeframe
+METRICS_LAG = """
+SELECT
+    h.timeframe,
+    max(extract(EPOCH FROM h.refresh_lag))::float8 AS lag_max,
+    percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(EPOCH FROM h.refresh_lag))::float8
+        AS lag_p95
+FROM tickagg.aggregation_health AS h
+JOIN tickagg.task_status AS s USING (canonical_symbol, timeframe, task_kind)
+WHERE h.task_kind = 'rollup' AND s.enabled
+GROUP BY h.timeframe
+"""
+
+METRICS_TASKS = """
+SELECT
+    task_kind,
+    status,
+    enabled,
+    count(*) AS tasks,
+    max(greatest(hard_fail_streak, transient_fail_streak)) AS fail_streak_max
+FROM tickagg.task_status
+GROUP BY task_kind, status, enabled
+"""
+
+METRICS_GAPS = """
+SELECT
+    count(*) AS open_gaps,
+    coalesce(extract(EPOCH FROM max(age)), 0)::float8 AS oldest_gap_age_seconds
+FROM tickagg.gaps_open
+"""
+
+METRICS_COVERAGE = """
+SELECT canonical_symbol, coverage_24h::float8 AS coverage_24h, coverage_7d::float8 AS coverage_7d
+FROM tickagg.coverage
+"""
+
+# the exporter's view, when it exists: None otherwise
+EXPORT_BACKLOG_VIEW = "SELECT to_regclass('tickagg.export_backlog') IS NOT NULL AS present"
+
+
+def ops_log_run(
+    conn,
+    run_id,
+    task: dict,
+    started_at,
+    outcome: str,
+    *,
+    bars_written: int = 0,
+    cursor_from=None,
+    cursor_to=None,
+    error: str | None = None,
+) -> dict:
+    return _one(
+        conn,
+        OPS_LOG_RUN,
+        {
+            "run_id": run_id,
+            "symbol": task["canonical_symbol"],
+            "timeframe": task["timeframe"],
+            "task_kind": task["task_kind"],
+            "started_at": started_at,
+            "outcome": outcome,
+            "bars_written": bars_written,
+            "cursor_from": cursor_from,
+            "cursor_to": cursor_to,
+            "error": error,
+        },
+    )
+
+
+def metrics_lag(conn) -> list[dict]:
+    return _all(conn, METRICS_LAG)
+
+
+def metrics_tasks(conn) -> list[dict]:
+    return _all(conn, METRICS_TASKS)
+
+
+def metrics_gaps(conn) -> dict:
+    rows = _all(conn, METRICS_GAPS)
+    return rows[0] if rows else {"open_gaps": 0, "oldest_gap_age_seconds": 0.0}
+
+
+def metrics_coverage(conn) -> list[dict]:
+    return _all(conn, METRICS_COVERAGE)
+
+
+def export_backlog_view_exists(conn) -> bool:
+    return bool(_one(conn, EXPORT_BACKLOG_VIEW, {}))
+
+
+HEALTH_SUMMARY = """
+SELECT status, count(*) AS tasks
+FROM tickagg.aggregation_health
+GROUP BY status
+ORDER BY array_position(ARRAY['HEALTHY', 'WARNING', 'DELAYED'], status)
+"""
+
+
+def health_summary(conn) -> dict[str, int]:
+    """Tasks per aggregation_health status (HEALTHY / WARNING / DELAYED)."""
+    return {r["status"]: r["tasks"] for r in _all(conn, HEALTH_SUMMARY)}
+
+
+# --- ClickHouse export (issue 6) ---------------------------------------------------
+
+SYNC_EXPORT_TASKS = """
+SELECT tickagg.sync_export_tasks(p_env => %(env)s, p_start => %(start)s) AS result
+"""
+
+EXPORT_HORIZON_ADVANCE = "SELECT tickagg.export_horizon_advance() AS horizon"
+
+EXPORT_CURSOR = "SELECT tickagg.export_cursor(p_canonical_symbol => %(symbol)s) AS cursor"
+
+EXPORT_BATCH = """
+SELECT * FROM tickagg.export_batch(
+    p_canonical_symbol => %(symbol)s,
+    p_after_change_no => %(after)s,
+    p_limit => %(limit)s,
+    p_upto => %(upto)s)
+"""
+
+EXPORT_ADVANCE = """
+SELECT tickagg.export_advance(
+    p_canonical_symbol => %(symbol)s,
+    p_claim_token => %(claim_token)s,
+    p_from_change_no => %(from_change_no)s,
+    p_to_change_no => %(to_change_no)s) AS cursor
+"""
+
+EXPORT_DAY_CHECKSUMS = """
+SELECT * FROM tickagg.export_day_checksums(
+    p_canonical_symbol => %(symbol)s, p_from => %(from_ts)s, p_to => %(to_ts)s)
+"""
+
+EXPORT_SYMBOLS = """
+SELECT canonical_symbol FROM tickagg.export_backlog
+WHERE enabled AND (%(symbol)s::text IS NULL OR canonical_symbol = %(symbol)s)
+ORDER BY canonical_symbol
+"""
+
+
+def sync_export_tasks(conn, env: str, start=None) -> dict:
+    return _one(conn, SYNC_EXPORT_TASKS, {"env": env, "start": start})
+
+
+def export_horizon_advance(conn) -> int:
+    return int(_one(conn, EXPORT_HORIZON_ADVANCE, {}))
+
+
+def export_cursor(conn, symbol: str) -> int | None:
+    return _one(conn, EXPORT_CURSOR, {"symbol": symbol})
+
+
+def export_batch(conn, symbol: str, after: int, limit: int, upto: int | None) -> list[dict]:
+    return _all(
+        conn, EXPORT_BATCH, {"symbol": symbol, "after": after, "limit": limit, "upto": upto}
+    )
+
+
+def export_advance(conn, symbol: str, claim_token, from_change_no: int, to_change_no: int) -> int:
+    return _one(
+        conn,
+        EXPORT_ADVANCE,
+        {
+            "symbol": symbol,
+            "claim_token": claim_token,
+            "from_change_no": from_change_no,
+            "to_change_no": to_change_no,
+        },
+    )
+
+
+def export_day_checksums(conn, symbol: str, from_ts, to_ts) -> list[dict]:
+    return _all(conn, EXPORT_DAY_CHECKSUMS, {"symbol": symbol, "from_ts": from_ts, "to_ts": to_ts})
+
+
+def export_symbols(conn, symbol: str | None = None) -> list[str]:
+    return [r["canonical_symbol"] for r in _all(conn, EXPORT_SYMBOLS, {"symbol": symbol})]
+
+
+EXPORT_CLAIM = """
+SELECT tickagg.export_claim(
+    p_canonical_symbol => %(symbol)s, p_lease_seconds => %(lease_seconds)s) AS claim_token
+"""
+
+EXPORT_TASK_CURSOR_TS = """
+SELECT cursor_ts FROM tickagg.task_status
+WHERE canonical_symbol = %(symbol)s AND timeframe = '1m' AND task_kind = 'export'
+"""
+
+
+def export_claim(conn, symbol: str, lease_seconds: int = 300):
+    return _one(conn, EXPORT_CLAIM, {"symbol": symbol, "lease_seconds": lease_seconds})
+
+
+def export_task_cursor_ts(conn, symbol: str):
+    return _one(conn, EXPORT_TASK_CURSOR_TS, {"symbol": symbol})

@@ -28,7 +28,16 @@ tickagg.coverage,
 tickagg.gaps_open,
 tickagg.gap_history,
 tickagg.calendars,
-tickagg.calendar_holidays
+tickagg.calendar_holidays,
+tickagg.ops_runlog_recent,
+tickagg.export_backlog
 TO tickagg_runner;
+
+-- The coverage view calls calendar_open_time (plain SQL functions, inlined, so they
+-- run with the caller's rights): the runner role reads the two calendar tables.
+GRANT SELECT ON tickagg.market_calendars, tickagg.market_holidays TO tickagg_runner;
+
+-- /readyz and `tickagg doctor` compare applied migrations with db/migrations.
+GRANT SELECT ON tickagg._yoyo_migration TO tickagg_runner;
 
 ALTER DEFAULT PRIVILEGES IN SCHEMA tickagg REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
