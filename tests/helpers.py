@@ -221,9 +221,10 @@ def run_cli(dsn: str, *args: str, timeout: float = 300) -> subprocess.CompletedP
 
 def cursors(conn) -> dict:
     return {
-        (r["canonical_symbol"], r["timeframe"]): r["last_agg_bar_ts_utc"]
+        (r["canonical_symbol"], r["timeframe"], r["task_kind"]): r["last_agg_bar_ts_utc"]
         for r in conn.execute(
-            "SELECT canonical_symbol, timeframe, last_agg_bar_ts_utc FROM tickagg.data_agg_state"
+            "SELECT canonical_symbol, timeframe, task_kind, last_agg_bar_ts_utc"
+            " FROM tickagg.data_agg_state"
         )
     }
 
