@@ -1,7 +1,8 @@
 -- Make data_agg_state match the registry for one environment: a rollup task for
 -- every wanted timeframe of every active symbol, plus the timeframes they roll up
 -- from; existing tasks follow is_mandatory; tasks no longer wanted are disabled
--- (enabled = false, cursor kept). Checks that each hierarchy step nests first.
+-- (enabled = false, cursor kept); tasks an operator disabled (disabled_by_user,
+-- see agg_task_set_enabled) stay disabled. Checks that each hierarchy step nests first.
 -- Every active symbol also gets two optional gap-scan tasks on '1m': gap_scan
 -- (live window, every gap_scan_live_interval) and gap_scan_history (older data,
 -- every gap_scan_history_interval); see gap_scan_run.
@@ -76,12 +77,12 @@ BEGIN
     ),
     updated AS (
         UPDATE tickagg.data_agg_state AS s SET
-            is_mandatory = w.is_mandatory, enabled = true, updated_at = now()
+            is_mandatory = w.is_mandatory, enabled = NOT s.disabled_by_user, updated_at = now()
         FROM wanted_tasks AS w
         WHERE
             w.in_env
             AND s.canonical_symbol = w.canonical_symbol AND s.timeframe = w.timeframe AND s.task_kind = 'rollup'
-            AND (s.is_mandatory IS DISTINCT FROM w.is_mandatory OR NOT s.enabled)
+            AND (s.is_mandatory IS DISTINCT FROM w.is_mandatory OR (NOT s.enabled AND NOT s.disabled_by_user))
         RETURNING 1
     ),
     disabled AS (
@@ -133,7 +134,7 @@ BEGIN
         UPDATE tickagg.data_agg_state AS s SET enabled = true, updated_at = now()
         FROM wanted_scans AS w
         WHERE
-            w.in_env AND NOT s.enabled
+            w.in_env AND NOT s.enabled AND NOT s.disabled_by_user
             AND s.canonical_symbol = w.canonical_symbol AND s.timeframe = '1m' AND s.task_kind = w.task_kind
         RETURNING 1
     ),

@@ -2,7 +2,8 @@
 -- and `tickagg sync` / `tickagg export` call this when they have a ClickHouse
 -- URL. One optional task per symbol active in the environment, on '1m', task
 -- kind 'export', with the export_interval and export_priority settings; tasks of
--- symbols no longer wanted are disabled (cursor kept). Returns jsonb counts.
+-- symbols no longer wanted are disabled (cursor kept); tasks an operator disabled
+-- (disabled_by_user) stay disabled. Returns jsonb counts.
 CREATE OR REPLACE FUNCTION tickagg.sync_export_tasks(
     p_env text DEFAULT 'prod',
     p_start timestamptz DEFAULT NULL
@@ -43,7 +44,9 @@ BEGIN
     updated AS (
         UPDATE tickagg.data_agg_state AS s SET enabled = true, updated_at = now()
         FROM wanted AS w
-        WHERE NOT s.enabled AND s.canonical_symbol = w.canonical_symbol AND s.task_kind = 'export'
+        WHERE
+            NOT s.enabled AND NOT s.disabled_by_user
+            AND s.canonical_symbol = w.canonical_symbol AND s.task_kind = 'export'
         RETURNING 1
     ),
     disabled AS (
