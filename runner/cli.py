@@ -144,8 +144,17 @@ def cli(ctx, dsn, env, log_format, log_level, clickhouse_url, clickhouse_databas
 @click.option(
     "--rollback", type=int, default=None, metavar="N", help="Roll back the last N migrations."
 )
+@click.option(
+    "--clickhouse-cluster",
+    envvar="TICKAGG_CLICKHOUSE_CLUSTER",
+    show_envvar=True,
+    default=None,
+    metavar="NAME",
+    help="Apply the ClickHouse DDL ON CLUSTER NAME as Replicated*MergeTree tables plus a "
+    "Distributed `aggregates` (a server with that cluster; see `clickhouse-ddl`).",
+)
 @click.pass_obj
-def migrate(obj: Ctx, dry_run, rollback):
+def migrate(obj: Ctx, dry_run, rollback, clickhouse_cluster=None):
     """Apply pending migrations, then every view and function file."""
     from . import migrate as m
 
@@ -168,7 +177,7 @@ def migrate(obj: Ctx, dry_run, rollback):
         from . import clickhouse
 
         ch = clickhouse.connect(obj.clickhouse_url, obj.clickhouse_database)
-        result.update(clickhouse.migrate(ch))
+        result.update(clickhouse.migrate(ch, cluster=clickhouse_cluster))
     if isinstance(result, dict):
         for k, v in result.items():
             click.echo(f"{k}: {v}")
@@ -441,6 +450,83 @@ def status(obj: Ctx, as_json):
         click.echo(st.to_json(data))
     else:
         st.render(data)
+
+
+# --- tasks and doctor ----------------------------------------------------------
+
+TASK_KINDS = ["rollup", "ticks_1m", "export", "gap_scan", "gap_scan_history"]
+
+
+def _task_selector(f):
+    f = click.option(
+        "--kind",
+        "task_kind",
+        type=click.Choice(TASK_KINDS),
+        default=None,
+        help="Only this task kind (default: every kind).",
+    )(f)
+    f = click.option(
+        "--timeframe", default=None, help="Only this timeframe (default: every timeframe)."
+    )(f)
+    return click.argument("symbol")(f)
+
+
+@cli.group()
+def tasks():
+    """Enable, disable or reset the tasks of a symbol."""
+
+
+def _set_enabled(obj: Ctx, symbol, timeframe, task_kind, enabled: bool) -> None:
+    with obj.pool().connection() as conn, conn.transaction():
+        res = queries.agg_task_set_enabled(conn, symbol, timeframe, task_kind, enabled)
+    click.echo(json.dumps(res, default=str))
+
+
+@tasks.command("enable")
+@_task_selector
+@click.pass_obj
+def tasks_enable(obj: Ctx, symbol, timeframe, task_kind):
+    """Enable tasks of SYMBOL (an auto-disabled optional task becomes idle again)."""
+    _set_enabled(obj, symbol, timeframe, task_kind, True)
+
+
+@tasks.command("disable")
+@_task_selector
+@click.pass_obj
+def tasks_disable(obj: Ctx, symbol, timeframe, task_kind):
+    """Disable tasks of SYMBOL; `tickagg sync` keeps them disabled until enabled."""
+    _set_enabled(obj, symbol, timeframe, task_kind, False)
+
+
+@tasks.command("reset")
+@_task_selector
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also reset hard_failed tasks (acknowledges the failure) and tasks under a live lease.",
+)
+@click.pass_obj
+def tasks_reset(obj: Ctx, symbol, timeframe, task_kind, force):
+    """Reset tasks of SYMBOL to idle, due now: streaks, lease and last error cleared,
+    cursor kept."""
+    with obj.pool().connection() as conn, conn.transaction():
+        res = queries.agg_task_reset(conn, symbol, timeframe, task_kind, force)
+    click.echo(json.dumps(res, default=str))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def doctor(obj: Ctx, as_json):
+    """Check grants, search_path pinning, migrations and drift, stuck leases and
+    bloat; prints a fix for each problem. Exit 1 on any FAIL. Run as the admin role."""
+    from . import doctor as doc
+
+    with obj.pool().connection() as conn:
+        checks = doc.run_checks(conn)
+    click.echo(doc.to_json(checks) if as_json else doc.render(checks))
+    if doc.failed(checks):
+        raise SystemExit(EXIT_ERROR)
 
 
 # --- demo --------------------------------------------------------------------
@@ -835,6 +921,74 @@ def verify(obj: Ctx, symbol, from_, to, as_json):
         click.echo(f"verified {len(symbols)} symbols: {len(drift)} day(s) with drift")
     if drift:
         raise SystemExit(EXIT_ERROR)
+
+
+# --- external data (ClickHouse) --------------------------------------------------
+
+
+@ingest.command("external")
+@click.argument("table")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def ingest_external(obj: Ctx, table, file, as_json):
+    """Load external data (CSV with a header, or JSON Lines) into ClickHouse TABLE
+    (external_economic_calendar, external_fred_economic, external_crypto_sentiment,
+    external_fear_greed_index, external_commodity_prices).
+
+    Every row is validated; rejects are printed with line and reason and kept in
+    `external_rejects`. Exit 0 when every row landed, 3 when rows were rejected,
+    2 when the file or table name is unusable."""
+    from . import external
+
+    res = external.ingest_file(_clickhouse(obj), table, file)
+    if as_json:
+        _echo_json(res)
+    else:
+        click.echo(external.format_result(res), nl=False)
+    if res["rows_rejected"]:
+        raise SystemExit(EXIT_REJECTED)
+
+
+@cli.group("external")
+def external_group():
+    """External data tables in ClickHouse."""
+
+
+@external_group.command("sessions-snapshot")
+@click.option("--at", default=None, help="Instant (ISO 8601); default: PostgreSQL's now().")
+@click.pass_obj
+def external_sessions_snapshot(obj: Ctx, at):
+    """Insert one external_market_sessions row: the calendars (market_calendars) whose
+    trading session is open at that instant, by tickagg.calendar_sessions."""
+    from . import external
+
+    ch = _clickhouse(obj)
+    with obj.pool().connection() as conn:
+        snap = external.sessions_snapshot(conn, ch, _parse_ts(at))
+    click.echo(json.dumps(snap, default=str))
+
+
+@external_group.command("set-ttl")
+@click.argument("days", type=click.IntRange(1, 10000))
+@click.pass_obj
+def external_set_ttl(obj: Ctx, days):
+    """Keep external rows DAYS days after collected_at (ALTER TABLE ... MODIFY TTL)."""
+    from . import external
+
+    for t in external.set_ttl(_clickhouse(obj), days):
+        click.echo(f"{t}: TTL {days} days")
+
+
+@cli.command("clickhouse-ddl")
+@click.option("--cluster", default=None, metavar="NAME", help="Render for ON CLUSTER NAME.")
+def clickhouse_ddl(cluster):
+    """Print the ClickHouse DDL that migrate applies (for --cluster: Replicated*MergeTree
+    ON CLUSTER and a Distributed `aggregates`)."""
+    from . import clickhouse
+
+    for name, stmt in clickhouse.render(cluster=cluster):
+        click.echo(f"-- {name}\n{stmt};\n")
 
 
 def main(argv=None):

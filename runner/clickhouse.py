@@ -178,14 +178,80 @@ def _statements(text: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
-def migrate(client, root: Path = CLICKHOUSE_DIR) -> dict:
-    """Apply every db/clickhouse file whose sha256 the ledger does not have, in order."""
+# --- cluster rendering -------------------------------------------------------------
+# The same files, rendered for a cluster: every CREATE gets ON CLUSTER, every
+# *MergeTree engine becomes Replicated*MergeTree (ZooKeeper path from the {shard},
+# {database}, {table} and {replica} macros), `aggregates` becomes the local table
+# `aggregates_local` plus a Distributed `aggregates` sharded by symbol; insert-time
+# views read the local table (they fire on each shard), refreshable ones the
+# Distributed table.
+
+DISTRIBUTED_TABLES = {"aggregates": "cityHash64(symbol)"}
+_CREATE = re.compile(r"\bCREATE (TABLE|MATERIALIZED VIEW) IF NOT EXISTS (\w+)")
+_ENGINE = re.compile(r"\bENGINE = (?!Replicated|Distributed)(\w*?)MergeTree\b(?:\(([^()]*)\))?")
+
+
+def check_cluster_name(name: str) -> str:
+    if not _DB_NAME.match(name or ""):
+        raise ClickHouseError(f"invalid ClickHouse cluster name {name!r}: letters, digits and _")
+    return name
+
+
+def render_statement(stmt: str, cluster: str | None) -> list[str]:
+    """One file statement as the statements to run (several for a Distributed table)."""
+    if cluster is None:
+        return [stmt]
+    check_cluster_name(cluster)
+    m = _CREATE.search(stmt)
+    if not m:
+        return [stmt]
+    kind, name = m.group(1), m.group(2)
+    local = f"{name}_local" if kind == "TABLE" and name in DISTRIBUTED_TABLES else name
+    out = (
+        stmt[: m.start()]
+        + f"CREATE {kind} IF NOT EXISTS {local} ON CLUSTER {cluster}"
+        + stmt[m.end() :]
+    )
+    if kind == "MATERIALIZED VIEW" and "REFRESH" not in out:
+        for t in DISTRIBUTED_TABLES:
+            out = re.sub(rf"\bFROM {t}\b", f"FROM {t}_local", out)
+
+    def engine(e: re.Match) -> str:
+        args = ["'/clickhouse/tables/{shard}/{database}/{table}'", "'{replica}'"]
+        if e.group(2):
+            args.append(e.group(2))
+        return f"ENGINE = Replicated{e.group(1)}MergeTree({', '.join(args)})"
+
+    out = _ENGINE.sub(engine, out)
+    if local == name:
+        return [out]
+    return [
+        out,
+        f"CREATE TABLE IF NOT EXISTS {name} ON CLUSTER {cluster} AS {local}\n"
+        f"ENGINE = Distributed({cluster}, currentDatabase(), {local}, {DISTRIBUTED_TABLES[name]})",
+    ]
+
+
+def render(root: Path = CLICKHOUSE_DIR, cluster: str | None = None) -> list[tuple[str, str]]:
+    """(file name, statement) of every db/clickhouse file, rendered for `cluster`."""
+    return [
+        (path.name, out)
+        for path in ddl_files(root)
+        for stmt in _statements(path.read_text())
+        for out in render_statement(stmt, cluster)
+    ]
+
+
+def migrate(client, root: Path = CLICKHOUSE_DIR, cluster: str | None = None) -> dict:
+    """Apply every db/clickhouse file whose sha256 the ledger does not have, in order
+    (rendered for `cluster` when given: needs a server with that cluster defined)."""
     applied = []
     files = ddl_files(root)
     ledger = root / "001_schema_files.sql"
     if ledger.exists():  # the ledger table itself (CREATE ... IF NOT EXISTS)
         for stmt in _statements(ledger.read_text()):
-            client.command(stmt)
+            for s in render_statement(stmt, cluster):
+                client.command(s)
     for path in files:
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
         done = client.query(
@@ -196,7 +262,8 @@ def migrate(client, root: Path = CLICKHOUSE_DIR) -> dict:
         if done:
             continue
         for stmt in _statements(path.read_text()):
-            client.command(stmt)
+            for s in render_statement(stmt, cluster):
+                client.command(s)
         client.insert("tickagg_schema_files", [[path.name, sha]], column_names=["path", "sha256"])
         applied.append(path.name)
     return {"clickhouse_files_applied": applied}

@@ -608,3 +608,116 @@ def export_claim(conn, symbol: str, lease_seconds: int = 300):
 
 def export_task_cursor_ts(conn, symbol: str):
     return _one(conn, EXPORT_TASK_CURSOR_TS, {"symbol": symbol})
+
+
+# --- task control and doctor (issue 8) ---------------------------------------------
+
+AGG_TASK_SET_ENABLED = """
+SELECT tickagg.agg_task_set_enabled(
+    p_canonical_symbol => %(symbol)s,
+    p_timeframe => %(timeframe)s,
+    p_task_kind => %(task_kind)s,
+    p_enabled => %(enabled)s) AS result
+"""
+
+AGG_TASK_RESET = """
+SELECT tickagg.agg_task_reset(
+    p_canonical_symbol => %(symbol)s,
+    p_timeframe => %(timeframe)s,
+    p_task_kind => %(task_kind)s,
+    p_force => %(force)s) AS result
+"""
+
+
+def agg_task_set_enabled(
+    conn, symbol: str, timeframe: str | None, task_kind: str | None, enabled: bool
+) -> dict:
+    return _one(
+        conn,
+        AGG_TASK_SET_ENABLED,
+        {"symbol": symbol, "timeframe": timeframe, "task_kind": task_kind, "enabled": enabled},
+    )
+
+
+def agg_task_reset(
+    conn, symbol: str, timeframe: str | None, task_kind: str | None, force: bool
+) -> dict:
+    return _one(
+        conn,
+        AGG_TASK_RESET,
+        {"symbol": symbol, "timeframe": timeframe, "task_kind": task_kind, "force": force},
+    )
+
+
+# SECURITY DEFINER functions of the schema whose search_path is not the pinned one
+DOCTOR_UNPINNED_DEFINERS = """
+SELECT p.oid::regprocedure::text AS function
+FROM pg_catalog.pg_proc AS p
+WHERE p.pronamespace = to_regnamespace(%(schema)s)
+  AND p.prosecdef
+  AND NOT (%(pinned)s = ANY(coalesce(p.proconfig, ARRAY[]::text[])))
+ORDER BY 1
+"""
+
+# functions PUBLIC may execute (explicitly or by the default ACL)
+DOCTOR_PUBLIC_EXECUTE = """
+SELECT p.oid::regprocedure::text AS function
+FROM pg_catalog.pg_proc AS p
+WHERE p.pronamespace = to_regnamespace(%(schema)s)
+  AND EXISTS (
+      SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a
+      WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')
+ORDER BY 1
+"""
+
+DOCTOR_ROLE_EXISTS = "SELECT to_regrole(%(role)s) IS NOT NULL AS present"
+
+# functions the runner role cannot execute
+DOCTOR_RUNNER_MISSING_EXECUTE = """
+SELECT p.oid::regprocedure::text AS function
+FROM pg_catalog.pg_proc AS p
+WHERE p.pronamespace = to_regnamespace(%(schema)s)
+  AND NOT has_function_privilege(%(role)s, p.oid, 'EXECUTE')
+ORDER BY 1
+"""
+
+# running tasks whose lease ran out more than p_grace ago: no runner is reclaiming them
+DOCTOR_STUCK_LEASES = """
+SELECT canonical_symbol, timeframe, task_kind, lease_expires_at
+FROM tickagg.data_agg_state
+WHERE status = 'running' AND lease_expires_at < now() - %(grace)s::interval
+ORDER BY lease_expires_at
+"""
+
+DOCTOR_TABLE_BLOAT = """
+SELECT n_live_tup, n_dead_tup, last_autovacuum, last_vacuum
+FROM pg_catalog.pg_stat_user_tables
+WHERE schemaname = %(schema)s AND relname = %(table)s
+"""
+
+
+def doctor_unpinned_definers(conn, schema: str, pinned: str) -> list[str]:
+    rows = _all(conn, DOCTOR_UNPINNED_DEFINERS, {"schema": schema, "pinned": pinned})
+    return [r["function"] for r in rows]
+
+
+def doctor_public_execute(conn, schema: str) -> list[str]:
+    return [r["function"] for r in _all(conn, DOCTOR_PUBLIC_EXECUTE, {"schema": schema})]
+
+
+def doctor_role_exists(conn, role: str) -> bool:
+    return bool(_one(conn, DOCTOR_ROLE_EXISTS, {"role": role}))
+
+
+def doctor_runner_missing_execute(conn, schema: str, role: str) -> list[str]:
+    rows = _all(conn, DOCTOR_RUNNER_MISSING_EXECUTE, {"schema": schema, "role": role})
+    return [r["function"] for r in rows]
+
+
+def doctor_stuck_leases(conn, grace: str) -> list[dict]:
+    return _all(conn, DOCTOR_STUCK_LEASES, {"grace": grace})
+
+
+def doctor_table_bloat(conn, schema: str, table: str) -> dict | None:
+    rows = _all(conn, DOCTOR_TABLE_BLOAT, {"schema": schema, "table": table})
+    return rows[0] if rows else None

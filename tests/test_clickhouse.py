@@ -429,3 +429,255 @@ def test_demo_exports_and_verifies(tmp_path):
     mins = [int(ln[-3]) for ln in lines]
     maxs = [int(ln[-1]) for ln in lines]
     assert len(lines) >= 2 and all(hi < lo for hi, lo in zip(maxs, mins[1:], strict=False))
+
+
+# --- external data (seeds/001) ------------------------------------------------------
+
+
+def _write(path, text: str):
+    path.write_text(textwrap.dedent(text).lstrip())
+    return str(path)
+
+
+def _final(client, table: str, order: str) -> list:
+    # table and order are the test's own constants
+    return client.query(f"SELECT * FROM {table} FINAL ORDER BY {order}").result_rows  # noqa: S608
+
+
+def _raw_count(client, table: str) -> int:
+    return client.query(f"SELECT count() FROM {table}").result_rows[0][0]  # noqa: S608
+
+
+def test_external_ingest_good_duplicate_and_malformed(ch, tmp_path):
+    from runner import external
+
+    external.set_ttl(ch, 3650)  # the 2025 observations below are past the default 365 days
+
+    fred = _write(
+        tmp_path / "fred.csv",
+        """
+        series_id,value,observation_date,source,collected_at
+        GDP,27000.5,2025-01-01,fred,2025-03-01T10:00:00Z
+        UNRATE,4.1,2025-02-01,fred,2025-03-01T10:00:00Z
+        GDP,27000.5,2025-01-01,fred,2025-03-01T10:00:00Z
+        GDP,abc,2025-01-01,fred,2025-03-01T10:00:00Z
+        CPI,3.0,2025-02-30,fred,2025-03-01T10:00:00Z
+        CPI,3.0,2025-02-01,fred
+        ,3.0,2025-02-01,fred,2025-03-01T10:00:00Z
+        UNRATE,4.2,2025-02-01,fred,2025-03-02T10:00:00Z
+        """,
+    )
+    res = external.ingest_file(ch, "external_fred_economic", fred)
+    assert res["rows_total"] == 8 and res["rows_inserted"] == 4 and res["rows_rejected"] == 4
+    reasons = {r["line_no"]: r["reason"] for r in res["rejects"]}
+    assert reasons[5].startswith("value: not a number")
+    assert reasons[6].startswith("observation_date: not a date")
+    assert reasons[7] == "4 fields, header has 5"
+    assert reasons[8] == "series_id: required"
+    rows = _final(ch, "external_fred_economic", "series_id")
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("GDP", 27000.5, D(2025, 1, 1)),
+        ("UNRATE", 4.2, D(2025, 2, 1)),  # the later collection replaced the earlier one
+    ]
+    # re-ingesting the same file changes nothing in FINAL
+    assert external.ingest_file(ch, "external_fred_economic", fred)["rows_inserted"] == 4
+    assert len(_final(ch, "external_fred_economic", "series_id")) == 2
+    assert _raw_count(ch, "external_fred_economic") > 2
+
+    fg = _write(
+        tmp_path / "fg.jsonl",
+        """
+        {"value": 25, "classification": "Extreme Fear", "sentiment_score": -50, "index_timestamp": 1740787200, "source": "alternative.me", "collected_at": "2025-03-01T00:05:00Z"}
+        {"value": 25, "classification": "Extreme Fear", "sentiment_score": -50, "index_timestamp": 1740787200, "source": "alternative.me", "collected_at": "2025-03-01T00:05:00Z"}
+        {"value": 101, "classification": "?", "sentiment_score": 0, "index_timestamp": 1740873600, "source": "alternative.me", "collected_at": "2025-03-02T00:05:00Z"}
+        {"value": 60, "classification": "Greed", "sentiment_score": 20, "index_timestamp": "yesterday", "source": "alternative.me", "collected_at": "2025-03-02T00:05:00Z"}
+        not json
+
+        {"value": 60, "classification": "Greed", "sentiment_score": 20, "index_timestamp": "2025-03-02T00:00:00Z", "source": "alternative.me", "collected_at": "2025-03-02T00:05:00Z", "extra": 1}
+        [1, 2]
+        {"value": 61, "classification": "Greed", "sentiment_score": 22, "index_timestamp": "2025-03-02T00:00:00Z", "source": "alternative.me", "collected_at": "2025-03-02T00:05:00Z"}
+        """,  # noqa: E501
+    )
+    res = external.ingest_file(ch, "external_fear_greed_index", fg)
+    assert res["rows_inserted"] == 3 and res["rows_rejected"] == 5
+    reasons = {r["line_no"]: r["reason"] for r in res["rejects"]}
+    assert reasons[3].startswith("value: above 100")
+    assert reasons[4].startswith("index_timestamp: not an ISO 8601 timestamp")
+    assert reasons[5].startswith("not JSON")
+    assert reasons[7] == "unknown field(s): extra"
+    assert reasons[8] == "not a JSON object"
+    rows = _final(ch, "external_fear_greed_index", "index_timestamp")
+    assert [(r[0], r[1], r[3].replace(tzinfo=None)) for r in rows] == [
+        (25, "Extreme Fear", dt.datetime(2025, 3, 1)),
+        (61, "Greed", dt.datetime(2025, 3, 2)),
+    ]
+
+    com = _write(
+        tmp_path / "com.csv",
+        """
+        symbol,name,currency,price,previous_close,change,change_percent,volume,source,collected_at
+        GC=F,Gold,USD,2900.5,2890.0,10.5,0.36,120000,yahoo,2025-03-01T10:00:00Z
+        GC=F,Gold,USD,2900.5,2890.0,10.5,0.36,120000,yahoo,2025-03-01T10:00:00Z
+        CL=F,Crude Oil,USD,70.1,,,,,yahoo,2025-03-01T10:00:00Z
+        CL=F,Crude Oil,USD,-1,70,,,,yahoo,2025-03-01T11:00:00Z
+        CL=F,Crude Oil,USD,nan,70,,,,yahoo,2025-03-01T11:00:00Z
+        """,
+    )
+    res = external.ingest_file(ch, "external_commodity_prices", com)
+    assert res["rows_inserted"] == 3 and res["rows_rejected"] == 2
+    assert [r["line_no"] for r in res["rejects"]] == [5, 6]
+    assert "price: below 0" in res["rejects"][0]["reason"]
+    assert "price: not a finite number" in res["rejects"][1]["reason"]
+    rows = _final(ch, "external_commodity_prices", "symbol")
+    assert [(r[0], r[3], r[4]) for r in rows] == [("CL=F", 70.1, None), ("GC=F", 2900.5, 2890.0)]
+
+    cal = _write(
+        tmp_path / "cal.csv",
+        """
+        date,time,currency,event,forecast,previous,actual,impact,source,collected_at
+        2025-03-07,13:30,USD,Non-Farm Payrolls,160K,143K,,High,forexfactory,2025-03-06T00:00:00Z
+        2025-03-07,13:30,USD,Non-Farm Payrolls,160K,143K,151K,high,forexfactory,2025-03-07T14:00:00Z
+        2025-03-07,13:30,USD,Unemployment Rate,4.0%,4.0%,,extreme,forexfactory,2025-03-06T00:00:00Z
+        """,
+    )
+    res = external.ingest_file(ch, "external_economic_calendar", cal)
+    assert res["rows_inserted"] == 2 and res["rejects"][0]["line_no"] == 4
+    assert res["rejects"][0]["reason"].startswith("impact: expected one of")
+    rows = _final(ch, "external_economic_calendar", "event")
+    assert [(r[3], r[6], r[7]) for r in rows] == [("Non-Farm Payrolls", "151K", "high")]
+
+    crypto = _write(
+        tmp_path / "crypto.jsonl",
+        """
+        {"coin_id": "bitcoin", "name": "Bitcoin", "symbol": "btc", "price_usd": 90000, "price_change_24h": -1.5, "market_cap_rank": 1, "sentiment_votes_up": 70.5, "community_score": null, "twitter_followers": 6900000, "reddit_subscribers": 7000000, "source": "coingecko", "collected_at": "2025-03-01T10:00:00Z"}
+        {"coin_id": "bitcoin", "name": "Bitcoin", "symbol": "btc", "price_usd": 90000, "price_change_24h": -1.5, "market_cap_rank": 1, "sentiment_votes_up": 70.5, "community_score": null, "twitter_followers": 6900000, "reddit_subscribers": 7000000, "source": "coingecko", "collected_at": "2025-03-01T10:00:00Z"}
+        {"coin_id": "eth", "name": "Ethereum", "symbol": "eth", "price_usd": 2200, "market_cap_rank": 2.5, "source": "coingecko", "collected_at": "2025-03-01T10:00:00Z"}
+        {"coin_id": "eth", "name": "Ethereum", "symbol": "eth", "price_usd": 2200, "sentiment_votes_up": 140, "source": "coingecko", "collected_at": "2025-03-01T10:00:00Z"}
+        """,  # noqa: E501
+    )
+    res = external.ingest_file(ch, "external_crypto_sentiment", crypto)
+    assert res["rows_inserted"] == 2 and [r["line_no"] for r in res["rejects"]] == [3, 4]
+    assert res["rejects"][0]["reason"].startswith("market_cap_rank: not an integer")
+    assert res["rejects"][1]["reason"].startswith("sentiment_votes_up: above 100")
+    assert len(_final(ch, "external_crypto_sentiment", "coin_id")) == 1
+
+    kept = ch.query(
+        "SELECT table_name, file_name, line_no FROM external_rejects ORDER BY table_name, line_no"
+    ).result_rows
+    assert ("external_fred_economic", "fred.csv", 5) in kept
+    assert ("external_fear_greed_index", "fg.jsonl", 8) in kept
+    assert len(kept) == 4 + 4 + 5 + 2 + 1 + 2  # fred twice
+
+
+def test_ingest_external_cli_exit_codes(dsn, tmp_path):
+    url = f"chdb://{tmp_path / 'ext'}"
+    f = _write(
+        tmp_path / "fg.csv",
+        """
+        value,classification,sentiment_score,index_timestamp,source,collected_at
+        40,Fear,-20,2025-03-01T00:00:00Z,alternative.me,2025-03-01T00:05:00Z
+        400,Fear,-20,2025-03-02T00:00:00Z,alternative.me,2025-03-02T00:05:00Z
+        """,
+    )
+    assert h.run_cli(dsn, "--clickhouse-url", url, "migrate").returncode == 0
+    res = h.run_cli(dsn, "--clickhouse-url", url, "ingest", "external",
+                    "external_fear_greed_index", f)  # fmt: skip
+    assert res.returncode == 3, res.stderr
+    assert "1 inserted, 1 rejected" in res.stdout and "line 3: value: above 100" in res.stdout
+    bad_header = _write(tmp_path / "bad.csv", "series_id,value\nGDP,1\n")
+    res = h.run_cli(dsn, "--clickhouse-url", url, "ingest", "external",
+                    "external_fred_economic", bad_header)  # fmt: skip
+    assert res.returncode == 2 and "missing ['observation_date'" in res.stderr, res.stderr
+    res = h.run_cli(dsn, "--clickhouse-url", url, "ingest", "external", "aggregates", f)
+    assert res.returncode == 2 and "unknown external table" in res.stderr
+
+
+def test_sessions_snapshot_matches_calendar_sessions(conn, ch):
+    from runner import external
+
+    def direct(at):  # every calendar's session covering `at`, straight from calendar_sessions
+        out = []
+        for c in conn.execute("SELECT calendar_code FROM tickagg.market_calendars ORDER BY 1"):
+            sessions = conn.execute(
+                "SELECT open_utc, close_utc, is_trading FROM tickagg.calendar_sessions(%s, %s, %s)",
+                (c["calendar_code"], at - dt.timedelta(days=3), at + dt.timedelta(days=3)),
+            ).fetchall()
+            if any(s["is_trading"] and s["open_utc"] <= at < s["close_utc"] for s in sessions):
+                out.append(c["calendar_code"])
+        return out
+
+    wed = dt.datetime(2025, 3, 5, 15, 0, tzinfo=UTC)  # NY 10:00 EST, Kolkata 20:30
+    assert external.sessions_at(conn, wed)["active_sessions"] == [
+        "crypto_24x7", "forex_24x5", "us_equity"]  # fmt: skip
+    sat = dt.datetime(2025, 3, 8, 12, 0, tzinfo=UTC)
+    assert external.sessions_at(conn, sat)["active_sessions"] == ["crypto_24x7"]
+    nse = dt.datetime(2025, 3, 5, 5, 0, tzinfo=UTC)  # Kolkata 10:30
+    assert "nse_equity" in external.sessions_at(conn, nse)["active_sessions"]
+    rng = random.Random(11)
+    instants = [wed, sat, nse, dt.datetime(2025, 3, 7, 22, 0, tzinfo=UTC)]
+    instants += [START + dt.timedelta(minutes=rng.randint(0, 60 * 24 * 400)) for _ in range(40)]
+    for at in instants:
+        snap = external.sessions_at(conn, at)
+        assert snap["active_sessions"] == direct(at), at
+        assert snap["active_sessions_count"] == len(snap["active_sessions"])
+    external.set_ttl(ch, 3650)  # keep the 2025 snapshot (default TTL: 365 days)
+    snap = external.sessions_snapshot(conn, ch, wed)
+    assert snap["liquidity_level"] == "high"
+    external.sessions_snapshot(conn, ch, wed)  # the same instant again: one row in FINAL
+    rows = _final(ch, "external_market_sessions", "collected_at")
+    assert [r[:3] for r in rows] == [(3, ["crypto_24x7", "forex_24x5", "us_equity"], "high")]
+    now_snap = external.sessions_snapshot(conn, ch)  # PostgreSQL's now()
+    assert now_snap["active_sessions"] == direct(now_snap["collected_at"].replace(tzinfo=UTC))
+
+
+def test_external_ttl_setting(ch):
+    from runner import external
+
+    assert "INTERVAL 365 DAY" in ch.command("SHOW CREATE TABLE external_fred_economic").replace(
+        "toIntervalDay(365)", "INTERVAL 365 DAY"
+    )
+    # an observation collected more than a year ago is already past the default TTL
+    cols = ["series_id", "value", "observation_date", "source", "collected_at"]
+    now = dt.datetime.now(UTC).replace(tzinfo=None)
+    old, new = now - dt.timedelta(days=400), now - dt.timedelta(days=1)
+    rows = [["OLD", 1.0, old.date(), "t", old], ["NEW", 1.0, new.date(), "t", new]]
+    ch.insert("external_fred_economic", rows, column_names=cols)
+    ch.command("OPTIMIZE TABLE external_fred_economic FINAL")
+    assert [r[0] for r in _final(ch, "external_fred_economic", "series_id")] == ["NEW"]
+    assert set(external.set_ttl(ch, 30)) == set(external.TTL_TABLES)
+    for t in external.TTL_TABLES:
+        assert "toIntervalDay(30)" in ch.command(f"SHOW CREATE TABLE {t}"), t
+    for bad in (0, "30; DROP TABLE x", 1.5, True):
+        with pytest.raises(clickhouse.TickaggError):
+            external.set_ttl(ch, bad)
+
+
+def test_cluster_ddl_renders_and_parses(ch):
+    plain = clickhouse.render()
+    assert [s for _f, s in plain] == [
+        s for p in clickhouse.ddl_files() for s in clickhouse._statements(p.read_text())
+    ]
+    rendered = clickhouse.render(cluster="prod_cluster")
+    assert len(rendered) == len(plain) + 1
+    for name, stmt in rendered:
+        if stmt.startswith("CREATE"):
+            assert " ON CLUSTER prod_cluster" in stmt.splitlines()[0], (name, stmt)
+        # ClickHouse's own parser (the embedded engine has no cluster to run it on)
+        formatted = ch.query("SELECT formatQuery({q:String})", parameters={"q": stmt})
+        assert "CREATE" in formatted.result_rows[0][0]
+        if " ENGINE = " in stmt and "Distributed" not in stmt:
+            assert "ENGINE = Replicated" in stmt, stmt
+    text = "\n".join(s for _f, s in rendered)
+    assert text.count("ReplicatedReplacingMergeTree(") == 8  # ledger, aggregates, 6 external
+    assert "ENGINE = Distributed(prod_cluster, currentDatabase(), aggregates_local," in text
+    mv = next(s for _f, s in rendered if "daily_coverage_mv" in s)
+    assert "FROM aggregates_local" in mv  # insert-time view fires on the local table
+    rollup = next(s for _f, s in rendered if "daily_rollup" in s)
+    assert "FROM aggregates FINAL" in rollup  # the refresh reads every shard
+    with pytest.raises(clickhouse.ClickHouseError):
+        clickhouse.render(cluster="x; DROP")
+    res = subprocess.run(
+        [str(h.TICKAGG), "clickhouse-ddl", "--cluster", "prod_cluster"],
+        cwd=h.ROOT, env=h.cli_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0 and "ReplicatedReplacingMergeTree" in res.stdout, res.stderr
