@@ -865,9 +865,14 @@ def _clickhouse(obj: Ctx):
 @cli.command("export")
 @click.option("--symbol", default=None, help="Only this symbol (default: every export task).")
 @click.option("--batch-size", type=click.IntRange(1), default=50000, show_default=True)
+@click.option(
+    "--refresh-views",
+    is_flag=True,
+    help="Afterwards refresh daily_bar_counts and daily_rollup now (SYSTEM REFRESH VIEW).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def export_cmd(obj: Ctx, symbol, batch_size, as_json):
+def export_cmd(obj: Ctx, symbol, batch_size, refresh_views, as_json):
     """Export bar changes to ClickHouse now (one shot; the runner does it continuously).
     Creates missing export tasks first."""
     from . import clickhouse
@@ -882,6 +887,7 @@ def export_cmd(obj: Ctx, symbol, batch_size, as_json):
             f"no enabled export task for {symbol} (is it registered and active?)"
         )
     results = [clickhouse.export_once(pool, ch, s, batch_size) for s in symbols]
+    refreshed = clickhouse.refresh_views(ch) if refresh_views else []
     if as_json:
         _echo_json(results)
     else:
@@ -890,6 +896,8 @@ def export_cmd(obj: Ctx, symbol, batch_size, as_json):
                 "busy (another runner holds the task)" if r["busy"] else f"change_no {r['cursor']}"
             )
             click.echo(f"{r['symbol']}: {r['rows']} rows in {r['batches']} batches, {state}")
+        if refreshed:
+            click.echo(f"refreshed {', '.join(refreshed)}")
 
 
 @cli.command()

@@ -369,6 +369,41 @@ def export_once(pool, client, symbol: str, batch_size: int, lease_seconds: int =
             return totals
 
 
+# --- refreshable views --------------------------------------------------------------
+
+REFRESHABLE_VIEWS = ("daily_bar_counts_mv", "daily_rollup")
+
+# Days of one symbol and timeframe with fewer bars than `expected` (1440 for 1m on a
+# 24x7 market); reads daily_bar_counts (db/clickhouse/050), ~3.6k rows per ten years.
+GAP_DAYS = """
+SELECT day, bars FROM daily_bar_counts
+WHERE symbol = {symbol:String} AND timeframe = {timeframe:String} AND bars < {expected:UInt32}
+ORDER BY day
+"""
+
+
+def refresh_views(client, views: Iterable[str] = REFRESHABLE_VIEWS) -> list[str]:
+    """Refresh the refreshable materialized views now and wait until each is done
+    (they also refresh on their own schedule). Names come from REFRESHABLE_VIEWS only."""
+    done = []
+    for v in views:
+        if v not in REFRESHABLE_VIEWS:
+            raise ClickHouseError(f"not a refreshable view of tickagg: {v!r}")
+        client.command(f"SYSTEM REFRESH VIEW {v}")
+        client.command(f"SYSTEM WAIT VIEW {v}")
+        done.append(v)
+    return done
+
+
+def gap_days(client, symbol: str, timeframe: str = "1m", expected: int = 1440) -> list[tuple]:
+    """(day, bars) with bars < expected from daily_bar_counts (as of its last refresh;
+    days without any bar are absent: compare with the calendar for those)."""
+    res = client.query(
+        GAP_DAYS, parameters={"symbol": symbol, "timeframe": timeframe, "expected": expected}
+    )
+    return [tuple(r) for r in res.result_rows]
+
+
 # --- verify ----------------------------------------------------------------------
 
 CH_DAY_CHECKSUMS = """

@@ -373,6 +373,84 @@ def test_daily_coverage_and_rollup_views(conn, dsn, ch):
     assert roll and {d: v for d, v in roll.items() if d in pg1d} == pg1d
 
 
+def _counts_by_final(client, symbol) -> dict:
+    return {
+        (tf, day): n
+        for tf, day, n in client.query(
+            "SELECT timeframe, toDate(timestamp) AS day, count() FROM aggregates FINAL"
+            " WHERE symbol = {s:String} AND is_deleted = 0 GROUP BY timeframe, day",
+            parameters={"s": symbol},
+        ).result_rows
+    }
+
+
+def _daily_bar_counts(client, symbol) -> dict:
+    clickhouse.refresh_views(client, ["daily_bar_counts_mv"])
+    return {
+        (tf, day): n
+        for tf, day, n in client.query(
+            "SELECT timeframe, day, bars FROM daily_bar_counts WHERE symbol = {s:String}",
+            parameters={"s": symbol},
+        ).result_rows
+    }
+
+
+def test_daily_bar_counts_exact_after_corrections_and_deletions(conn, dsn, ch):
+    """daily_bar_counts (refreshable, from aggregates FINAL) equals a GROUP BY over
+    aggregates FINAL and PostgreSQL's bars after re-exports, corrections and deletions."""
+    _setup(conn, symbols=(("DBC", "crypto_24x7", 100.0),))
+    _drive(conn, dsn)
+    _export_all(dsn, ch)
+    counts = _daily_bar_counts(ch, "DBC")
+    assert counts and counts == _counts_by_final(ch, "DBC")
+    pg = {
+        r["day"]: r["n"]
+        for r in conn.execute(
+            "SELECT (ts_utc AT TIME ZONE 'UTC')::date AS day, count(*) AS n"
+            " FROM tickagg.data_bars WHERE canonical_symbol = 'DBC' GROUP BY 1"
+        )
+    }
+    assert {d: n for (tf, d), n in counts.items() if tf == "1m"} == pg
+    # the same rows inserted again (a re-export after a crash) and corrections of
+    # existing minutes by a higher-ranked source: new rows in the table, same counts
+    rows = ch.query("SELECT * FROM aggregates WHERE symbol = 'DBC'")
+    ch.insert(
+        "aggregates", [list(r) for r in rows.result_rows], column_names=list(rows.column_names)
+    )
+    minutes = [
+        r["ts_utc"]
+        for r in conn.execute(
+            "SELECT ts_utc FROM tickagg.data_bars WHERE canonical_symbol = 'DBC'"
+            " ORDER BY ts_utc LIMIT 30"
+        )
+    ]
+    h.ingest(conn, [("DBC", t, Bar1m(7, 8, 6, 7, 1.0, None, None, "live_aggregated"))
+                    for t in minutes])  # fmt: skip
+    _drive(conn, dsn)
+    assert _export_all(dsn, ch) > 0
+    raw_1m = ch.query(
+        "SELECT count() FROM aggregates WHERE symbol = 'DBC' AND timeframe = '1m'"
+    ).result_rows[0][0]
+    assert raw_1m > sum(pg.values())  # an insert-time count would be too high
+    assert _daily_bar_counts(ch, "DBC") == _counts_by_final(ch, "DBC") == counts
+    # deletions: 1m minutes of the first day and the derived bars built on them
+    conn.execute(
+        "DELETE FROM tickagg.data_bars WHERE canonical_symbol = 'DBC' AND ts_utc = ANY(%s)",
+        (minutes[:12],),
+    )
+    _drive(conn, dsn)
+    assert _export_all(dsn, ch) > 0
+    after = _daily_bar_counts(ch, "DBC")
+    assert after == _counts_by_final(ch, "DBC")
+    day0 = minutes[0].astimezone(UTC).date()
+    assert after[("1m", day0)] == counts[("1m", day0)] - 12
+    assert _ch_rows(ch) == _pg_rows(conn)
+    # the gap query reads the table; a full 24x7 day has 1440 minutes
+    gaps = clickhouse.gap_days(ch, "DBC")
+    assert gaps == sorted((d, n) for (tf, d), n in after.items() if tf == "1m" and n < 1440)
+    assert (day0, after[("1m", day0)]) in gaps
+
+
 def test_migrate_records_clickhouse_files(ch):
     files = dict(ch.query("SELECT path, sha256 FROM tickagg_schema_files FINAL").result_rows)
     assert set(files) == {p.name for p in clickhouse.ddl_files()}
@@ -674,6 +752,8 @@ def test_cluster_ddl_renders_and_parses(ch):
     assert "FROM aggregates_local" in mv  # insert-time view fires on the local table
     rollup = next(s for _f, s in rendered if "daily_rollup" in s)
     assert "FROM aggregates FINAL" in rollup  # the refresh reads every shard
+    counts = next(s for _f, s in rendered if "daily_bar_counts_mv" in s)
+    assert "FROM aggregates FINAL" in counts
     with pytest.raises(clickhouse.ClickHouseError):
         clickhouse.render(cluster="x; DROP")
     res = subprocess.run(
