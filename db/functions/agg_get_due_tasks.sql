@@ -7,6 +7,8 @@
 -- (by step, never by its code as text). Both walk idx_agg_state_due_priority in
 -- exactly that order and stop at p_limit, so the cost does not grow with the
 -- number of tasks.
+-- The listing and the claim repeat one WHERE on purpose: FOR UPDATE cannot lock
+-- rows that come through a function, and a view could not take p_now and p_env.
 CREATE OR REPLACE FUNCTION tickagg.agg_get_due_tasks(
     p_env text,
     p_now timestamptz DEFAULT now(),
