@@ -14,13 +14,20 @@ RETURNS TABLE (
     week_open_utc timestamptz,
     week_close_utc timestamptz
 )
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 PARALLEL SAFE
 -- a typical call spans days, not years; keeps the planner's estimates sane
 ROWS 10
 SET search_path = pg_catalog, tickagg, pg_temp
+-- PL/pgSQL, with one cached plan whatever the caller's plan_cache_mode, because
+-- the late-data and live paths call this a dozen times per run: as a SQL
+-- function its query was planned on every call. (Inlining it instead lost the
+-- row estimate above, and real-time view queries got costly enough to JIT.)
+SET plan_cache_mode = force_generic_plan
 AS $$
+BEGIN
+    RETURN QUERY
     SELECT
         d.trading_date,
         (d.trading_date + c.session_open_offset) AT TIME ZONE c.time_zone,
@@ -49,7 +56,8 @@ AS $$
             (d.trading_date + h.early_close) AT TIME ZONE c.time_zone,
             (d.trading_date + c.session_close_offset) AT TIME ZONE c.time_zone
       ) > p_from
-    ORDER BY d.trading_date
+    ORDER BY d.trading_date;
+END
 $$;
 
 COMMENT ON FUNCTION tickagg.calendar_sessions(text, timestamptz, timestamptz) IS
