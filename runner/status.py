@@ -114,7 +114,9 @@ def render(data: dict, console: Console | None = None) -> None:
         cells = []
         for c in cols:
             v = row.get(c)
-            if isinstance(v, bool):
+            if c == "enabled" and row.get("disabled_by_user"):
+                v = "user"  # `tasks disable`: stays off across sync until `tasks enable`
+            elif isinstance(v, bool):
                 v = "y" if v else "n"
             cells.append(escape(fmt_value(v)))
         style = STATUS_STYLE.get(row.get("status") or "")

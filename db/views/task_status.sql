@@ -20,7 +20,9 @@ SELECT
     (
         SELECT count(*) FROM tickagg.agg_invalidations AS i
         WHERE i.canonical_symbol = s.canonical_symbol AND i.timeframe = s.timeframe
-    ) AS pending_invalidations
+    ) AS pending_invalidations,
+    -- switched off by `tickagg tasks disable` (sync leaves it off) rather than by sync
+    s.disabled_by_user
 FROM tickagg.data_agg_state AS s
 INNER JOIN tickagg.timeframes AS t ON t.timeframe = s.timeframe
 ORDER BY s.canonical_symbol, t.sort_order, s.task_kind;
