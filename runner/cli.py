@@ -153,16 +153,37 @@ def cli(ctx, dsn, env, log_format, log_level, clickhouse_url, clickhouse_databas
     help="Apply the ClickHouse DDL ON CLUSTER NAME as Replicated*MergeTree tables plus a "
     "Distributed `aggregates` (a server with that cluster; see `clickhouse-ddl`).",
 )
+@click.option(
+    "--timescaledb",
+    is_flag=True,
+    help="Also make data_bars a TimescaleDB hypertable (needs TimescaleDB 2.18+ on the "
+    "server; without it nothing changes and the command fails).",
+)
+@click.option(
+    "--compress-after",
+    default=None,
+    metavar="LENGTH",
+    help="With --timescaledb: compress data_bars chunks older than this (e.g. 30d).",
+)
 @click.pass_obj
-def migrate(obj: Ctx, dry_run, rollback, clickhouse_cluster=None):
+def migrate(
+    obj: Ctx, dry_run, rollback, clickhouse_cluster=None, timescaledb=False, compress_after=None
+):
     """Apply pending migrations, then every view and function file."""
     from . import migrate as m
 
+    if compress_after and not timescaledb:
+        raise click.UsageError("--compress-after needs --timescaledb")
     try:
         if rollback:
             result = m.rollback(obj.require_dsn(), rollback)
         else:
-            result = m.migrate(obj.require_dsn(), dry_run=dry_run)
+            result = m.migrate(
+                obj.require_dsn(),
+                dry_run=dry_run,
+                timescaledb=timescaledb,
+                compress_after=_parse_length(compress_after) if compress_after else None,
+            )
     except TickaggError:
         raise
     except Exception as exc:  # psycopg / yoyo errors from the migrator
@@ -561,17 +582,17 @@ def demo(data_dir, weeks, keep_running, workers, seed, no_clickhouse):
 
 # --- rebuild -----------------------------------------------------------------
 
-_CHUNK_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_LENGTH_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def _parse_chunk(value: str) -> dt.timedelta:
-    unit = _CHUNK_UNITS.get(value[-1:].lower())
+def _parse_length(value: str) -> dt.timedelta:
+    unit = _LENGTH_UNITS.get(value[-1:].lower())
     try:
         n = int(value[:-1])
     except ValueError:
         n = 0
     if unit is None or n < 1:
-        raise click.BadParameter(f"expected a length like 7d, 12h or 2w, got {value!r}")
+        raise click.BadParameter(f"expected a length like 30d, 7d, 12h or 2w, got {value!r}")
     return dt.timedelta(**{unit: n})
 
 
@@ -619,7 +640,7 @@ def rebuild(obj: Ctx, symbol, timeframe, from_, to, chunk, cascade, as_json):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    step = _parse_chunk(chunk)
+    step = _parse_length(chunk)
     start, end = _parse_ts(from_), _parse_ts(to)
     if start is not None and end is not None and start >= end:
         raise click.BadParameter("--from must be before --to")

@@ -12,6 +12,7 @@ It does not re-apply functions/views; run `migrate` afterwards if you roll forwa
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from yoyo import get_backend, read_migrations
 
+from runner import timescaledb as timescale
 from runner.paths import db_dir as default_db_dir
 
 SCHEMA = "tickagg"
@@ -275,10 +277,23 @@ def drift(conn: psycopg.Connection, root: Path | None = None) -> list[dict]:
     return out
 
 
-def migrate(dsn: str, *, dry_run: bool = False, db_dir: Path | None = None) -> dict:
-    """Apply pending migrations, then all functions/views/post files; see module docstring."""
+def migrate(
+    dsn: str,
+    *,
+    dry_run: bool = False,
+    db_dir: Path | None = None,
+    timescaledb: bool = False,
+    compress_after: dt.timedelta | None = None,
+) -> dict:
+    """Apply pending migrations, then all functions/views/post files; see module docstring.
+
+    timescaledb: afterwards turn data_bars into a hypertable (runner/timescaledb.py);
+    checked before anything is applied, so a server without it changes nothing.
+    """
     root = Path(db_dir) if db_dir else default_db_dir()
     with _connect(dsn) as conn:
+        if timescaledb:
+            timescale.check_available(conn)
         if dry_run:
             return {
                 "migrations_pending": pending_migrations(conn, root),
@@ -291,11 +306,13 @@ def migrate(dsn: str, *, dry_run: bool = False, db_dir: Path | None = None) -> d
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
             applied = _apply_yoyo(dsn, root)
             n_files = _apply_files(conn, root)
-            return {
-                "migrations_applied": applied,
-                "files_applied": n_files,
-                "drift": drift(conn, root),
-            }
+            result = {"migrations_applied": applied, "files_applied": n_files}
+            if timescaledb:
+                result.update(
+                    timescale.convert(conn, lambda c: _apply_files(c, root), compress_after)
+                )
+            result["drift"] = drift(conn, root)
+            return result
         finally:
             _unlock(conn)
 
