@@ -77,10 +77,12 @@ class Session:
 
 
 class Calendar:
-    def __init__(self, code: str):
+    def __init__(self, code: str, holidays: Mapping[dt.date, dt.time | None] | None = None):
+        """holidays: trading date -> None (closed all day) or the local early close."""
         self.code = code
         self.spec = CALENDARS[code]
         self.zone = ZoneInfo(self.spec.tz)
+        self.holidays = dict(holidays or {})
 
     def _wall(self, day: dt.date, offset: dt.timedelta) -> dt.datetime:
         """Local wall-clock `day + offset` in the calendar's zone, as UTC."""
@@ -89,12 +91,15 @@ class Calendar:
 
     @functools.cache  # noqa: B019 - a handful of calendars per test run
     def session(self, day: dt.date) -> Session:
-        return Session(
-            day,
-            self._wall(day, self.spec.open_offset),
-            self._wall(day, self.spec.close_offset),
-            day.isoweekday() in self.spec.trading_isodows,
-        )
+        close = self.spec.close_offset
+        trading = day.isoweekday() in self.spec.trading_isodows
+        if day in self.holidays:
+            early = self.holidays[day]
+            if early is None:
+                trading = False
+            else:
+                close = dt.timedelta(hours=early.hour, minutes=early.minute)
+        return Session(day, self._wall(day, self.spec.open_offset), self._wall(day, close), trading)
 
     def session_of(self, ts: dt.datetime) -> Session | None:
         local = ts.astimezone(self.zone).date()
@@ -177,9 +182,10 @@ def expected_bars(
     bars: Mapping[dt.datetime, Bar1m],
     agg_start: dt.datetime,
     timeframes: Iterable[str] = TIMEFRAMES,
+    holidays: Mapping[dt.date, dt.time | None] | None = None,
 ) -> dict[tuple[str, str, dt.datetime], dict]:
     """Derived bars keyed (symbol, timeframe, bucket_start UTC)."""
-    cal = Calendar(calendar_code)
+    cal = Calendar(calendar_code, holidays)
     out: dict[tuple[str, str, dt.datetime], dict] = {}
     for tf in timeframes:
         accs: dict[dt.datetime, _Acc] = {}

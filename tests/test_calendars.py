@@ -1,19 +1,24 @@
 """Calendar truth tables: open/closed and bucket starts at chosen instants (DST
 edges, Kolkata without DST, forex week edges, a holiday and an early close),
-expected candles on an early-close day, holiday import, and the hierarchy check."""
+expected candles on an early-close day, holiday import, the hierarchy check, and
+bars re-derived when a holiday is entered after they were built."""
 
 from __future__ import annotations
 
 import datetime as dt
+import random
 from zoneinfo import ZoneInfo
 
+import helpers as h
 import psycopg
 import pytest
 from helpers import register, run_cli
+from oracle import Bar1m, diff, expected_bars, random_bars
 
 NY = ZoneInfo("America/New_York")
 IST = ZoneInfo("Asia/Kolkata")
 UTC = dt.UTC
+D = dt.date
 
 
 def at(tz, *args):
@@ -176,3 +181,57 @@ def test_gaps_cli_formats(dsn, conn):
         "2025-03-07T21:00:00+00:00,2025-03-07T22:00:00+00:00,60",
         "2025-03-09T21:00:00+00:00,2025-03-09T23:00:00+00:00,120",
     ]
+
+
+def test_a_holiday_set_after_the_fact_re_derives_built_bars(dsn, conn):
+    """Bars built while 2025-07-04 was a normal day and 07-03 closed at 16:00 are
+    re-derived when the holiday and the early close are entered later: they then
+    equal the oracle that knows both; symbols of other calendars are not touched."""
+    rng = random.Random(704)
+    agg_start = dt.datetime(2025, 6, 30, tzinfo=UTC)
+    data = {
+        "SPY": ("us_equity", random_bars("us_equity", D(2025, 6, 30), D(2025, 7, 11), rng)),
+        "FXA": ("forex_24x5", random_bars("forex_24x5", D(2025, 6, 30), D(2025, 7, 11), rng)),
+    }
+    # a feed that trades through the (not yet entered) holiday and early close
+    for day in (D(2025, 7, 3), D(2025, 7, 4)):
+        for minute in range(0, 390, 7):
+            ts = dt.datetime.combine(day, dt.time(9, 30), NY).astimezone(UTC) + dt.timedelta(
+                minutes=minute
+            )
+            data["SPY"][1][ts] = Bar1m(500.0, 501.0, 499.0, 500.5, 10.0)
+    for sym, (cal, bars) in data.items():
+        h.register(conn, sym, cal)
+        h.sync(conn, agg_start)
+        h.insert_bars(conn, sym, bars)
+    h.rollups_only(conn)
+    h.drive(dsn)
+
+    def matches(holidays):
+        exp = {}
+        for sym, (cal, bars) in data.items():
+            exp.update(
+                expected_bars(
+                    sym, cal, bars, agg_start, holidays=holidays if sym == "SPY" else None
+                )
+            )
+        problems = diff(exp, h.derived(conn, data))
+        assert not problems, "\n".join(problems)
+
+    matches({})
+    fx_before = {k: v for k, v in h.derived(conn, ["FXA"], with_meta=True).items()}
+
+    res = conn.execute(
+        "SELECT tickagg.calendar_set_holiday('us_equity', '2025-07-04', NULL, 'July 4') AS r"
+    ).fetchone()["r"]
+    assert res["changed"] and res["tasks_dirtied"] == 7
+    conn.execute("SELECT tickagg.calendar_set_holiday('us_equity', '2025-07-03', '13:00', 'early')")
+    h.drive(dsn)
+    matches({D(2025, 7, 4): None, D(2025, 7, 3): dt.time(13, 0)})
+    assert h.derived(conn, ["FXA"], with_meta=True) == fx_before
+
+    # entering the same holiday again changes nothing and dirties nothing
+    res = conn.execute(
+        "SELECT tickagg.calendar_set_holiday('us_equity', '2025-07-04', NULL, 'July 4') AS r"
+    ).fetchone()["r"]
+    assert (res["changed"], res["tasks_dirtied"]) == (False, 0)

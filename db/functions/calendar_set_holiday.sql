@@ -1,6 +1,9 @@
 -- Add or change a holiday (p_early_close NULL: closed all day) or an early close
 -- (the local wall-clock close time) of a calendar. The runner role may call it;
--- it cannot write market_holidays itself.
+-- it cannot write market_holidays itself. A change alters the buckets and the
+-- expected candles of that trading date, so it dirties the date for every rollup
+-- task of the calendar's symbols: bars already built are re-derived by the next
+-- runs (the usual late-data path; only behind each task's cursor).
 CREATE OR REPLACE FUNCTION tickagg.calendar_set_holiday(
     p_calendar_code text,
     p_holiday_date date,
@@ -16,6 +19,7 @@ AS $$
 DECLARE
     v_calendar tickagg.market_calendars%ROWTYPE;
     v_changed boolean;
+    v_dirtied bigint := 0;
 BEGIN
     SELECT * INTO v_calendar FROM tickagg.market_calendars AS c WHERE c.calendar_code = p_calendar_code;
     IF NOT FOUND THEN
@@ -41,14 +45,34 @@ BEGIN
     WHERE (h.early_close, h.description) IS DISTINCT FROM (excluded.early_close, excluded.description)
     RETURNING true INTO v_changed;
 
+    IF v_changed THEN
+        INSERT INTO tickagg.agg_invalidations (canonical_symbol, timeframe, dirty_range)
+        SELECT
+            s.canonical_symbol,
+            s.timeframe,
+            -- the date's regular session: an early close only shortens it
+            tstzrange(
+                (p_holiday_date + v_calendar.session_open_offset) AT TIME ZONE v_calendar.time_zone,
+                (p_holiday_date + v_calendar.session_close_offset) AT TIME ZONE v_calendar.time_zone
+            )
+        FROM tickagg.data_agg_state AS s
+        INNER JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = s.canonical_symbol
+        WHERE r.calendar_code = p_calendar_code AND s.task_kind = 'rollup';
+        GET DIAGNOSTICS v_dirtied = ROW_COUNT;
+        IF v_dirtied > 0 THEN
+            PERFORM pg_notify('tickagg_work', '');
+        END IF;
+    END IF;
+
     RETURN jsonb_build_object(
         'calendar_code', p_calendar_code,
         'holiday_date', p_holiday_date,
         'kind', CASE WHEN p_early_close IS NULL THEN 'holiday' ELSE 'early_close' END,
-        'changed', coalesce(v_changed, false)
+        'changed', coalesce(v_changed, false),
+        'tasks_dirtied', v_dirtied
     );
 END
 $$;
 
 COMMENT ON FUNCTION tickagg.calendar_set_holiday(text, date, time, text) IS
-'Add or update a holiday (p_early_close NULL) or an early close of a calendar; returns whether a row changed.';
+'Add or update a holiday (p_early_close NULL) or an early close of a calendar; a change dirties that date for the rollups of the calendar''s symbols.';
