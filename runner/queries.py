@@ -821,3 +821,41 @@ def ingest_staged_ticks(
 def ticks_storage(conn) -> dict | None:
     rows = _all(conn, TICKS_STORAGE)
     return rows[0] if rows else None
+
+
+AGG_TASK_SET_DELAY = """
+SELECT tickagg.agg_task_set_delay(
+    p_canonical_symbol => %(symbol)s,
+    p_delay => %(delay)s,
+    p_task_kind => %(task_kind)s) AS result
+"""
+
+INGEST_TICKS = """
+SELECT tickagg.ingest_ticks(
+    p_canonical_symbol => %(symbols)s,
+    p_ts_utc => %(ts)s,
+    p_bid => %(bid)s,
+    p_ask => %(ask)s,
+    p_last_price => %(last)s,
+    p_size => %(size)s) AS result
+"""
+
+TICK_BAR_SUMMARY = """
+SELECT b.canonical_symbol, b.source, b.volume_kind, count(*) AS bars, max(b.ts_utc) AS newest
+FROM tickagg.rollup_source_bars AS b
+WHERE b.canonical_symbol = ANY(%(symbols)s)
+GROUP BY 1, 2, 3 ORDER BY 1, 2
+"""
+
+
+def agg_task_set_delay(conn, symbol: str, delay, task_kind: str | None = None) -> int:
+    return _one(
+        conn, AGG_TASK_SET_DELAY, {"symbol": symbol, "delay": delay, "task_kind": task_kind}
+    )
+
+
+def ingest_ticks(conn, ticks: list[tuple]) -> dict:
+    """ticks: (symbol, ts_utc, bid, ask, last, size) tuples in arrival order."""
+    cols = [list(c) for c in zip(*ticks, strict=True)] if ticks else [[]] * 6
+    names = ("symbols", "ts", "bid", "ask", "last", "size")
+    return _one(conn, INGEST_TICKS, dict(zip(names, cols, strict=True)))

@@ -95,16 +95,33 @@ BEGIN
     WHERE s.ts_utc BETWEEN v_oldest AND v_newest;
     PERFORM tickagg.ticks_ensure_partitions(v_min, v_max);
 
-    INSERT INTO tickagg.ticks (canonical_symbol, ts_utc, bid, ask, last_price, size)
-    SELECT s.canonical_symbol, s.ts_utc, s.bid, s.ask, s.last_price, s.size
-    FROM pg_temp.tickagg_ticks_stage AS s
-    LEFT JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = s.canonical_symbol
-    WHERE tickagg.tick_rejection_reason(
-        s.canonical_symbol, r.source_kind, r.price_kind, s.ts_utc, s.bid, s.ask, s.last_price, s.size,
-        v_oldest, v_newest
-    ) IS NULL
-    ON CONFLICT DO NOTHING;
-    GET DIAGNOSTICS v_landed = ROW_COUNT;
+    -- A chunk without duplicates lands by a plain insert: ON CONFLICT's speculative
+    -- insertion made the whole ingest 1.6x slower. A duplicate (already stored, or
+    -- twice in the chunk) undoes that and the chunk lands again skipping them.
+    BEGIN
+        INSERT INTO tickagg.ticks (canonical_symbol, ts_utc, bid, ask, last_price, size)
+        SELECT s.canonical_symbol, s.ts_utc, s.bid, s.ask, s.last_price, s.size
+        FROM pg_temp.tickagg_ticks_stage AS s
+        LEFT JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = s.canonical_symbol
+        WHERE tickagg.tick_rejection_reason(
+            s.canonical_symbol, r.source_kind, r.price_kind, s.ts_utc, s.bid, s.ask, s.last_price, s.size,
+            v_oldest, v_newest
+        ) IS NULL
+        ORDER BY s.row_no;
+        GET DIAGNOSTICS v_landed = ROW_COUNT;
+    EXCEPTION WHEN unique_violation THEN
+        INSERT INTO tickagg.ticks (canonical_symbol, ts_utc, bid, ask, last_price, size)
+        SELECT s.canonical_symbol, s.ts_utc, s.bid, s.ask, s.last_price, s.size
+        FROM pg_temp.tickagg_ticks_stage AS s
+        LEFT JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = s.canonical_symbol
+        WHERE tickagg.tick_rejection_reason(
+            s.canonical_symbol, r.source_kind, r.price_kind, s.ts_utc, s.bid, s.ask, s.last_price, s.size,
+            v_oldest, v_newest
+        ) IS NULL
+        ORDER BY s.row_no
+        ON CONFLICT DO NOTHING;
+        GET DIAGNOSTICS v_landed = ROW_COUNT;
+    END;
 
     WITH rejected AS (
         INSERT INTO tickagg.tick_rejects (batch_id, line_no, canonical_symbol, raw_row, reason)
