@@ -15,8 +15,10 @@
 -- (bid + ask) / 2 for symbols priced by mid. A minute without ticks has no bar.
 -- Ticks are the truth for a tick-fed symbol: a re-aggregated minute replaces
 -- whatever bar is there when the content differs, even a live_aggregated one
--- (the only write of a lower rank over a higher one; README "Ticks"). Returns
--- jsonb like catchup_aggregation_range; agg_finish moves the cursor.
+-- (the only write of a lower rank over a higher one; the row keeps the higher
+-- source_rank; README "Ticks"). Late minutes beyond p_max_windows minutes after
+-- the first stay queued for the next run. Returns jsonb like
+-- catchup_aggregation_range; agg_finish moves the cursor.
 CREATE OR REPLACE FUNCTION tickagg.ticks_aggregate_minutes(
     p_canonical_symbol text,
     p_cursor timestamptz,
@@ -43,6 +45,7 @@ DECLARE
     v_cursor_to timestamptz;
     v_invalidation_ids bigint[];
     v_dirty tstzmultirange;
+    v_dirty_later tstzmultirange := '{}'::tstzmultirange;
     v_ranges tstzmultirange := '{}'::tstzmultirange;
     v_continue boolean := false;
     v_minutes bigint := 0;
@@ -89,6 +92,12 @@ BEGIN
     WHERE i.canonical_symbol = p_canonical_symbol AND i.timeframe = '1m';
     v_dirty := coalesce(v_dirty, '{}'::tstzmultirange)
         * tstzmultirange(tstzrange(date_trunc('minute', v_task.agg_start_utc), v_cursor));
+    IF NOT isempty(v_dirty) THEN
+        v_dirty_later := v_dirty
+            * tstzmultirange(tstzrange(lower(v_dirty) + v_max_windows * interval '1 minute', NULL));
+        v_dirty := v_dirty - v_dirty_later;
+        v_continue := v_continue OR NOT isempty(v_dirty_later);
+    END IF;
     v_ranges := v_ranges + v_dirty;
 
     IF NOT isempty(v_ranges) THEN
@@ -156,7 +165,9 @@ BEGIN
                 trade_count = excluded.trade_count,
                 volume_kind = excluded.volume_kind,
                 source = excluded.source,
-                source_rank = excluded.source_rank,
+                -- never lowered: a patched live_aggregated minute keeps rank 30, so
+                -- the patch also wins where versions are rank-major (ClickHouse)
+                source_rank = greatest(b.source_rank, excluded.source_rank),
                 change_no = nextval('tickagg.bar_change_seq'),
                 updated_at = now()
             WHERE
@@ -174,6 +185,8 @@ BEGIN
     END IF;
 
     DELETE FROM tickagg.agg_invalidations AS i WHERE i.invalidation_id = ANY(v_invalidation_ids);
+    INSERT INTO tickagg.agg_invalidations (canonical_symbol, timeframe, dirty_range)
+    SELECT p_canonical_symbol, '1m', d.span FROM unnest(v_dirty_later) AS d (span);
 
     RETURN jsonb_build_object(
         'success', true,
