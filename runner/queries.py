@@ -840,12 +840,23 @@ SELECT tickagg.ingest_ticks(
     p_size => %(size)s) AS result
 """
 
+# the demo runs as the owner; data_bars is not a view the runner role reads
 TICK_BAR_SUMMARY = """
-SELECT b.canonical_symbol, b.source, b.volume_kind, count(*) AS bars, max(b.ts_utc) AS newest
-FROM tickagg.rollup_source_bars AS b
+SELECT b.canonical_symbol, b.source, b.volume_kind, count(*) AS bars
+FROM tickagg.data_bars AS b
 WHERE b.canonical_symbol = ANY(%(symbols)s)
 GROUP BY 1, 2, 3 ORDER BY 1, 2
 """
+
+SETTING = "SELECT tickagg.setting(p_setting_key => %(key)s) AS value"
+
+
+def tick_bar_summary(conn, symbols: list[str]) -> list[dict]:
+    return _all(conn, TICK_BAR_SUMMARY, {"symbols": symbols})
+
+
+def setting(conn, key: str) -> str | None:
+    return _one(conn, SETTING, {"key": key})
 
 
 def agg_task_set_delay(conn, symbol: str, delay, task_kind: str | None = None) -> int:

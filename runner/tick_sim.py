@@ -41,7 +41,7 @@ class MinuteClose:
     closed_at: dt.datetime  # wall time its closing tick committed
 
 
-def _ticks_between(rng: random.Random, s: SimSymbol, lo: dt.datetime, hi: dt.datetime):
+def ticks_between(rng: random.Random, s: SimSymbol, lo: dt.datetime, hi: dt.datetime):
     span = (hi - lo).total_seconds()
     n = sum(1 for _ in range(int(span * s.ticks_per_minute / 60 * 3)) if rng.random() < 1 / 3)
     out = []
@@ -80,7 +80,7 @@ def replay(
         while sim < end:
             step += 1
             nxt = min(end, start + dt.timedelta(seconds=step * step_seconds * speed))
-            batch = [t for s in symbols for t in _ticks_between(rng, s, sim, nxt)]
+            batch = [t for s in symbols for t in ticks_between(rng, s, sim, nxt)]
             if batch:
                 queries.ingest_ticks(conn, batch)
                 committed = dt.datetime.now(dt.UTC)
@@ -118,8 +118,11 @@ def close_latencies(conn, closes: list[MinuteClose]) -> dict[str, list[float]]:
             row = conn.execute(
                 "SELECT min(finished_at) AS done FROM tickagg.ops_runlog"
                 " WHERE canonical_symbol = %s AND timeframe = '5m' AND task_kind = 'rollup'"
-                " AND outcome = 'success' AND cursor_from <= %s AND cursor_to >= %s",
-                (c.symbol, bucket_end - 5 * MINUTE, bucket_end),
+                " AND outcome = 'success' AND cursor_from <= %s AND cursor_to >= %s"
+                # closed market time (a forex weekend) has no bar to wait for
+                " AND EXISTS (SELECT 1 FROM tickagg.derived_data_bars AS d"
+                "  WHERE d.canonical_symbol = %s AND d.timeframe = '5m' AND d.ts_utc = %s)",
+                (c.symbol, bucket_end - 5 * MINUTE, bucket_end, c.symbol, bucket_end - 5 * MINUTE),
             ).fetchone()
             if row and row["done"]:
                 out["5m"].append((row["done"] - c.closed_at).total_seconds())
