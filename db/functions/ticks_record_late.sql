@@ -30,16 +30,21 @@ BEGIN
             ON s.canonical_symbol = n.canonical_symbol AND s.timeframe = '1m' AND s.task_kind = 'ticks_1m'
         GROUP BY n.canonical_symbol, s.last_agg_bar_ts_utc
     ),
+    -- one pass over the statement's ticks, whatever the number of symbols
     late AS (
         INSERT INTO tickagg.agg_invalidations (canonical_symbol, timeframe, dirty_range)
-        SELECT p.canonical_symbol, '1m', d.span
-        FROM per_symbol AS p
-        CROSS JOIN LATERAL unnest((
-            SELECT range_agg(tstzrange(date_trunc('minute', x.ts_utc), date_trunc('minute', x.ts_utc) + interval '1 minute'))
-            FROM new_ticks AS x
-            WHERE x.canonical_symbol = p.canonical_symbol AND x.ts_utc < p.cursor_ts
-        )) AS d (span)
-        WHERE p.first_ts < p.cursor_ts
+        SELECT m.canonical_symbol, '1m', d.span
+        FROM (
+            SELECT x.canonical_symbol, range_agg(tstzrange(x.minute, x.minute + interval '1 minute')) AS spans
+            FROM (
+                SELECT DISTINCT n.canonical_symbol, date_trunc('minute', n.ts_utc) AS minute
+                FROM new_ticks AS n
+                INNER JOIN per_symbol AS p ON p.canonical_symbol = n.canonical_symbol
+                WHERE p.first_ts < p.cursor_ts AND n.ts_utc < p.cursor_ts
+            ) AS x
+            GROUP BY x.canonical_symbol
+        ) AS m
+        CROSS JOIN LATERAL unnest(m.spans) AS d (span)
         RETURNING 1
     ),
     woken AS (
