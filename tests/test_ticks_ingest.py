@@ -8,6 +8,7 @@ import datetime as dt
 import json
 
 import helpers as h
+import psycopg
 import pytest
 
 UTC = dt.UTC
@@ -115,3 +116,68 @@ def test_unreadable_header_exits_2(dsn, tmp_path):
     p = h.run_cli(dsn, "ingest", "ticks", str(f))
     assert p.returncode == 2, p.stdout + p.stderr
     assert "unknown column" in p.stderr + p.stdout
+
+
+def test_chunks_keep_line_numbers_and_a_bad_chunk_keeps_its_good_rows(
+    dsn, conn, tmp_path, tick_symbols, monkeypatch
+):
+    """Small chunks: rejects in several chunks (one of which does not COPY) carry
+    their physical line numbers; every good tick lands."""
+    from runner import db, ingest_ticks
+
+    now = tick_symbols
+    monkeypatch.setattr(ingest_ticks, "CHUNK_BYTES", 2048)
+    lines = ["canonical_symbol,ts_utc,bid,ask,last,size"]
+    bad = {}
+    for i in range(400):
+        line_no = len(lines) + 1
+        if i % 97 == 13:
+            lines.append(f"TBTC,{ts(now, 50 - i / 10)},,,oops,1")  # does not COPY
+            bad[line_no] = "last 'oops' is not a finite number"
+        elif i % 89 == 7:
+            lines.append(f"TEUR,{ts(now, 50 - i / 10)},2,1,,")  # COPYs, then rejected
+            bad[line_no] = "bid 2 is above ask 1"
+        else:
+            lines.append(f"TBTC,{ts(now, 50 - i / 10)},,,{100 + i},1")
+    f = tmp_path / "chunks.csv"
+    f.write_text("\n".join(lines) + "\n")
+    with db.make_pool(dsn, max_size=1) as pool:
+        res = ingest_ticks.ingest_ticks_file(pool, str(f))
+    assert res["rows_total"] == 400 and res["rows_rejected"] == len(bad)
+    got = {
+        r["line_no"]: r["reason"]
+        for r in conn.execute(
+            "SELECT line_no, reason FROM tickagg.tick_rejects WHERE batch_id = %s",
+            (res["batch_id"],),
+        )
+    }
+    assert got.keys() == bad.keys()
+    for line_no, reason in bad.items():
+        assert reason in got[line_no], (line_no, got[line_no])
+    assert conn.execute("SELECT count(*) AS n FROM tickagg.ticks").fetchone()["n"] == 400 - len(bad)
+    batch = conn.execute(
+        "SELECT * FROM tickagg.ingest_batches WHERE batch_id = %s", (res["batch_id"],)
+    ).fetchone()
+    assert (batch["rows_total"], batch["rows_rejected"]) == (400, len(bad))
+
+
+def test_runner_role_uses_the_sql_path_and_views(role_dsn, conn, tick_symbols):
+    """tickagg_runner writes no table, yet ingest_ticks (SECURITY DEFINER) lands
+    ticks, creates a missing day and records rejects it can read back."""
+    now = tick_symbols
+    with h.connect(role_dsn()) as rc:
+        res = rc.execute(
+            "SELECT tickagg.ingest_ticks(ARRAY['TBTC', 'TBTC'], ARRAY[%s, %s]::timestamptz[],"
+            " p_last_price => ARRAY[10, -1]::float8[]) AS r",
+            (now - dt.timedelta(days=6), now - dt.timedelta(minutes=1)),
+        ).fetchone()["r"]
+        assert (res["rows_landed"], res["rows_rejected"]) == (1, 1)
+        assert (
+            rc.execute("SELECT count(*) AS n FROM tickagg.tick_rejects_recent").fetchone()["n"] == 1
+        )
+        assert (
+            rc.execute("SELECT partitions FROM tickagg.ticks_storage").fetchone()["partitions"] >= 1
+        )
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            rc.execute("INSERT INTO tickagg.ticks (canonical_symbol, ts_utc, last_price)"
+                       " VALUES ('TBTC', now(), 1)")  # fmt: skip
