@@ -63,3 +63,83 @@ def test_sigkill_while_aggregating_ticks(dsn, conn):
         " WHERE derivation_version <> 1 OR deleted_at IS NOT NULL"
     ).fetchone()["n"]
     assert revised == 0
+
+
+def test_sigkill_while_ticks_stream_in(dsn, conn):
+    """A producer streams ticks (runner.tick_sim, minutes closed by later ticks)
+    while the runner is SIGKILLed again and again: afterwards every closed minute
+    has exactly the bar the oracle computes from the stored ticks, and the
+    rollups equal tests/oracle.py."""
+    import datetime as dt
+    import threading
+
+    from tick_oracle import Tick, expected_1m
+
+    from runner import tick_sim
+
+    now = conn.execute("SELECT now() AS n").fetchone()["n"].astimezone(dt.UTC)
+    start = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=2)
+    for sym, kind in (("TBTC", "last"), ("TEUR", "mid")):
+        conn.execute(
+            "SELECT tickagg.register_symbol(%s, 'crypto_24x7', p_source_kind => 'ticks',"
+            " p_price_kind => %s)",
+            (sym, kind),
+        )
+    h.sync(conn, start)
+    for sym in ("TBTC", "TEUR"):
+        conn.execute("SELECT tickagg.agg_task_set_delay(%s, '100 years', 'ticks_1m')", (sym,))
+    sims = [tick_sim.SimSymbol("TBTC", "last", 500.0, 60), tick_sim.SimSymbol("TEUR", "mid", 1.1)]
+    producer = threading.Thread(target=tick_sim.replay, args=(dsn, sims, start, 40, 400.0))
+    producer.start()
+    rng = random.Random(77)
+    cmd = h.tickagg_cmd(dsn, "run", "--workers", "2", "--lease-seconds", "2")
+    while producer.is_alive():
+        p = subprocess.Popen(
+            cmd, cwd=h.ROOT, env=h.cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        time.sleep(rng.uniform(0.1, 0.8))
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=30)
+    producer.join()
+    time.sleep(2.2)  # the last killed runner's leases expire (not an assertion on time)
+    for _ in range(5):
+        p = h.run_cli(dsn, "run", "--until-idle", "--workers", "1", "--lease-seconds", "2")
+        assert p.returncode == 0, p.stderr[-3000:]
+        if (
+            conn.execute(
+                "SELECT count(*) AS n FROM tickagg.data_agg_state WHERE status = 'running'"
+            ).fetchone()["n"]
+            == 0
+        ):
+            break
+        time.sleep(2.2)
+
+    ticks = [
+        Tick(r["canonical_symbol"], r["ts_utc"].astimezone(dt.UTC), r["bid"], r["ask"],
+             r["last_price"], r["size"])
+        for r in conn.execute("SELECT * FROM tickagg.ticks ORDER BY tick_seq")
+    ]  # fmt: skip
+    cursor = {
+        r["canonical_symbol"]: r["last_agg_bar_ts_utc"]
+        for r in conn.execute(
+            "SELECT canonical_symbol, last_agg_bar_ts_utc FROM tickagg.data_agg_state"
+            " WHERE task_kind = 'ticks_1m'"
+        )
+    }
+    exp = {
+        k: v
+        for k, v in expected_1m(ticks, {"TBTC": "last", "TEUR": "mid"}).items()
+        if k[1] < cursor[k[0]]
+    }
+    assert len(exp) > 60
+    act = {
+        (r["canonical_symbol"], r["ts_utc"].astimezone(dt.UTC)): r
+        for r in conn.execute("SELECT * FROM tickagg.data_bars")
+    }
+    assert act.keys() == exp.keys()
+    for k, (bar, _) in exp.items():
+        a = act[k]
+        assert (a["open"], a["high"], a["low"], a["close"], a["trade_count"]) == (
+            bar.open, bar.high, bar.low, bar.close, bar.trade_count
+        ), k  # fmt: skip
+    assert_derived_match(conn, exp, start)
