@@ -58,16 +58,20 @@ def stage_columns(header: list[str], path: str) -> list[str]:
     return cols
 
 
+def _open_binary(path: str):
+    return gzip.open(path, "rb") if path.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
+
+
 def _csv_chunks(path: str) -> tuple[list[str], Iterator[bytes]]:
-    fh = gzip.open(path, "rb") if path.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
-    header_line = fh.readline().decode("utf-8-sig")
+    with _open_binary(path) as fh:
+        header_line = fh.readline().decode("utf-8-sig")
     if not header_line.strip():
-        fh.close()
         raise InputFormatError(f"{path}: file is empty (no header)")
     columns = stage_columns(next(csv.reader([header_line])), path)
 
     def chunks() -> Iterator[bytes]:
-        with fh:
+        with _open_binary(path) as fh:
+            fh.readline()  # the header
             rest = b""
             while True:
                 block = fh.read(CHUNK_BYTES)
