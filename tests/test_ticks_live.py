@@ -113,3 +113,32 @@ def test_daemon_writes_closed_minutes_and_their_buckets(dsn, conn):
         (start, 10.0, 14.0, 5),
         (start + dt.timedelta(minutes=5), 15.0, 19.0, 5),
     ]
+
+
+def test_tick_committed_during_a_run_is_never_lost(dsn, conn):
+    """A producer's transaction inserts a tick of a minute the next run will
+    close, and commits only after that run has started: the run waits for it
+    (or the tick is recorded as late), so the minute's bar includes it."""
+    import threading
+
+    start = setup(conn)
+    for m in range(5):
+        tick(conn, start + dt.timedelta(minutes=m, seconds=10), 10.0)
+    tick(conn, start + dt.timedelta(minutes=5, seconds=1), 10.0)  # closes minutes 0..4
+    with psycopg.connect(dsn) as producer:
+        producer.execute(
+            "SELECT tickagg.ingest_ticks(ARRAY['LV'], ARRAY[%s::timestamptz],"
+            " p_last_price => ARRAY[99::float8])",
+            (start + dt.timedelta(minutes=2, seconds=40),),
+        )
+        run = threading.Thread(target=h.drive, args=(dsn,))
+        run.start()
+        time.sleep(0.5)  # let the run start while the tick is uncommitted (ordering only)
+        producer.commit()
+        run.join()
+    h.drive(dsn)
+    bar = conn.execute(
+        "SELECT high, trade_count FROM tickagg.data_bars WHERE ts_utc = %s",
+        (start + dt.timedelta(minutes=2),),
+    ).fetchone()
+    assert (bar["high"], bar["trade_count"]) == (99.0, 2)

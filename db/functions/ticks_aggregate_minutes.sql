@@ -51,9 +51,13 @@ DECLARE
     v_minutes bigint := 0;
     v_written bigint := 0;
 BEGIN
+    -- Locked before any tick is read: a producer whose ticks this run might miss
+    -- either commits first (we wait here) or waits in ticks_record_late until we
+    -- commit and then records them as late against the new cursor.
     SELECT * INTO v_task
     FROM tickagg.data_agg_state AS s
-    WHERE s.canonical_symbol = p_canonical_symbol AND s.timeframe = '1m' AND s.task_kind = 'ticks_1m';
+    WHERE s.canonical_symbol = p_canonical_symbol AND s.timeframe = '1m' AND s.task_kind = 'ticks_1m'
+    FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no ticks_1m task for %', p_canonical_symbol
             USING ERRCODE = 'TK006', HINT = 'Register the symbol with --source ticks, then run tickagg sync.';
