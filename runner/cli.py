@@ -479,7 +479,7 @@ def status(obj: Ctx, as_json):
 
 # --- tasks and doctor ----------------------------------------------------------
 
-TASK_KINDS = ["rollup", "ticks_1m", "export", "gap_scan", "gap_scan_history"]
+TASK_KINDS = ["rollup", "ticks_1m", "export", "gap_scan", "gap_scan_history", "ticks_retention"]
 
 
 def _task_selector(f):
