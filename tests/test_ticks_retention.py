@@ -112,6 +112,18 @@ def test_disabled_task_does_not_hold_and_runner_task_runs(dsn, conn):
     )
     h.drive(dsn)  # the ticks_retention tasks run like the runner runs them
     assert partitions(conn)[0] == name(today - dt.timedelta(days=7))
+    # half an hour after its last run, half an hour before its next: not lagging
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET last_agg_bar_ts_utc = now() - interval '30 minutes',"
+        " next_run_at = now() + interval '30 minutes' WHERE task_kind = 'ticks_retention'"
+    )
+    health = {
+        (r["canonical_symbol"], r["task_kind"]): r["status"]
+        for r in conn.execute(
+            "SELECT * FROM tickagg.aggregation_health WHERE task_kind = 'ticks_retention'"
+        )
+    }
+    assert set(health.values()) == {"HEALTHY"}, health
     storage = conn.execute("SELECT * FROM tickagg.ticks_storage").fetchone()
     assert storage["oldest_day"] == today - dt.timedelta(days=7)
     assert storage["retention"] == "7 days" and storage["partitions"] == len(partitions(conn))
