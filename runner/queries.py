@@ -419,7 +419,7 @@ SELECT
         AS lag_p95
 FROM tickagg.aggregation_health AS h
 JOIN tickagg.task_status AS s USING (canonical_symbol, timeframe, task_kind)
-WHERE h.task_kind = 'rollup' AND s.enabled
+WHERE h.task_kind IN ('rollup', 'ticks_1m') AND s.enabled  -- ticks_1m: the '1m' series
 GROUP BY h.timeframe
 """
 
