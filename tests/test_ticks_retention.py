@@ -138,3 +138,26 @@ def test_live_gap_scan_never_looks_back_past_retention(conn):
     now = conn.execute("SELECT now() AS n").fetchone()["n"]
     start = dt.datetime.fromisoformat(res["window_from"])
     assert start >= now - dt.timedelta(days=1, minutes=5)
+
+
+def test_a_partition_in_use_is_left_for_the_next_run(dsn, conn):
+    """A long transaction reading an old partition does not make retention (or
+    every producer queued behind it) wait: that drop is reported busy and done
+    on the next run."""
+    import psycopg
+    from psycopg import sql
+
+    today = setup_old_ticks(conn)
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET last_agg_bar_ts_utc = date_trunc('minute', now())"
+        " WHERE task_kind = 'ticks_1m'"
+    )
+    old = name(today - dt.timedelta(days=10))
+    with psycopg.connect(dsn) as reader:
+        # holds a lock on the partition until commit
+        reader.execute(sql.SQL("SELECT count(*) FROM tickagg.{}").format(sql.Identifier(old)))
+        res = retention(conn)
+        assert old in res["busy"] and old not in res["partitions_dropped"]
+        assert name(today - dt.timedelta(days=11)) in res["partitions_dropped"]
+    res = retention(conn)
+    assert old in res["partitions_dropped"] and res["busy"] == []

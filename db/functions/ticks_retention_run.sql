@@ -4,7 +4,10 @@
 -- minutes a ticks_1m task still needs: at or after the cursor of an enabled
 -- ticks_1m task, or inside a late minute still queued. Those are reported as
 -- held. Runs of several symbols' tasks serialise on an advisory lock (the work
--- is global; a run that finds it taken skips). Returns jsonb.
+-- is global; a run that finds it taken skips). Creating or dropping a partition
+-- locks all of ticks; rather than queue every producer behind a long
+-- transaction, a step that cannot get its lock within lock_timeout is left to
+-- the next run (reported as busy). Returns jsonb.
 CREATE OR REPLACE FUNCTION tickagg.ticks_retention_run(p_now timestamptz DEFAULT now())
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -12,6 +15,7 @@ VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, tickagg, pg_temp
 SET timezone = 'UTC'
+SET lock_timeout = '2s'
 AS $$
 DECLARE
     v_cutoff timestamptz := p_now - tickagg.setting('ticks_retention')::interval;
@@ -19,15 +23,20 @@ DECLARE
     v_created text[];
     v_dropped text[] := '{}';
     v_held text[] := '{}';
+    v_busy text[] := '{}';
     v_part record;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('tickagg.ticks_retention')) THEN
         RETURN jsonb_build_object('success', true, 'skipped', 'another retention run holds the lock');
     END IF;
-    v_created := tickagg.ticks_ensure_partitions(
-        date_trunc('day', p_now),
-        date_trunc('day', p_now) + tickagg.setting('ticks_partitions_ahead')::integer * interval '1 day'
-    );
+    BEGIN
+        v_created := tickagg.ticks_ensure_partitions(
+            date_trunc('day', p_now),
+            date_trunc('day', p_now) + tickagg.setting('ticks_partitions_ahead')::integer * interval '1 day'
+        );
+    EXCEPTION WHEN lock_not_available THEN
+        v_busy := v_busy || 'create partitions ahead'::text;
+    END;
 
     SELECT least(
         (
@@ -54,8 +63,12 @@ BEGIN
             v_held := v_held || v_part.relname::text;
             CONTINUE;
         END IF;
-        EXECUTE format('DROP TABLE tickagg.%I', v_part.relname);
-        v_dropped := v_dropped || v_part.relname::text;
+        BEGIN
+            EXECUTE format('DROP TABLE tickagg.%I', v_part.relname);
+            v_dropped := v_dropped || v_part.relname::text;
+        EXCEPTION WHEN lock_not_available THEN
+            v_busy := v_busy || v_part.relname::text;
+        END;
     END LOOP;
 
     RETURN jsonb_build_object(
@@ -63,6 +76,7 @@ BEGIN
         'partitions_created', to_jsonb(v_created),
         'partitions_dropped', to_jsonb(v_dropped),
         'partitions_held', to_jsonb(v_held),
+        'busy', to_jsonb(v_busy),
         'cutoff', v_cutoff,
         'needed_from', v_needed_from
     );
