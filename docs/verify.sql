@@ -20,7 +20,7 @@ WHERE table_schema = 'tickagg' AND table_name = 'data_agg_state'
   AND column_name IN ('agg_start_utc', 'enabled', 'task_priority', 'disabled_by_user')
 ORDER BY ordinal_position;
 
--- Expected: one row per migration in db/migrations (0001 .. 0005)
+-- Expected: one row per migration in db/migrations (0001 .. 0006 and later)
 SELECT migration_id, applied_at_utc
 FROM _yoyo_migration
 ORDER BY migration_id;
@@ -243,3 +243,27 @@ SELECT relname AS table_name, n_live_tup, n_dead_tup,
 FROM pg_stat_user_tables
 WHERE schemaname = 'tickagg'
 ORDER BY n_dead_tup DESC;
+
+-- =====================================================================
+-- 8. Ticks (tick-fed symbols)
+-- =====================================================================
+
+-- Storage: daily partitions kept, oldest day, size, retention (also in `tickagg status`)
+SELECT * FROM ticks_storage;
+
+-- ticks_1m lag: the cursor is the next minute to aggregate. Expected: a minute or two
+-- (more when a symbol's feed is quiet); pending_late_ranges drain on the next run
+SELECT s.canonical_symbol, s.status, s.last_agg_bar_ts_utc AS next_minute,
+       NOW() - s.last_agg_bar_ts_utc AS lag, s.aggregation_delay,
+       (SELECT COUNT(*) FROM agg_invalidations AS i
+        WHERE i.canonical_symbol = s.canonical_symbol AND i.timeframe = '1m') AS pending_late_ranges
+FROM data_agg_state AS s
+WHERE s.task_kind = 'ticks_1m'
+ORDER BY lag DESC;
+
+-- Rejected ticks in the last 24 hours by reason (tick_rejects_recent has the rows)
+SELECT LEFT(reason, 60) AS reason, COUNT(*) AS ticks
+FROM tick_rejects
+WHERE rejected_at >= NOW() - INTERVAL '24 hours'
+GROUP BY 1
+ORDER BY 2 DESC;

@@ -329,6 +329,31 @@ def ingest_bars(obj: Ctx, file, source, as_json):
         raise SystemExit(EXIT_REJECTED)
 
 
+@ingest.command("ticks")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def ingest_ticks(obj: Ctx, file, as_json):
+    """Load ticks from CSV (.csv, .csv.gz) or Parquet with the header
+    canonical_symbol, ts_utc and any of bid, ask, last, size (empty fields
+    allowed). Streams the file in chunks, each committed on its own.
+
+    Exit 0 when every tick landed or was a duplicate, 3 when ticks were
+    rejected (see the view tickagg.tick_rejects_recent), 2 when the file itself
+    is unreadable."""
+    from .ingest import format_result
+    from .ingest_ticks import ingest_ticks_file, open_ticks_file
+
+    open_ticks_file(file)  # header problems exit 2 before touching the database
+    res = ingest_ticks_file(obj.pool(), file)
+    if as_json:
+        _echo_json(res)
+    else:
+        click.echo(format_result(res, "tickagg.tick_rejects_recent"), nl=False)
+    if (res.get("rows_rejected") or 0) > 0:
+        raise SystemExit(EXIT_REJECTED)
+
+
 # --- run ---------------------------------------------------------------------
 
 
@@ -475,7 +500,7 @@ def status(obj: Ctx, as_json):
 
 # --- tasks and doctor ----------------------------------------------------------
 
-TASK_KINDS = ["rollup", "ticks_1m", "export", "gap_scan", "gap_scan_history"]
+TASK_KINDS = ["rollup", "ticks_1m", "export", "gap_scan", "gap_scan_history", "ticks_retention"]
 
 
 def _task_selector(f):

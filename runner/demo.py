@@ -9,15 +9,17 @@ import logging
 import os
 import random
 import tempfile
+import threading
 import time
 
 import click
 import psycopg
 from psycopg import sql
 
-from . import db, queries
+from . import db, queries, tick_sim
 from .errors import TickaggDatabaseError
 from .ingest import format_result, ingest_bars_file
+from .ingest_ticks import ingest_ticks_file
 from .loop import Runner, RunnerConfig
 from .status import fmt_value
 from .synthetic import DEMO_SYMBOLS, correct, generate, latest_completed_hour
@@ -224,6 +226,107 @@ def _report(pool, first: dict, second: dict, ingest_counts: dict) -> None:
     )
 
 
+# tick-fed instruments: a crypto pair with trades (last, size) and a forex pair
+# with quotes only (priced by mid)
+TICK_SYMBOLS = (
+    ("SOLUSD", "crypto_24x7", "last", 150.0, 90),
+    ("AUDUSD", "forex_24x5", "mid", 0.65, 120),
+)
+TICK_HISTORY_MINUTES = 15
+TICK_LIVE_MINUTES = 16
+TICK_LIVE_SPEED = 320.0
+
+
+def _write_tick_history(path: str, sims, start: dt.datetime, minutes: int, seed: int) -> int:
+    """Ticks of the first minutes as a file for `ingest ticks`, with two bad ticks."""
+    rng = random.Random(seed)
+    rows = [
+        t
+        for s in sims
+        for m in range(minutes)
+        for t in tick_sim.ticks_between(
+            rng, s, start + m * tick_sim.MINUTE, start + (m + 1) * tick_sim.MINUTE
+        )
+    ]
+    rows.sort(key=lambda t: t[1])
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["canonical_symbol", "ts_utc", "bid", "ask", "last", "size"])
+        for sym, ts, bid, ask, last, size in rows:
+            w.writerow([sym, ts.isoformat(), bid, ask, last, size])
+        w.writerow(["AUDUSD", (start + dt.timedelta(minutes=3)).isoformat(), 0.66, 0.65, "", ""])
+        w.writerow(["XRPUSD", (start + dt.timedelta(minutes=4)).isoformat(), "", "", 0.5, 10])
+    return len(rows)
+
+
+def _ticks_step(dsn: str, pool, workers: int, seed: int) -> None:
+    """Tick-fed instruments: a file of recent ticks through `ingest ticks`, then a
+    live simulator streaming ticks while a runner runs, then a late tick."""
+    echo = click.echo
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    start = now - dt.timedelta(minutes=TICK_HISTORY_MINUTES + TICK_LIVE_MINUTES + 2)
+    sims = [
+        tick_sim.SimSymbol(sym, kind, price, rate) for sym, _, kind, price, rate in TICK_SYMBOLS
+    ]
+    with pool.connection() as conn, conn.transaction():
+        for sym, cal, kind, _, _ in TICK_SYMBOLS:
+            queries.register_symbol(conn, sym, cal, source_kind="ticks", price_kind=kind)
+        queries.sync_agg_state_from_registry(conn, "prod", start)
+        # the replay is of past minutes, which the clock has closed already: let
+        # only the data close them (a tick of a later minute), as live would
+        default_delay = queries.setting(conn, "ticks_1m_delay")
+        for sym, *_ in TICK_SYMBOLS:
+            queries.agg_task_set_delay(conn, sym, "100 years", "ticks_1m")
+    echo(f"\n== ticks: {', '.join(s for s, *_ in TICK_SYMBOLS)} (tick-fed) ==")
+    with tempfile.TemporaryDirectory(prefix="tickagg-demo-ticks-") as tmp:
+        path = os.path.join(tmp, "demo_ticks.csv")
+        n = _write_tick_history(path, sims, start, TICK_HISTORY_MINUTES, seed)
+        res = ingest_ticks_file(pool, path)
+        echo(f"ingest ticks ({n} ticks of {TICK_HISTORY_MINUTES} minutes + 2 bad): "
+             + format_result(res, "tickagg.tick_rejects_recent"), nl=False)  # fmt: skip
+
+    cfg = RunnerConfig(dsn=dsn, env="prod", workers=workers, lease_seconds=120,
+                       statement_timeout=110, poll_max=2)  # fmt: skip
+    runner = Runner(cfg, pool)
+    thread = threading.Thread(target=runner.run, kwargs={"install_signals": False})
+    thread.start()
+    try:
+        live_start = start + dt.timedelta(minutes=TICK_HISTORY_MINUTES)
+        closes, sent = tick_sim.replay(
+            dsn, sims, live_start, TICK_LIVE_MINUTES, TICK_LIVE_SPEED, seed=seed
+        )
+        # a late tick for a minute already aggregated: rebuilt as live_gap_filled
+        with pool.connection() as conn:
+            queries.ingest_ticks(
+                conn, [("SOLUSD", live_start + dt.timedelta(minutes=2, seconds=30), None, None,
+                        151.0, 5.0)],
+            )  # fmt: skip
+        time.sleep(1.0)
+    finally:
+        runner.request_stop("demo ticks done")
+        thread.join()
+    with pool.connection() as conn:
+        for sym, *_ in TICK_SYMBOLS:
+            queries.agg_task_set_delay(conn, sym, default_delay, "ticks_1m")
+        lat = tick_sim.close_latencies(conn, closes)
+        summary = queries.tick_bar_summary(conn, [s for s, *_ in TICK_SYMBOLS])
+        storage = queries.ticks_storage(conn)
+    echo(f"live simulator: {TICK_LIVE_MINUTES} minutes replayed at {TICK_LIVE_SPEED:g}x,"
+         f" {sent} ticks through tickagg.ingest_ticks, {len(closes)} minute closes")  # fmt: skip
+    for tf in ("1m", "5m"):
+        v = lat[tf]
+        if v:
+            p50, p99 = tick_sim.percentile(v, 50), tick_sim.percentile(v, 99)
+            echo(f"  minute close -> {tf} bar committed: p50 {p50 * 1000:.0f} ms,"
+                 f" p99 {p99 * 1000:.0f} ms (n={len(v)})")  # fmt: skip
+    for r in summary:
+        echo(f"  {r['canonical_symbol']:<9} 1m bars={r['bars']:>3}  source={r['source']:<16}"
+             f" volume={r['volume_kind']}")  # fmt: skip
+    if storage:
+        echo(f"  storage: {storage['partitions']} daily partitions of ticks,"
+             f" retention {storage['retention']}")  # fmt: skip
+
+
 def _clickhouse_step(pool, data_dir: str) -> None:
     """Export everything to the embedded ClickHouse next to the demo cluster
     (<data-dir>/../clickhouse, recreated each run) and print the verify summary."""
@@ -268,7 +371,7 @@ def run_demo(
     t_start = time.monotonic()
     if logging.getLogger().level >= logging.INFO:
         # one line per task is right for `run`, too much for the demo
-        for name in ("runner.loop", "runner.ingest"):
+        for name in ("runner.loop", "runner.ingest", "runner.ingest_ticks"):
             logging.getLogger(name).setLevel(logging.WARNING)
     data_dir = os.path.abspath(data_dir)
     os.makedirs(os.path.dirname(data_dir) or ".", exist_ok=True)
@@ -319,6 +422,7 @@ def run_demo(
             click.echo("late batch: " + format_result(res), nl=False)
             second = _run_pass(dsn, pool, workers)
         _report(pool, first, second, counts)
+        _ticks_step(dsn, pool, workers, seed)
         if with_clickhouse:
             _clickhouse_step(pool, data_dir)
         click.echo(f"\ndemo finished in {time.monotonic() - t_start:.0f}s")

@@ -164,7 +164,7 @@ def _prepend(first, rest):
     yield from rest
 
 
-def format_result(result: dict) -> str:
+def format_result(result: dict, rejects_view: str = "tickagg.ingest_rejects_recent") -> str:
     out = io.StringIO()
     out.write(
         f"batch {result.get('batch_id')}: {result.get('rows_total', 0)} rows, "
@@ -177,5 +177,5 @@ def format_result(result: dict) -> str:
         out.write(f"  line {r.get('line_no')}: {r.get('reason')}\n")
     more = (result.get("rows_rejected") or 0) - len(rejects[:20])
     if more > 0:
-        out.write(f"  ... and {more} more (see view tickagg.ingest_rejects_recent)\n")
+        out.write(f"  ... and {more} more (see view {rejects_view})\n")
     return out.getvalue()

@@ -147,12 +147,58 @@ def _run_export(conn, task: dict, cfg: RunnerConfig) -> dict:
     }
 
 
+def _run_ticks_1m(conn, task: dict, cfg: RunnerConfig) -> dict:
+    """ticks_1m: closed minutes (and minutes late ticks dirtied) to 1-minute bars."""
+    res = (
+        queries.ticks_aggregate_minutes(
+            conn, task["canonical_symbol"], task["cursor_ts"], cfg.max_windows
+        )
+        or {}
+    )
+    if res.get("success") is False:
+        raise TickaggError(res.get("error") or f"ticks aggregation failed: {res}")
+    log.info(
+        "ticks_1m: minutes=%s bars=%s late_ranges=%s %s -> %s continue=%s",
+        res.get("windows_processed"),
+        res.get("bars_written"),
+        res.get("dirty_ranges"),
+        res.get("cursor_from"),
+        res.get("cursor_to"),
+        res.get("continue"),
+    )
+    return {
+        "cursor_from": res.get("cursor_from", task["cursor_ts"]),
+        "cursor_to": res.get("cursor_to"),
+        "bars_written": int(res.get("bars_written") or 0),
+        "cont": bool(res.get("continue")),
+    }
+
+
+def _run_ticks_retention(conn, task: dict, cfg: RunnerConfig) -> dict:
+    """ticks_retention: partitions ahead, old ones dropped; the cursor records the run."""
+    res = queries.ticks_retention_run(conn) or {}
+    log.info(
+        "ticks retention: created=%s dropped=%s held=%s%s",
+        res.get("partitions_created"),
+        res.get("partitions_dropped"),
+        res.get("partitions_held"),
+        f" skipped ({res['skipped']})" if res.get("skipped") else "",
+    )
+    return {
+        "cursor_from": task["cursor_ts"],
+        "cursor_to": dt.datetime.now(dt.UTC),
+        "bars_written": 0,
+        "cont": False,
+    }
+
+
 HANDLERS: dict[str, Callable[..., dict]] = {
     "rollup": _run_rollup,
     "gap_scan": _run_gap_scan,
     "gap_scan_history": _run_gap_scan,
     "export": _run_export,
-    # ticks_1m: added with its issue
+    "ticks_1m": _run_ticks_1m,
+    "ticks_retention": _run_ticks_retention,
 }
 
 

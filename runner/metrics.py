@@ -60,7 +60,7 @@ class Metrics:
         )
         self.lag_max = Gauge(
             "tickagg_lag_max_seconds",
-            "Largest refresh lag of enabled rollup tasks (aggregation_health).",
+            "Largest refresh lag of enabled rollup and ticks_1m (timeframe 1m) tasks.",
             ["timeframe"],
             registry=r,
         )

@@ -35,6 +35,14 @@ def fmt_value(v) -> str:
     return str(v)
 
 
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
 def collect(conn) -> dict:
     tasks = queries.task_status(conn)
     health = queries.health_summary(conn)
@@ -51,7 +59,14 @@ def collect(conn) -> dict:
         drift_error = str(exc)
     finally:
         conn.row_factory = saved
-    return {"tasks": tasks, "health": health, "drift": drift, "drift_error": drift_error}
+    storage = queries.ticks_storage(conn)
+    return {
+        "tasks": tasks,
+        "health": health,
+        "storage": storage,
+        "drift": drift,
+        "drift_error": drift_error,
+    }
 
 
 def to_json(data: dict) -> str:
@@ -138,6 +153,14 @@ def render(data: dict, console: Console | None = None) -> None:
             f"[{style[k]}]{k}[/]={health.get(k, 0)}" for k in ("HEALTHY", "WARNING", "DELAYED")
         )
     )
+    storage = data.get("storage")
+    if storage:
+        console.print(
+            f"storage: ticks {storage['partitions']} daily partitions"
+            f" ({fmt_value(storage['oldest_day'])} .. {fmt_value(storage['newest_day'])}),"
+            f" {_size(storage['total_bytes'])}, ~{storage['estimated_ticks']} ticks,"
+            f" retention {storage['retention']}, {storage['partitions_ahead']} days created ahead"
+        )
     if data.get("drift_error"):
         console.print("migration drift: unavailable (" + escape(data["drift_error"]) + ")")
     elif data["drift"]:

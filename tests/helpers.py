@@ -112,11 +112,17 @@ def drive(
                 if t["task_kind"] in ("gap_scan", "gap_scan_history"):
                     _gap_scan(conn, t)
                     continue
-                args = (t["canonical_symbol"], t["timeframe"], t["cursor_ts"], max_windows)
+                if t["task_kind"] == "ticks_retention":
+                    _ticks_retention(conn, t)
+                    continue
+                if t["task_kind"] == "ticks_1m":
+                    query = "SELECT tickagg.ticks_aggregate_minutes(%s, %s, %s) AS r"
+                    args = (t["canonical_symbol"], t["cursor_ts"], max_windows)
+                else:
+                    query = "SELECT tickagg.catchup_aggregation_range(%s, %s, %s, %s) AS r"
+                    args = (t["canonical_symbol"], t["timeframe"], t["cursor_ts"], max_windows)
                 with conn.transaction():
-                    res = conn.execute(
-                        "SELECT tickagg.catchup_aggregation_range(%s, %s, %s, %s) AS r", args
-                    ).fetchone()["r"]
+                    res = conn.execute(query, args).fetchone()["r"]
                     assert res["success"] is True, res
                     if not split:
                         _finish(conn, t, res)
@@ -140,6 +146,21 @@ def _gap_scan(conn, task: Mapping) -> dict:
             task,
             {"cursor_from": task["cursor_ts"], "cursor_to": res["scan_end"],
              "bars_written": 0, "continue": False},
+        )  # fmt: skip
+    return res
+
+
+def _ticks_retention(conn, task: Mapping) -> dict:
+    """What the runner does for a ticks_retention task."""
+    with conn.transaction():
+        res = conn.execute("SELECT tickagg.ticks_retention_run() AS r").fetchone()["r"]
+        assert res["success"] is True, res
+        now = conn.execute("SELECT now() AS n").fetchone()["n"]
+        _finish(
+            conn,
+            task,
+            {"cursor_from": task["cursor_ts"], "cursor_to": now, "bars_written": 0,
+             "continue": False},
         )  # fmt: skip
     return res
 

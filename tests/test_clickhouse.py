@@ -761,3 +761,31 @@ def test_cluster_ddl_renders_and_parses(ch):
         cwd=h.ROOT, env=h.cli_env(), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert res.returncode == 0 and "ReplicatedReplacingMergeTree" in res.stdout, res.stderr
+
+
+def test_tick_minutes_patched_by_late_ticks_win_in_clickhouse(conn, dsn, ch):
+    """A live_aggregated minute rebuilt from late ticks (live_gap_filled, a lower
+    rank) must still replace the old row in aggregates FINAL."""
+    now = conn.execute("SELECT now() AS n").fetchone()["n"]
+    start = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=2)
+    conn.execute("SELECT tickagg.register_symbol('TCK', 'crypto_24x7', p_source_kind => 'ticks')")
+    h.sync(conn, start)
+    h.rollups_only(conn)
+    conn.execute("UPDATE tickagg.data_agg_state SET enabled = true WHERE task_kind = 'ticks_1m'")
+    queries.sync_export_tasks(conn, "prod", start)
+    ticks = [("TCK", start + dt.timedelta(minutes=m, seconds=s), None, None, 100.0 + m, 1.0)
+             for m in range(60) for s in (5, 40)]  # fmt: skip
+    queries.ingest_ticks(conn, ticks)
+    _drive(conn, dsn)
+    _export_all(dsn, ch)
+    late = [("TCK", start + dt.timedelta(minutes=7, seconds=50), None, None, 250.0, 3.0)]
+    queries.ingest_ticks(conn, late)
+    _drive(conn, dsn)
+    bar = conn.execute(
+        "SELECT source, source_rank, high FROM tickagg.data_bars WHERE ts_utc = %s",
+        (start + dt.timedelta(minutes=7),),
+    ).fetchone()
+    assert (bar["source"], bar["source_rank"], bar["high"]) == ("live_gap_filled", 30, 250.0)
+    _export_all(dsn, ch)
+    assert _ch_rows(ch) == _pg_rows(conn)
+    assert clickhouse.verify_symbol(conn, ch, "TCK") == []

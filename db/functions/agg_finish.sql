@@ -73,6 +73,12 @@ BEGIN
                 WHEN p_continue
                     OR (s.next_run_at > s.running_started_at_utc AND s.next_run_at <= clock_timestamp())
                     THEN now()
+                -- a ticks_1m task has work when the next minute closes, not a run_interval later
+                WHEN s.task_kind = 'ticks_1m'
+                    THEN least(
+                        now() + s.run_interval,
+                        date_trunc('minute', now() - s.aggregation_delay) + interval '1 minute' + s.aggregation_delay
+                    )
                 ELSE now() + s.run_interval
             END,
             updated_at = now()

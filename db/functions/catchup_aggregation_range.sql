@@ -1,7 +1,8 @@
 -- One run of a rollup task: re-materialise the buckets that late writes dirtied
 -- behind the cursor, then materialise up to p_max_windows closed buckets from
 -- the cursor on, all in one set-based statement. The frontier is the source's
--- watermark, so weekends and holes are skipped rather than waited on. Returns
+-- watermark (for 5m of a tick-fed symbol: its ticks_1m cursor), so weekends and
+-- holes are skipped rather than waited on. Returns
 -- the new cursor; agg_finish moves it in the same transaction.
 CREATE OR REPLACE FUNCTION tickagg.catchup_aggregation_range(
     p_canonical_symbol text,
@@ -23,6 +24,7 @@ SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
     v_calendar_code text;
+    v_source_kind text;
     v_timeframe tickagg.timeframes%ROWTYPE;
     v_task tickagg.data_agg_state%ROWTYPE;
     v_max_windows integer;
@@ -41,7 +43,7 @@ DECLARE
     v_rollup jsonb := '{"buckets_with_data": 0, "bars_written": 0, "partial_bars": 0, "bars_deleted": 0}'::jsonb;
 BEGIN
     v_task := tickagg.rollup_task(p_canonical_symbol, p_timeframe);
-    SELECT r.calendar_code INTO v_calendar_code
+    SELECT r.calendar_code, r.source_kind INTO v_calendar_code, v_source_kind
     FROM tickagg.core_asset_registry_all AS r
     WHERE r.canonical_symbol = p_canonical_symbol;
     SELECT * INTO v_timeframe FROM tickagg.timeframes AS t WHERE t.timeframe = p_timeframe;
@@ -60,7 +62,12 @@ BEGIN
     END;
     v_cursor := greatest(p_cursor, v_first_bucket);
 
-    IF v_timeframe.source_timeframe = '1m' THEN
+    IF v_timeframe.source_timeframe = '1m' AND v_source_kind = 'ticks' THEN
+        -- a tick-fed symbol's minutes are final once its ticks_1m task has passed them
+        SELECT s.last_agg_bar_ts_utc INTO v_frontier
+        FROM tickagg.data_agg_state AS s
+        WHERE s.canonical_symbol = p_canonical_symbol AND s.timeframe = '1m' AND s.task_kind = 'ticks_1m';
+    ELSIF v_timeframe.source_timeframe = '1m' THEN
         SELECT max(b.ts_utc) + interval '1 minute' INTO v_frontier
         FROM tickagg.data_bars AS b
         WHERE b.canonical_symbol = p_canonical_symbol AND b.timeframe = '1m';

@@ -5,7 +5,10 @@
 -- see agg_task_set_enabled) stay disabled. Checks that each hierarchy step nests first.
 -- Every active symbol also gets two optional gap-scan tasks on '1m': gap_scan
 -- (live window, every gap_scan_live_interval) and gap_scan_history (older data,
--- every gap_scan_history_interval); see gap_scan_run.
+-- every gap_scan_history_interval); see gap_scan_run. Every active tick-fed
+-- symbol (source_kind 'ticks') also gets a ticks_1m task (ticks to 1-minute
+-- bars, cursor = the next minute to aggregate) and a ticks_retention task
+-- (partitions ahead, old partitions dropped; see ticks_retention_run).
 CREATE OR REPLACE FUNCTION tickagg.sync_agg_state_from_registry(
     p_env text DEFAULT 'prod',
     p_start timestamptz DEFAULT NULL
@@ -25,6 +28,9 @@ DECLARE
     v_scans_created bigint;
     v_scans_updated bigint;
     v_scans_disabled bigint;
+    v_ticks_created bigint;
+    v_ticks_updated bigint;
+    v_ticks_disabled bigint;
 BEGIN
     IF p_env IS NULL OR p_env NOT IN ('prod', 'test') THEN
         RAISE EXCEPTION 'unknown environment %', p_env
@@ -152,6 +158,62 @@ BEGIN
     SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM updated), (SELECT count(*) FROM disabled)
     INTO v_scans_created, v_scans_updated, v_scans_disabled;
 
+    WITH wanted_ticks AS MATERIALIZED (
+        SELECT
+            r.canonical_symbol, k.task_kind, k.run_interval, k.task_priority, k.aggregation_delay,
+            r.is_mandatory AND k.task_kind = 'ticks_1m' AS is_mandatory,
+            CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END AS in_env
+        FROM tickagg.core_asset_registry_all AS r
+        CROSS JOIN (
+            VALUES
+            (
+                'ticks_1m', interval '1 minute', tickagg.setting('ticks_1m_priority')::integer,
+                tickagg.setting('ticks_1m_delay')::interval
+            ),
+            (
+                'ticks_retention', tickagg.setting('ticks_retention_interval')::interval,
+                tickagg.setting('ticks_retention_priority')::integer, interval '0'
+            )
+        ) AS k (task_kind, run_interval, task_priority, aggregation_delay)
+        WHERE (r.active OR r.test_active) AND r.source_kind = 'ticks'
+    ),
+    created AS (
+        INSERT INTO tickagg.data_agg_state (
+            canonical_symbol, timeframe, timeframe_step, task_kind, is_mandatory, agg_start_utc,
+            last_agg_bar_ts_utc, run_interval, task_priority, aggregation_delay
+        )
+        SELECT
+            w.canonical_symbol, '1m', interval '1 minute', w.task_kind, w.is_mandatory, v_start,
+            date_trunc('minute', v_start), w.run_interval, w.task_priority, w.aggregation_delay
+        FROM wanted_ticks AS w
+        WHERE w.in_env
+        ON CONFLICT (canonical_symbol, timeframe, task_kind) DO NOTHING
+        RETURNING 1
+    ),
+    updated AS (
+        UPDATE tickagg.data_agg_state AS s SET
+            is_mandatory = w.is_mandatory, enabled = NOT s.disabled_by_user, updated_at = now()
+        FROM wanted_ticks AS w
+        WHERE
+            w.in_env
+            AND s.canonical_symbol = w.canonical_symbol AND s.timeframe = '1m' AND s.task_kind = w.task_kind
+            AND (s.is_mandatory IS DISTINCT FROM w.is_mandatory OR (NOT s.enabled AND NOT s.disabled_by_user))
+        RETURNING 1
+    ),
+    disabled AS (
+        UPDATE tickagg.data_agg_state AS s SET enabled = false, updated_at = now()
+        WHERE
+            s.task_kind IN ('ticks_1m', 'ticks_retention')
+            AND s.enabled
+            AND NOT EXISTS (
+                SELECT 1 FROM wanted_ticks AS w
+                WHERE w.canonical_symbol = s.canonical_symbol AND w.task_kind = s.task_kind
+            )
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM updated), (SELECT count(*) FROM disabled)
+    INTO v_ticks_created, v_ticks_updated, v_ticks_disabled;
+
     RETURN jsonb_build_object(
         'success', true,
         'env', p_env,
@@ -161,10 +223,13 @@ BEGIN
         'gap_scan_tasks_created', v_scans_created,
         'gap_scan_tasks_updated', v_scans_updated,
         'gap_scan_tasks_disabled', v_scans_disabled,
+        'ticks_tasks_created', v_ticks_created,
+        'ticks_tasks_updated', v_ticks_updated,
+        'ticks_tasks_disabled', v_ticks_disabled,
         'tasks_total', (SELECT count(*) FROM tickagg.data_agg_state)
     );
 END
 $$;
 
 COMMENT ON FUNCTION tickagg.sync_agg_state_from_registry(text, timestamptz) IS
-'Create, update and disable rollup and gap-scan tasks so data_agg_state matches the registry for an environment; returns jsonb counts.';
+'Create, update and disable rollup, gap-scan and ticks tasks so data_agg_state matches the registry for an environment; returns jsonb counts.';

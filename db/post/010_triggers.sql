@@ -30,3 +30,9 @@ CREATE OR REPLACE TRIGGER derived_data_bars_invalidate_delete
 AFTER DELETE ON tickagg.derived_data_bars
 REFERENCING OLD TABLE AS changed_rows
 FOR EACH STATEMENT EXECUTE FUNCTION tickagg.invalidate_from_derived_bars();
+
+-- Ticks: late minutes and wake-ups for the ticks_1m task (see ticks_record_late).
+CREATE OR REPLACE TRIGGER ticks_record_late_insert
+AFTER INSERT ON tickagg.ticks
+REFERENCING NEW TABLE AS new_ticks
+FOR EACH STATEMENT EXECUTE FUNCTION tickagg.ticks_record_late();

@@ -30,7 +30,9 @@ tickagg.gap_history,
 tickagg.calendars,
 tickagg.calendar_holidays,
 tickagg.ops_runlog_recent,
-tickagg.export_backlog
+tickagg.export_backlog,
+tickagg.ticks_storage,
+tickagg.tick_rejects_recent
 TO tickagg_runner;
 
 -- The coverage view calls calendar_open_time (plain SQL functions, inlined, so they

@@ -1,7 +1,8 @@
 -- Per task: how long its oldest closed bucket has waited to be materialised
 -- (refresh_lag), last success, failure streak, and HEALTHY / WARNING / DELAYED
 -- by the thresholds of its timeframe. Failed or disabled tasks are DELAYED.
--- A gap scan has no buckets: its lag is how long its next run is overdue.
+-- A gap scan or a ticks retention run has no buckets: its lag is how long its
+-- next run is overdue.
 CREATE OR REPLACE VIEW tickagg.aggregation_health AS
 SELECT
     s.canonical_symbol,
@@ -27,7 +28,7 @@ FROM tickagg.data_agg_state AS s
 INNER JOIN tickagg.timeframes AS t ON t.timeframe = s.timeframe
 CROSS JOIN LATERAL (
     SELECT CASE
-        WHEN s.task_kind IN ('gap_scan', 'gap_scan_history') THEN now() - s.next_run_at
+        WHEN s.task_kind IN ('gap_scan', 'gap_scan_history', 'ticks_retention') THEN now() - s.next_run_at
         ELSE now() - s.last_agg_bar_ts_utc - t.step - s.aggregation_delay
     END AS lag
 ) AS l;

@@ -1,0 +1,107 @@
+-- The SQL path for producers that write ticks themselves: one call per batch,
+-- columns as parallel arrays (one element per tick). Judged exactly like a
+-- file (tick_rejection_reason, inline): bad ticks go to tick_rejects (batch_id
+-- NULL) with their reason and array position, good ones land (exact duplicates
+-- count once) in arrival order, so equal timestamps keep the order given here.
+-- Returns jsonb counts and the first rejects.
+CREATE OR REPLACE FUNCTION tickagg.ingest_ticks(
+    p_canonical_symbol text[],
+    p_ts_utc timestamptz[],
+    p_bid double precision[] DEFAULT NULL,
+    p_ask double precision[] DEFAULT NULL,
+    p_last_price double precision[] DEFAULT NULL,
+    p_size double precision[] DEFAULT NULL
+)
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, tickagg, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    v_oldest timestamptz := now() - tickagg.setting('ticks_retention')::interval;
+    v_newest timestamptz := now() + tickagg.setting('tick_future_tolerance')::interval;
+    v_n integer := coalesce(cardinality(p_canonical_symbol), 0);
+    v_min timestamptz;
+    v_max timestamptz;
+    v_landed bigint;
+    v_rejected bigint;
+    v_rejects jsonb;
+BEGIN
+    IF coalesce(cardinality(p_ts_utc), 0) <> v_n
+        OR (p_bid IS NOT NULL AND cardinality(p_bid) <> v_n)
+        OR (p_ask IS NOT NULL AND cardinality(p_ask) <> v_n)
+        OR (p_last_price IS NOT NULL AND cardinality(p_last_price) <> v_n)
+        OR (p_size IS NOT NULL AND cardinality(p_size) <> v_n)
+    THEN
+        RAISE EXCEPTION 'ingest_ticks: arrays of different lengths'
+            USING ERRCODE = 'TK004', HINT = 'Pass one element per tick in every array (NULL where a field is missing).';
+    END IF;
+
+    SELECT min(t) FILTER (WHERE t BETWEEN v_oldest AND v_newest), max(t) FILTER (WHERE t BETWEEN v_oldest AND v_newest)
+    INTO v_min, v_max
+    FROM unnest(p_ts_utc) AS u (t);
+    PERFORM tickagg.ticks_ensure_partitions(v_min, v_max);
+
+    WITH judged AS MATERIALIZED (
+        SELECT
+            u.*,
+            tickagg.tick_rejection_reason(
+                u.canonical_symbol, r.source_kind, r.price_kind, u.ts_utc, u.bid, u.ask, u.last_price, u.size,
+                v_oldest, v_newest
+            ) AS reason
+        FROM unnest(
+            p_canonical_symbol, p_ts_utc,
+            coalesce(p_bid, array_fill(NULL::double precision, ARRAY[v_n])),
+            coalesce(p_ask, array_fill(NULL::double precision, ARRAY[v_n])),
+            coalesce(p_last_price, array_fill(NULL::double precision, ARRAY[v_n])),
+            coalesce(p_size, array_fill(NULL::double precision, ARRAY[v_n]))
+        ) WITH ORDINALITY AS u (canonical_symbol, ts_utc, bid, ask, last_price, size, pos)
+        LEFT JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = u.canonical_symbol
+    ),
+    landed AS (
+        INSERT INTO tickagg.ticks (canonical_symbol, ts_utc, bid, ask, last_price, size)
+        SELECT j.canonical_symbol, j.ts_utc, j.bid, j.ask, j.last_price, j.size
+        FROM judged AS j
+        WHERE j.reason IS NULL
+        ORDER BY j.pos
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    ),
+    rejected AS (
+        INSERT INTO tickagg.tick_rejects (line_no, canonical_symbol, raw_row, reason)
+        SELECT
+            j.pos, j.canonical_symbol,
+            jsonb_build_object(
+                'canonical_symbol', j.canonical_symbol, 'ts_utc', j.ts_utc, 'bid', j.bid, 'ask', j.ask,
+                'last', j.last_price, 'size', j.size
+            ),
+            j.reason
+        FROM judged AS j
+        WHERE j.reason IS NOT NULL
+        RETURNING line_no, reason
+    )
+    SELECT
+        (SELECT count(*) FROM landed),
+        (SELECT count(*) FROM rejected),
+        (
+            SELECT coalesce(jsonb_agg(jsonb_build_object('position', f.line_no, 'reason', f.reason)), '[]')
+            FROM (SELECT x.line_no, x.reason FROM rejected AS x ORDER BY x.line_no LIMIT 20) AS f
+        )
+    INTO v_landed, v_rejected, v_rejects;
+
+    RETURN jsonb_build_object(
+        'rows_total', v_n,
+        'rows_landed', v_landed,
+        'rows_unchanged', v_n - v_landed - v_rejected,
+        'rows_rejected', v_rejected,
+        'rejects', v_rejects
+    );
+END
+$$;
+
+COMMENT ON FUNCTION tickagg.ingest_ticks(
+    text[], timestamptz[], double precision[], double precision[], double precision[], double precision[]
+) IS
+'Validate and land a batch of ticks given as parallel arrays (the SQL path for producers); bad ticks go to tick_rejects.';

@@ -1,0 +1,101 @@
+-- Statement trigger on ticks. Per symbol with a ticks_1m task:
+--   late ticks (before the task's cursor) -> their minutes become agg_invalidations
+--     rows of timeframe '1m', which the next run re-aggregates;
+--   late ticks, or a tick of a minute after the cursor's (it closes the cursor's
+--     minute before the delay runs out) -> the task is made due now and runners
+--     are notified.
+-- Coalesced: a task already due (or woken during its run) is not touched again,
+-- so a stream of ticks wakes each symbol at most once per run, whatever its rate.
+-- Ticks of the current minute wake nothing: the minute's close is a time event
+-- (agg_finish schedules the task for it).
+-- A run of the task locks its row FOR UPDATE before it reads ticks; this trigger
+-- takes FOR KEY SHARE on the rows of its symbols (in symbol order) before it reads
+-- their cursors, and holds it to commit. So a tick committed while a run is under
+-- way is either seen by that run (the run waited for this transaction) or judged
+-- against the cursor that run committed (this trigger waited for the run): never
+-- behind a cursor without being recorded as late.
+CREATE OR REPLACE FUNCTION tickagg.ticks_record_late()
+RETURNS trigger
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, tickagg, pg_temp
+SET jit = off
+AS $$
+DECLARE
+    v_symbols text[];
+    v_first timestamptz[];
+    v_last timestamptz[];
+    v_woken bigint;
+BEGIN
+    SELECT array_agg(x.canonical_symbol ORDER BY x.canonical_symbol), array_agg(x.first_ts ORDER BY x.canonical_symbol),
+           array_agg(x.last_ts ORDER BY x.canonical_symbol)
+    INTO v_symbols, v_first, v_last
+    FROM (
+        SELECT n.canonical_symbol, min(n.ts_utc) AS first_ts, max(n.ts_utc) AS last_ts
+        FROM new_ticks AS n
+        GROUP BY n.canonical_symbol
+    ) AS x;
+
+    PERFORM 1
+    FROM tickagg.data_agg_state AS s
+    WHERE s.canonical_symbol = ANY(v_symbols) AND s.timeframe = '1m' AND s.task_kind = 'ticks_1m'
+    ORDER BY s.canonical_symbol
+    FOR KEY SHARE;
+
+    -- a new statement, so a run that committed while we waited is seen
+    WITH per_symbol AS MATERIALIZED (
+        SELECT u.canonical_symbol, s.last_agg_bar_ts_utc AS cursor_ts, u.first_ts, u.last_ts
+        FROM unnest(v_symbols, v_first, v_last) AS u (canonical_symbol, first_ts, last_ts)
+        INNER JOIN tickagg.data_agg_state AS s
+            ON s.canonical_symbol = u.canonical_symbol AND s.timeframe = '1m' AND s.task_kind = 'ticks_1m'
+    ),
+    -- one pass over the statement's ticks, whatever the number of symbols
+    late AS (
+        INSERT INTO tickagg.agg_invalidations (canonical_symbol, timeframe, dirty_range)
+        SELECT m.canonical_symbol, '1m', d.span
+        FROM (
+            SELECT x.canonical_symbol, range_agg(tstzrange(x.minute, x.minute + interval '1 minute')) AS spans
+            FROM (
+                SELECT DISTINCT n.canonical_symbol, date_trunc('minute', n.ts_utc) AS minute
+                FROM new_ticks AS n
+                INNER JOIN per_symbol AS p ON p.canonical_symbol = n.canonical_symbol
+                WHERE p.first_ts < p.cursor_ts AND n.ts_utc < p.cursor_ts
+            ) AS x
+            GROUP BY x.canonical_symbol
+        ) AS m
+        CROSS JOIN LATERAL unnest(m.spans) AS d (span)
+        RETURNING 1
+    ),
+    -- rows locked in symbol order: two producers waking the same symbols never deadlock
+    to_wake AS (
+        SELECT s.canonical_symbol
+        FROM tickagg.data_agg_state AS s
+        INNER JOIN per_symbol AS p ON p.canonical_symbol = s.canonical_symbol
+        WHERE
+            s.timeframe = '1m' AND s.task_kind = 'ticks_1m'
+            AND (p.first_ts < p.cursor_ts OR p.last_ts >= p.cursor_ts + interval '1 minute')
+            AND (
+                (s.status = 'idle' AND s.next_run_at > clock_timestamp())
+                OR (s.status = 'running' AND s.next_run_at <= s.running_started_at_utc)
+            )
+        ORDER BY s.canonical_symbol
+        FOR NO KEY UPDATE OF s
+    ),
+    woken AS (
+        UPDATE tickagg.data_agg_state AS s SET next_run_at = clock_timestamp()
+        FROM to_wake AS w
+        WHERE s.canonical_symbol = w.canonical_symbol AND s.timeframe = '1m' AND s.task_kind = 'ticks_1m'
+        RETURNING 1
+    )
+    -- late runs whether read or not: PostgreSQL executes every data-modifying CTE
+    SELECT count(*) INTO v_woken FROM woken;
+    IF v_woken > 0 THEN
+        PERFORM pg_notify('tickagg_work', '');
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION tickagg.ticks_record_late() IS
+'Trigger: record minutes dirtied by late ticks and wake the symbol''s ticks_1m task (coalesced) when ticks are late or close a minute.';
