@@ -195,11 +195,12 @@ def quiet(conn: psycopg.Connection) -> None:
 
 def late_minutes(conn: psycopg.Connection, reps: int) -> tuple[list, list]:
     """Existing minutes (for corrections) and holes (for inserts) of TARGET, spread
-    over the history, away from its ends."""
+    over the history, away from its ends and outside (b)'s month."""
     existing = conn.execute(
         "SELECT ts_utc FROM tickagg.data_bars WHERE canonical_symbol = %s"
+        " AND NOT (ts_utc >= %s AND ts_utc < %s)"
         " ORDER BY hashtextextended(ts_utc::text, 7) LIMIT %s",
-        (TARGET, reps),
+        (TARGET, *MONTH, reps),
     ).fetchall()
     holes = conn.execute(
         """
@@ -209,12 +210,14 @@ def late_minutes(conn: psycopg.Connection, reps: int) -> tuple[list, list]:
         ) AS r
         CROSS JOIN LATERAL generate_series(r.lo, r.hi, interval '1 minute') AS g (ts)
         WHERE extract(ISODOW FROM g.ts) BETWEEN 1 AND 4
+            -- (b)'s held-back month stays a hole until (b) lands it (with --symbols 1)
+            AND NOT (g.ts >= %(m0)s AND g.ts < %(m1)s)
             AND NOT EXISTS (
                 SELECT 1 FROM tickagg.data_bars AS b
                 WHERE b.canonical_symbol = %(s)s AND b.timeframe = '1m' AND b.ts_utc = g.ts)
         ORDER BY hashtextextended(g.ts::text, 9) LIMIT %(n)s
         """,
-        {"s": TARGET, "n": reps},
+        {"s": TARGET, "n": reps, "m0": MONTH[0], "m1": MONTH[1]},
     ).fetchall()
     return [r["ts_utc"] for r in existing], [r["ts"] for r in holes]
 
