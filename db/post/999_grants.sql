@@ -35,9 +35,10 @@ tickagg.ticks_storage,
 tickagg.tick_rejects_recent
 TO tickagg_runner;
 
--- The coverage view calls calendar_open_time (plain SQL functions, inlined, so they
--- run with the caller's rights): the runner role reads the two calendar tables.
-GRANT SELECT ON tickagg.market_calendars, tickagg.market_holidays TO tickagg_runner;
+-- Views call calendar_open_time and setting(), which run with the caller's rights
+-- (plain functions, inlined where they can be): the runner role reads the calendar
+-- tables and the settings (thresholds and intervals, nothing secret).
+GRANT SELECT ON tickagg.market_calendars, tickagg.market_holidays, tickagg.settings TO tickagg_runner;
 
 -- /readyz and `tickagg doctor` compare applied migrations with db/migrations.
 GRANT SELECT ON tickagg._yoyo_migration TO tickagg_runner;
