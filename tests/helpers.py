@@ -112,6 +112,9 @@ def drive(
                 if t["task_kind"] in ("gap_scan", "gap_scan_history"):
                     _gap_scan(conn, t)
                     continue
+                if t["task_kind"] == "indicators":
+                    indicators_run(conn, t, max_windows)
+                    continue
                 args = (t["canonical_symbol"], t["timeframe"], t["cursor_ts"], max_windows)
                 with conn.transaction():
                     res = conn.execute(
@@ -141,6 +144,18 @@ def _gap_scan(conn, task: Mapping) -> dict:
             {"cursor_from": task["cursor_ts"], "cursor_to": res["scan_end"],
              "bars_written": 0, "continue": False},
         )  # fmt: skip
+    return res
+
+
+def indicators_run(conn, task: Mapping, max_bars: int | None = None) -> dict:
+    """What the runner does for an indicators task: one step, finished in its transaction."""
+    with conn.transaction():
+        res = conn.execute(
+            "SELECT tickagg.indicators_step(%s, %s, %s, %s) AS r",
+            (task["canonical_symbol"], task["timeframe"], task["cursor_ts"], max_bars),
+        ).fetchone()["r"]
+        assert res["success"] is True, res
+        _finish(conn, task, res)
     return res
 
 

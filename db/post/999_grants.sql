@@ -30,7 +30,8 @@ tickagg.gap_history,
 tickagg.calendars,
 tickagg.calendar_holidays,
 tickagg.ops_runlog_recent,
-tickagg.export_backlog
+tickagg.export_backlog,
+tickagg.bar_indicators
 TO tickagg_runner;
 
 -- The coverage view calls calendar_open_time (plain SQL functions, inlined, so they
