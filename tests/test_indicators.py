@@ -425,3 +425,20 @@ def test_clickhouse_export_carries_indicators(conn, dsn, tmp_path):
         " WHERE symbol = 'CHI' AND timeframe = '1h' ORDER BY timestamp DESC LIMIT 1"
     ).result_rows[0][0]
     assert 0 <= rsi <= 100
+
+
+def test_parameter_change_recomputes_the_series(conn):
+    _setup(conn, sym="PAR", tfs=("1h",), n=400, seed=12)
+    _drive_indicators(conn, max_bars=150)
+    conn.execute(
+        "UPDATE tickagg.settings SET setting_value = '7,14,21,50,100'"
+        " WHERE setting_key = 'indicator_sma_periods'"
+    )
+    conn.execute("UPDATE tickagg.data_agg_state SET next_run_at = now()")
+    _drive_indicators(conn, max_bars=150)
+    rows = _series(conn, "PAR", "1h")
+    want = talib.SMA(np.array([r["close"] for r in rows], dtype=float), 100)
+    assert all("sma_200" not in r["indicators"] for r in rows)
+    for i, r in enumerate(rows):
+        have = r["indicators"]["sma_100"]
+        assert (have is None) if math.isnan(want[i]) else _rel(have, want[i]) < REL, i

@@ -130,7 +130,11 @@ DECLARE
     v_anchor double precision;
     -- output
     v_out_ts timestamptz[] := '{}';
-    v_out double precision[] := '{}';
+    -- one bar's values in v_keys order, kept per bar as a jsonb array: one big
+    -- float array would be subscripted from SQL in O(n) per element (NULLs)
+    v_vals double precision[];
+    v_blank double precision[];
+    v_out jsonb[] := '{}';
     v_count integer := 0;
     v_last_ts timestamptz;
     v_last_end timestamptz;
@@ -179,6 +183,7 @@ BEGIN
             'atr', 'stoch_k', 'stoch_d', 'cci', 'mfi', 'obv', 'adl', 'adx', 'plus_di', 'minus_di', 'vwap'
         ];
     v_nv := cardinality(v_keys);
+    v_blank := array_fill(NULL::double precision, ARRAY[v_nv]);
 
     -- Rewinds read here are consumed by this run; any committed later stay queued.
     SELECT array_agg(w.rewind_id), min(w.from_ts) INTO v_rewind_ids, v_rewind
@@ -188,17 +193,21 @@ BEGIN
     DELETE FROM tickagg.indicator_rewinds AS w WHERE w.rewind_id = ANY(v_rewind_ids);
     -- a checkpoint at or after the start saw bars that may have changed since
     DELETE FROM tickagg.indicator_checkpoints AS c
-    WHERE
-        c.canonical_symbol = p_canonical_symbol AND c.timeframe = p_timeframe
-        AND (c.ts_utc >= v_start OR c.params <> v_params);
+    WHERE c.canonical_symbol = p_canonical_symbol AND c.timeframe = p_timeframe AND c.ts_utc >= v_start;
 
     SELECT * INTO v_checkpoint
     FROM tickagg.indicator_checkpoints AS c
     WHERE c.canonical_symbol = p_canonical_symbol AND c.timeframe = p_timeframe AND c.ts_utc < v_start
     ORDER BY c.ts_utc DESC
     LIMIT 1;
+    IF FOUND AND v_checkpoint.params <> v_params THEN
+        -- parameters changed: the whole series is recomputed with the new ones
+        DELETE FROM tickagg.indicator_checkpoints AS c
+        WHERE c.canonical_symbol = p_canonical_symbol AND c.timeframe = p_timeframe;
+        v_checkpoint := NULL;
+    END IF;
 
-    IF FOUND THEN
+    IF v_checkpoint.ts_utc IS NOT NULL THEN
         -- checkpoint layout: 32 scalars, then the arrays in declaration order
         v_after := v_checkpoint.ts_utc;
         v_state := v_checkpoint.state;
@@ -299,7 +308,8 @@ BEGIN
         v_x := r.close;
         v_count := v_count + 1;
         v_out_ts[v_count] := r.ts_utc;
-        v_base := (v_count - 1) * v_nv;
+        v_base := 0;
+        v_vals := v_blank;
         v_closes[(v_i % v_ring) + 1] := v_x;
 
         -- SMA: TA-Lib's running sum (add, divide, subtract the trailing value)
@@ -307,7 +317,7 @@ BEGIN
             v_p := v_sma[v_k];
             v_sma_sum[v_k] := v_sma_sum[v_k] + v_x;
             IF v_i >= v_p - 1 THEN
-                v_out[v_base + v_k] := v_sma_sum[v_k] / v_p;
+                v_vals[v_base + v_k] := v_sma_sum[v_k] / v_p;
                 v_sma_sum[v_k] := v_sma_sum[v_k] - v_closes[((v_i - v_p + 1) % v_ring) + 1];
             END IF;
         END LOOP;
@@ -323,7 +333,7 @@ BEGIN
                 v_ema_val[v_k] := ((v_x - v_ema_val[v_k]) * v_ema_k[v_k]) + v_ema_val[v_k];
             END IF;
             IF v_i >= v_p - 1 THEN
-                v_out[v_base + v_ns + v_k] := v_ema_val[v_k];
+                v_vals[v_base + v_ns + v_k] := v_ema_val[v_k];
             END IF;
         END LOOP;
         v_base := v_base + v_ns + v_ne;
@@ -344,7 +354,7 @@ BEGIN
                 v_loss := v_loss / v_rsi_n;
                 v_gain := v_gain / v_rsi_n;
                 v_t := v_gain + v_loss;
-                v_out[v_base + 1] := CASE WHEN abs(v_t) < c_eps THEN 0 ELSE 100.0 * (v_gain / v_t) END;
+                v_vals[v_base + 1] := CASE WHEN abs(v_t) < c_eps THEN 0 ELSE 100.0 * (v_gain / v_t) END;
             END IF;
         END IF;
 
@@ -373,9 +383,9 @@ BEGIN
                 ELSE
                     v_signal := ((v_t - v_signal) * (2.0 / (v_macd[3] + 1))) + v_signal;
                 END IF;
-                v_out[v_base + 2] := v_t;
-                v_out[v_base + 3] := v_signal;
-                v_out[v_base + 4] := v_t - v_signal;
+                v_vals[v_base + 2] := v_t;
+                v_vals[v_base + 3] := v_signal;
+                v_vals[v_base + 4] := v_t - v_signal;
             END IF;
         END IF;
 
@@ -396,11 +406,11 @@ BEGIN
             END LOOP;
             v_u := (v_u - v_diff * v_diff / v_bb_n) / v_bb_n;
             v_u := CASE WHEN v_u > 0 THEN sqrt(v_u) ELSE 0 END * v_bbands[2];
-            v_out[v_base + 5] := v_t;
-            v_out[v_base + 6] := v_t + v_u;
-            v_out[v_base + 7] := v_t - v_u;
+            v_vals[v_base + 5] := v_t;
+            v_vals[v_base + 6] := v_t + v_u;
+            v_vals[v_base + 7] := v_t - v_u;
             IF v_t <> 0 THEN
-                v_out[v_base + 8] := ((v_t + v_u) - (v_t - v_u)) / v_t;
+                v_vals[v_base + 8] := ((v_t + v_u) - (v_t - v_u)) / v_t;
             END IF;
         END IF;
 
@@ -417,7 +427,7 @@ BEGIN
                 v_atr := ((v_atr * (v_atr_n - 1)) + v_tr) / v_atr_n;
             END IF;
             IF v_i >= v_atr_n THEN
-                v_out[v_base + 9] := v_atr;
+                v_vals[v_base + 9] := v_atr;
             END IF;
 
             -- ADX, +DI, -DI (Wilder): directional movement sums, then smoothing
@@ -442,8 +452,8 @@ BEGIN
                     v_pdi := 100.0 * (v_pdm / v_tr_s);
                     v_mdi := 100.0 * (v_mdm / v_tr_s);
                 END IF;
-                v_out[v_base + 17] := v_pdi;
-                v_out[v_base + 18] := v_mdi;
+                v_vals[v_base + 17] := v_pdi;
+                v_vals[v_base + 18] := v_mdi;
                 v_t := v_mdi + v_pdi;
                 IF abs(v_tr_s) >= c_eps AND abs(v_t) >= c_eps THEN
                     v_t := 100.0 * (abs(v_mdi - v_pdi) / v_t);
@@ -457,7 +467,7 @@ BEGIN
                     v_adx := v_sum_dx / v_adx_n;
                 END IF;
                 IF v_i >= 2 * v_adx_n - 1 THEN
-                    v_out[v_base + 16] := v_adx;
+                    v_vals[v_base + 16] := v_adx;
                 END IF;
             END IF;
         END IF;
@@ -493,8 +503,8 @@ BEGIN
                 v_slowk[(v_m % v_sd) + 1] := v_slowk_now;
                 v_d_sum := v_d_sum + v_slowk_now;
                 IF v_m >= v_sd - 1 THEN
-                    v_out[v_base + 10] := v_slowk_now;
-                    v_out[v_base + 11] := v_d_sum / v_sd;
+                    v_vals[v_base + 10] := v_slowk_now;
+                    v_vals[v_base + 11] := v_d_sum / v_sd;
                     v_d_sum := v_d_sum - v_slowk[((v_m - v_sd + 1) % v_sd) + 1];
                 END IF;
             END IF;
@@ -515,7 +525,7 @@ BEGIN
             END LOOP;
             v_t := v_tp - v_t;
             -- 0 when the typical price sits on its mean (a flat window, TA-Lib fix #7)
-            v_out[v_base + 12] := CASE
+            v_vals[v_base + 12] := CASE
                 WHEN abs(v_t) <= c_eps * (abs(v_tp) + abs(v_tp - v_t)) OR v_u = 0 THEN 0
                 ELSE v_t / (0.015 * (v_u / v_cci_n))
             END;
@@ -550,7 +560,7 @@ BEGIN
             IF v_i >= v_mfi_n THEN
                 v_t := v_mf_pos + v_mf_neg;
                 v_u := CASE WHEN v_mf_pos < 0 THEN 0 WHEN v_mf_pos > v_t THEN v_t ELSE v_mf_pos END;
-                v_out[v_base + 13] := CASE WHEN v_t <= 0 THEN 0 ELSE 100.0 * (v_u / v_t) END;
+                v_vals[v_base + 13] := CASE WHEN v_t <= 0 THEN 0 ELSE 100.0 * (v_u / v_t) END;
             END IF;
         END IF;
 
@@ -562,12 +572,12 @@ BEGIN
         ELSIF v_x < v_prev_close THEN
             v_obv := v_obv - r.volume;
         END IF;
-        v_out[v_base + 14] := v_obv;
+        v_vals[v_base + 14] := v_obv;
         v_t := r.high - r.low;
         IF v_t > 0 THEN
             v_adl := v_adl + (((v_x - r.low) - (r.high - v_x)) / v_t) * r.volume;
         END IF;
-        v_out[v_base + 15] := v_adl;
+        v_vals[v_base + 15] := v_adl;
 
         -- vwap of the trading day so far, from the bars' own vwap and volume;
         -- NULL for the rest of the day once a bar that traded has no vwap
@@ -587,9 +597,10 @@ BEGIN
             END IF;
         END IF;
         IF v_vwap_void = 0 AND v_vwap_v > 0 THEN
-            v_out[v_base + 19] := v_vwap_pv / v_vwap_v;
+            v_vals[v_base + 19] := v_vwap_pv / v_vwap_v;
         END IF;
 
+        v_out[v_count] := to_jsonb(v_vals);
         v_prev_close := v_x;
         v_prev_high := r.high;
         v_prev_low := r.low;
@@ -638,10 +649,10 @@ BEGIN
         SELECT
             p_canonical_symbol, p_timeframe, t.ts_utc,
             (
-                SELECT jsonb_object_agg(k.key, v_out[(t.ord - 1) * v_nv + k.ord])
+                SELECT jsonb_object_agg(k.key, t.vals -> (k.ord::integer - 1))
                 FROM unnest(v_keys) WITH ORDINALITY AS k (key, ord)
             )
-        FROM unnest(v_out_ts) WITH ORDINALITY AS t (ts_utc, ord)
+        FROM unnest(v_out_ts, v_out) AS t (ts_utc, vals)
         ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
             indicators = excluded.indicators,
             change_no = nextval('tickagg.bar_change_seq'),
