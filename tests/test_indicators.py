@@ -349,6 +349,23 @@ def test_indicator_writes_leave_bars_and_rollups_alone(conn, dsn):
         "  WHERE d.canonical_symbol = 'PIP' AND d.timeframe = data_agg_state.timeframe)"
     ).fetchone()
     assert status["n"] == 0, "every indicators cursor reached its last bar"
+    lagging = conn.execute(
+        "SELECT count(*) AS n FROM tickagg.aggregation_health"
+        " WHERE task_kind = 'indicators' AND refresh_lag > interval '0'"
+    ).fetchone()
+    assert lagging["n"] == 0, "an indicators task with every bar computed has no lag"
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET last_agg_bar_ts_utc = agg_start_utc"
+        " WHERE task_kind = 'indicators' AND timeframe = '1h'"
+    )
+    lag = conn.execute(
+        "SELECT refresh_lag FROM tickagg.aggregation_health"
+        " WHERE task_kind = 'indicators' AND timeframe = '1h'"
+    ).fetchone()["refresh_lag"]
+    first_end = conn.execute(
+        "SELECT min(bucket_end) AS e FROM tickagg.derived_data_bars WHERE timeframe = '1h'"
+    ).fetchone()["e"]
+    assert lag >= dt.datetime.now(UTC) - first_end - dt.timedelta(minutes=5)
 
 
 def test_anchored_vwap(conn):
