@@ -265,6 +265,9 @@ def test_incremental_one_bar_at_a_time_equals_one_pass(conn):
     _setup(conn, sym="ONE", tfs=("1h",), n=600, seed=3)
     _drive_indicators(conn, max_bars=1)
     one = {r["ts_utc"]: r["indicators"] for r in _series(conn, "ONE", "1h")}
+    # every 256 bars plus the end of the last run, not one per run
+    cps = conn.execute("SELECT bar_no FROM tickagg.indicator_checkpoints ORDER BY 1").fetchall()
+    assert [c["bar_no"] for c in cps] == [256, 512, 600]
     conn.execute("DELETE FROM tickagg.derived_bar_indicators")
     conn.execute("DELETE FROM tickagg.indicator_checkpoints")
     conn.execute(
@@ -410,10 +413,10 @@ def test_runner_computes_indicators(conn, dsn):
     _check(conn, "RUN", "1h")
 
 
-def test_clickhouse_export_carries_indicators(conn, dsn, tmp_path):
+def test_clickhouse_export_carries_indicators(conn, dsn, ch_url):
     _setup(conn, sym="CHI", tfs=("1h",), n=300, seed=8)
     queries.sync_export_tasks(conn, "prod", START)
-    client = clickhouse.connect(f"chdb://{tmp_path / 'ch'}", f"t_{uuid.uuid4().hex[:10]}")
+    client = clickhouse.connect(ch_url, f"t_{uuid.uuid4().hex[:10]}")
     clickhouse.migrate(client)
     from runner import db
 
@@ -459,3 +462,33 @@ def test_parameter_change_recomputes_the_series(conn):
     for i, r in enumerate(rows):
         have = r["indicators"]["sma_100"]
         assert (have is None) if math.isnan(want[i]) else _rel(have, want[i]) < REL, i
+
+
+def test_correction_committed_during_a_run_is_not_lost(conn, dsn):
+    """Runner A computes the whole series (reading the old bars); a correction of
+    a bar in the middle commits before A finishes. A's finish succeeds, and the
+    queued rewind makes the task run again at once and recompute from there."""
+    _setup(conn, sym="RACE", tfs=("1h",), n=600, seed=13)
+    conn.execute("UPDATE tickagg.data_agg_state SET enabled = false WHERE timeframe <> '1h'")
+    (task,) = conn.execute(
+        "SELECT * FROM tickagg.agg_get_due_tasks('prod', now(), 10, 300)"
+        " WHERE task_kind = 'indicators'"
+    ).fetchall()
+    middle = _series(conn, "RACE", "1h")[300]["ts_utc"]
+    with conn.transaction():
+        res = conn.execute(
+            "SELECT tickagg.indicators_step('RACE', '1h', %s, 100000) AS r", (task["cursor_ts"],)
+        ).fetchone()["r"]
+        assert res["bars_computed"] == 600
+        with h.connect(dsn) as other:
+            other.execute(
+                "UPDATE tickagg.derived_data_bars SET close = close * 1.02,"
+                " high = greatest(high, close * 1.02), derivation_version = derivation_version + 1"
+                " WHERE canonical_symbol = 'RACE' AND timeframe = '1h' AND ts_utc = %s",
+                (middle,),
+            )
+            other.commit()
+        h._finish(conn, task, res)
+    assert conn.execute("SELECT count(*) AS n FROM tickagg.indicator_rewinds").fetchone()["n"] == 1
+    assert _drive_indicators(conn) >= 1, "the task is due again at once"
+    _check(conn, "RACE", "1h")

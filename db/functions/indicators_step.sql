@@ -643,6 +643,14 @@ BEGIN
         ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
             bar_no = excluded.bar_no, params = excluded.params, state = excluded.state, created_at = now();
     END IF;
+    -- The end-of-run checkpoint this run resumed from is superseded: live runs of
+    -- one bar each keep one checkpoint off the every-N grid, not one per bar.
+    IF v_count > 0 AND v_checkpoint.ts_utc IS NOT NULL AND v_checkpoint.bar_no % v_every <> 0 THEN
+        DELETE FROM tickagg.indicator_checkpoints AS c
+        WHERE
+            c.canonical_symbol = p_canonical_symbol AND c.timeframe = p_timeframe
+            AND c.ts_utc = v_checkpoint.ts_utc;
+    END IF;
 
     IF v_count > 0 THEN
         INSERT INTO tickagg.derived_bar_indicators AS d (canonical_symbol, timeframe, ts_utc, indicators)
