@@ -208,7 +208,7 @@ BEGIN
     END IF;
 
     IF v_checkpoint.ts_utc IS NOT NULL THEN
-        -- checkpoint layout: 32 scalars, then the arrays in declaration order
+        -- checkpoint layout: 31 scalars, then the arrays in declaration order
         v_after := v_checkpoint.ts_utc;
         v_state := v_checkpoint.state;
         v_n := v_checkpoint.bar_no;
@@ -231,18 +231,18 @@ BEGIN
         v_sum_dx := v_state[18];
         v_adx := v_state[19];
         v_bb_sum := v_state[20];
-        v_k_sum := v_state[22];
-        v_d_sum := v_state[23];
-        v_mf_pos := v_state[24];
-        v_mf_neg := v_state[25];
-        v_obv := v_state[26];
-        v_adl := v_state[27];
-        v_vwap_anchor := v_state[28];
-        v_vwap_pv := v_state[29];
-        v_vwap_v := v_state[30];
-        v_vwap_void := v_state[31];
-        v_mf_null := v_state[32];
-        v_off := 32;
+        v_k_sum := v_state[21];
+        v_d_sum := v_state[22];
+        v_mf_pos := v_state[23];
+        v_mf_neg := v_state[24];
+        v_obv := v_state[25];
+        v_adl := v_state[26];
+        v_vwap_anchor := v_state[27];
+        v_vwap_pv := v_state[28];
+        v_vwap_v := v_state[29];
+        v_vwap_void := v_state[30];
+        v_mf_null := v_state[31];
+        v_off := 31;
         v_sma_sum := v_state[v_off + 1:v_off + v_ns];
         v_off := v_off + v_ns;
         v_ema_val := v_state[v_off + 1:v_off + v_ne];
@@ -613,7 +613,7 @@ BEGIN
             v_state := ARRAY[
                 v_n, v_prev_close, v_prev_high, v_prev_low, v_prev_tp, v_fast, v_fast_sum, v_slow,
                 v_slow_sum, v_signal, v_signal_sum, v_gain, v_loss, v_atr, v_pdm, v_mdm, v_tr_s, v_sum_dx,
-                v_adx, v_bb_sum, 0, v_k_sum, v_d_sum, v_mf_pos, v_mf_neg, v_obv, v_adl,
+                v_adx, v_bb_sum, v_k_sum, v_d_sum, v_mf_pos, v_mf_neg, v_obv, v_adl,
                 v_vwap_anchor, v_vwap_pv, v_vwap_v, v_vwap_void, v_mf_null
             ]::double precision[]
             || v_sma_sum || v_ema_val || v_closes || v_highs || v_lows || v_tps || v_mfp || v_mfn
@@ -633,7 +633,7 @@ BEGIN
         v_state := ARRAY[
             v_n, v_prev_close, v_prev_high, v_prev_low, v_prev_tp, v_fast, v_fast_sum, v_slow,
             v_slow_sum, v_signal, v_signal_sum, v_gain, v_loss, v_atr, v_pdm, v_mdm, v_tr_s, v_sum_dx,
-            v_adx, v_bb_sum, 0, v_k_sum, v_d_sum, v_mf_pos, v_mf_neg, v_obv, v_adl,
+            v_adx, v_bb_sum, v_k_sum, v_d_sum, v_mf_pos, v_mf_neg, v_obv, v_adl,
             v_vwap_anchor, v_vwap_pv, v_vwap_v, v_vwap_void, v_mf_null
         ]::double precision[]
         || v_sma_sum || v_ema_val || v_closes || v_highs || v_lows || v_tps || v_mfp || v_mfn
