@@ -204,7 +204,10 @@ def reset(conn: psycopg.Connection, *, load_invalidations: bool) -> None:
 
 def run_level(conn: psycopg.Connection, timeframe: str, max_windows: int) -> tuple[float, dict]:
     """Claim/catch up/finish every task of one timeframe until none is due; seconds, counts."""
-    conn.execute("UPDATE tickagg.data_agg_state SET enabled = (timeframe = %s)", (timeframe,))
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET enabled = (timeframe = %s AND task_kind = 'rollup')",
+        (timeframe,),
+    )
     stats = {"runs": 0, "bars": 0}
     t0 = time.perf_counter()
     while True:

@@ -500,7 +500,15 @@ def status(obj: Ctx, as_json):
 
 # --- tasks and doctor ----------------------------------------------------------
 
-TASK_KINDS = ["rollup", "ticks_1m", "export", "gap_scan", "gap_scan_history", "ticks_retention"]
+TASK_KINDS = [
+    "rollup",
+    "ticks_1m",
+    "export",
+    "gap_scan",
+    "gap_scan_history",
+    "ticks_retention",
+    "indicators",
+]
 
 
 def _task_selector(f):

@@ -89,6 +89,35 @@ def _run_rollup(conn, task: dict, cfg: RunnerConfig) -> dict:
     }
 
 
+def _run_indicators(conn, task: dict, cfg: RunnerConfig) -> dict:
+    """indicators: compute the technical indicators of the next bars of one symbol and
+    timeframe (from the first corrected bar when a correction rewound it); --max-windows
+    caps the bars per run."""
+    res = (
+        queries.indicators_step(
+            conn, task["canonical_symbol"], task["timeframe"], task["cursor_ts"], cfg.max_windows
+        )
+        or {}
+    )
+    if res.get("success") is False:
+        raise TickaggError(res.get("error") or f"indicators failed: {res}")
+    log.info(
+        "indicators: bars=%s written=%s rewound_to=%s %s -> %s continue=%s",
+        res.get("bars_computed"),
+        res.get("bars_written"),
+        res.get("rewound_to"),
+        res.get("cursor_from"),
+        res.get("cursor_to"),
+        res.get("continue"),
+    )
+    return {
+        "cursor_from": task["cursor_ts"],
+        "cursor_to": res.get("cursor_to"),
+        "bars_written": int(res.get("bars_written") or 0),
+        "cont": bool(res.get("continue")),
+    }
+
+
 def _run_gap_scan(conn, task: dict, cfg: RunnerConfig) -> dict:
     """gap_scan (live window) and gap_scan_history: reconcile the gap ledger; the
     cursor records how far the scan looked."""
@@ -199,6 +228,7 @@ HANDLERS: dict[str, Callable[..., dict]] = {
     "export": _run_export,
     "ticks_1m": _run_ticks_1m,
     "ticks_retention": _run_ticks_retention,
+    "indicators": _run_indicators,
 }
 
 

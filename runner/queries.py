@@ -34,6 +34,14 @@ SELECT tickagg.catchup_aggregation_range(
     p_max_windows => %(max_windows)s) AS result
 """
 
+INDICATORS_STEP = """
+SELECT tickagg.indicators_step(
+    p_canonical_symbol => %(symbol)s,
+    p_timeframe => %(timeframe)s,
+    p_cursor => %(cursor)s,
+    p_max_bars => %(max_bars)s) AS result
+"""
+
 AGG_FINISH = """
 SELECT tickagg.agg_finish(
     p_canonical_symbol => %(symbol)s,
@@ -181,6 +189,14 @@ def catchup_aggregation_range(
         conn,
         CATCHUP_AGGREGATION_RANGE,
         {"symbol": symbol, "timeframe": timeframe, "cursor": cursor, "max_windows": max_windows},
+    )
+
+
+def indicators_step(conn, symbol: str, timeframe: str, cursor, max_bars: int | None = None) -> dict:
+    return _one(
+        conn,
+        INDICATORS_STEP,
+        {"symbol": symbol, "timeframe": timeframe, "cursor": cursor, "max_bars": max_bars},
     )
 
 

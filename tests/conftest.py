@@ -10,6 +10,9 @@ Fixtures
                                   sessions start with SET ROLE role (for NOLOGIN roles).
   empty_dsn              function DSN of a brand-new, empty (unmigrated) database.
   schema_dump            session  callable schema_dump(dsn) -> pg_dump --schema-only of `tickagg`.
+  ch_url                 session  chdb:// URL of the one embedded ClickHouse engine of this test
+                                  process (chdb allows one path per process); tests take a
+                                  database each.
 """
 
 from __future__ import annotations
@@ -98,6 +101,11 @@ def empty_dsn(embedded_pg: EmbeddedPostgres) -> Iterator[str]:
     yield dsn
     with psycopg.connect(embedded_pg.dsn(), autocommit=True) as c:
         c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def ch_url(tmp_path_factory) -> str:
+    return f"chdb://{tmp_path_factory.mktemp('chdb') / 'engine'}"
 
 
 @pytest.fixture(scope="session")

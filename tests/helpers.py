@@ -115,6 +115,9 @@ def drive(
                 if t["task_kind"] == "ticks_retention":
                     _ticks_retention(conn, t)
                     continue
+                if t["task_kind"] == "indicators":
+                    indicators_run(conn, t, max_windows)
+                    continue
                 if t["task_kind"] == "ticks_1m":
                     query = "SELECT tickagg.ticks_aggregate_minutes(%s, %s, %s) AS r"
                     args = (t["canonical_symbol"], t["cursor_ts"], max_windows)
@@ -162,6 +165,17 @@ def _ticks_retention(conn, task: Mapping) -> dict:
             {"cursor_from": task["cursor_ts"], "cursor_to": now, "bars_written": 0,
              "continue": False},
         )  # fmt: skip
+
+
+def indicators_run(conn, task: Mapping, max_bars: int | None = None) -> dict:
+    """What the runner does for an indicators task: one step, finished in its transaction."""
+    with conn.transaction():
+        res = conn.execute(
+            "SELECT tickagg.indicators_step(%s, %s, %s, %s) AS r",
+            (task["canonical_symbol"], task["timeframe"], task["cursor_ts"], max_bars),
+        ).fetchone()["r"]
+        assert res["success"] is True, res
+        _finish(conn, task, res)
     return res
 
 

@@ -1,6 +1,6 @@
 """ClickHouse mirror (issue 6) against the real embedded engine (chdb).
 
-One engine per test process: `ch_url` opens one chdb directory for the whole
+One engine per test process: `ch_url` (conftest.py) opens one chdb directory for the whole
 session and every test gets its own ClickHouse database in it. Tests that need
 a second process (SIGKILL, the lock message) give that process its own path.
 """
@@ -28,11 +28,6 @@ UTC = dt.UTC
 D = dt.date
 SOURCES = ("polygon_historical", "historical_aggregated", "live_gap_filled", "live_aggregated")
 START = dt.datetime(2025, 3, 3, tzinfo=UTC)
-
-
-@pytest.fixture(scope="session")
-def ch_url(tmp_path_factory) -> str:
-    return f"chdb://{tmp_path_factory.mktemp('chdb') / 'engine'}"
 
 
 @pytest.fixture

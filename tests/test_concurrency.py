@@ -80,8 +80,8 @@ def test_four_runners_match_oracle_without_double_claims(dsn, conn):
     states = conn.execute(
         "SELECT status, count(*) AS n FROM tickagg.data_agg_state GROUP BY 1"
     ).fetchall()
-    # 5 symbols: 7 rollup tasks and 2 gap-scan tasks each
-    assert {r["status"]: r["n"] for r in states} == {"idle": 45}
+    # 5 symbols: 7 rollup tasks, 2 gap-scan tasks and 7 indicators tasks each
+    assert {r["status"]: r["n"] for r in states} == {"idle": 80}
     assert h.pending_invalidations(conn) == 0
     assert_matches(conn, agg_start, data)
 
@@ -113,7 +113,10 @@ def test_source_advancing_while_dependent_runs_wakes_it(dsn, conn):
         ("W1", "crypto_24x7", 100.0, True, True, "polygon_historical"),
     ))  # fmt: skip
     load(conn, agg_start, data)
-    conn.execute("UPDATE tickagg.data_agg_state SET enabled = false WHERE timeframe = '1w'")
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET enabled = false"
+        " WHERE timeframe = '1w' OR task_kind = 'indicators'"
+    )
     h.drive(dsn)
     # 1d has materialised every day; rewind its cursor to the last day (identical
     # content, so its next run writes nothing and only moves the cursor)
@@ -121,7 +124,7 @@ def test_source_advancing_while_dependent_runs_wakes_it(dsn, conn):
         "UPDATE tickagg.data_agg_state SET enabled = true, next_run_at = now(),"
         " last_agg_bar_ts_utc = CASE timeframe WHEN '1d' THEN '2025-11-02 00:00+00'::timestamptz"
         "  ELSE last_agg_bar_ts_utc END"
-        " WHERE timeframe IN ('1d', '1w')"
+        " WHERE timeframe IN ('1d', '1w') AND task_kind = 'rollup'"
     )
     tasks = {
         t["timeframe"]: t

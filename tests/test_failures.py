@@ -15,6 +15,11 @@ START = dt.datetime(2025, 3, 3, tzinfo=UTC)
 
 
 def setup_symbol(conn, sym="FAIL", mandatory=False):
+    # one task per (symbol, timeframe): these tests pick tasks by the two
+    conn.execute(
+        "UPDATE tickagg.settings SET setting_value = 'false'"
+        " WHERE setting_key = 'indicators_enabled'"
+    )
     h.register(conn, sym, "crypto_24x7", mandatory=mandatory)
     h.sync(conn, START)
 

@@ -194,8 +194,8 @@ def test_runner_role_cannot_write_tables_but_calls_functions(eurusd, role_dsn):
             "SELECT tickagg.agg_finish(%s, %s, %s, %s, 'release')",
             (claimed[0][0], claimed[0][1], claimed[0][2], claimed[0][4]),
         )
-    # two symbols: 7 rollup tasks and 2 gap-scan tasks (live, history) each
-    assert eurusd.execute("SELECT count(*) FROM tickagg.data_agg_state").fetchone()["count"] == 18
+    # two symbols: 7 rollup tasks, 2 gap-scan tasks (live, history), 7 indicators tasks each
+    assert eurusd.execute("SELECT count(*) FROM tickagg.data_agg_state").fetchone()["count"] == 32
 
 
 def test_security_definer_pins_search_path_and_public_cannot_execute(conn):

@@ -40,7 +40,7 @@ def _sync(dsn: str) -> None:
 
 def test_disable_survives_sync_and_is_not_claimed_then_enable(eurusd, role_dsn):
     runner = role_dsn()
-    res = _ok(runner, "tasks", "disable", "EURUSD", "--timeframe", "5m")
+    res = _ok(runner, "tasks", "disable", "EURUSD", "--timeframe", "5m", "--kind", "rollup")
     assert res["tasks_changed"] == 1 and res["tasks"][0]["timeframe"] == "5m"
     t = _task(eurusd, "5m")
     assert (t["enabled"], t["disabled_by_user"]) == (False, True)
@@ -67,7 +67,7 @@ def test_disable_survives_sync_and_is_not_claimed_then_enable(eurusd, role_dsn):
         " lease_expires_at = NULL, running_started_at_utc = NULL"
     )
 
-    res = _ok(runner, "tasks", "enable", "EURUSD", "--timeframe", "5m")
+    res = _ok(runner, "tasks", "enable", "EURUSD", "--timeframe", "5m", "--kind", "rollup")
     assert res["tasks"][0]["enabled"] is True
     t = _task(eurusd, "5m")
     assert (t["enabled"], t["disabled_by_user"]) == (True, False)
@@ -83,7 +83,7 @@ def test_disable_all_kinds_of_a_symbol_survives_both_syncs(eurusd, role_dsn):
     n = eurusd.execute(
         "SELECT count(*) AS n FROM tickagg.data_agg_state WHERE canonical_symbol = 'EURUSD'"
     ).fetchone()["n"]
-    assert n == 7 + 2 + 1  # rollups, two gap scans, export
+    assert n == 7 + 2 + 1 + 7  # rollups, two gap scans, export, indicators
     assert _ok(runner, "tasks", "disable", "EURUSD")["tasks_changed"] == n
     _sync(runner)
     eurusd.execute("SELECT tickagg.sync_export_tasks('prod', %s)", (START,))
@@ -123,7 +123,7 @@ def test_reset_hard_failed_needs_force(eurusd, role_dsn):
     eurusd.execute(
         "UPDATE tickagg.data_agg_state SET status = 'hard_failed', hard_fail_streak = 3,"
         " transient_fail_streak = 2, last_error = 'boom', next_run_at = now() + interval '1 day'"
-        " WHERE canonical_symbol = 'EURUSD' AND timeframe = '15m'"
+        " WHERE canonical_symbol = 'EURUSD' AND timeframe = '15m' AND task_kind = 'rollup'"
     )
     out = run_cli(runner, "tasks", "reset", "EURUSD", "--timeframe", "15m", timeout=60)
     assert out.returncode == 1
@@ -132,7 +132,9 @@ def test_reset_hard_failed_needs_force(eurusd, role_dsn):
     # a symbol-wide reset is refused too: nothing is reset
     assert run_cli(runner, "tasks", "reset", "EURUSD", timeout=60).returncode == 1
 
-    res = _ok(runner, "tasks", "reset", "EURUSD", "--timeframe", "15m", "--force")
+    res = _ok(
+        runner, "tasks", "reset", "EURUSD", "--timeframe", "15m", "--kind", "rollup", "--force"
+    )
     assert res["tasks_reset"] == 1
     t = _task(eurusd, "15m")
     assert t["status"] == "idle"

@@ -1,7 +1,8 @@
 -- Close a claimed task run. Fenced: unless p_claim_token is still the task's
 -- token (and, on success, the cursor is still p_cursor_from) it raises TK001 and
 -- changes nothing, so a runner whose lease was taken over cannot write. Outcomes:
---   success   cursor -> p_cursor_to (never backwards), streaks reset; due again
+--   success   cursor -> p_cursor_to (never backwards, except an indicators
+--             task's, which a correction rewinds), streaks reset; due again
 --             at once when p_continue, else after run_interval
 --   transient retry after an exponential backoff with jitter
 --   hard      counts toward hard_fail_threshold; at it the task becomes
@@ -56,7 +57,10 @@ BEGIN
                 USING ERRCODE = 'TK001';
         END IF;
         UPDATE tickagg.data_agg_state AS s SET
-            last_agg_bar_ts_utc = greatest(s.last_agg_bar_ts_utc, coalesce(p_cursor_to, s.last_agg_bar_ts_utc)),
+            last_agg_bar_ts_utc = CASE
+                WHEN p_task_kind = 'indicators' THEN coalesce(p_cursor_to, s.last_agg_bar_ts_utc)
+                ELSE greatest(s.last_agg_bar_ts_utc, coalesce(p_cursor_to, s.last_agg_bar_ts_utc))
+            END,
             status = 'idle',
             claim_token = NULL,
             lease_expires_at = NULL,
@@ -100,7 +104,13 @@ BEGIN
                 AND (s.next_run_at > clock_timestamp() OR s.status = 'running');
             PERFORM pg_notify('tickagg_work', '');
         END IF;
-        RETURN jsonb_build_object('status', 'idle', 'cursor', greatest(v_task.last_agg_bar_ts_utc, p_cursor_to));
+        RETURN jsonb_build_object(
+            'status', 'idle',
+            'cursor', CASE
+                WHEN p_task_kind = 'indicators' THEN coalesce(p_cursor_to, v_task.last_agg_bar_ts_utc)
+                ELSE greatest(v_task.last_agg_bar_ts_utc, p_cursor_to)
+            END
+        );
     END IF;
 
     IF p_outcome = 'release' THEN

@@ -9,6 +9,8 @@
 -- symbol (source_kind 'ticks') also gets a ticks_1m task (ticks to 1-minute
 -- bars, cursor = the next minute to aggregate) and a ticks_retention task
 -- (partitions ahead, old partitions dropped; see ticks_retention_run).
+-- Every rollup task gets an optional indicators task of the same symbol and
+-- timeframe (setting indicators_enabled), enabled exactly when its rollup is.
 CREATE OR REPLACE FUNCTION tickagg.sync_agg_state_from_registry(
     p_env text DEFAULT 'prod',
     p_start timestamptz DEFAULT NULL
@@ -31,6 +33,9 @@ DECLARE
     v_ticks_created bigint;
     v_ticks_updated bigint;
     v_ticks_disabled bigint;
+    v_ind_created bigint;
+    v_ind_updated bigint;
+    v_ind_disabled bigint;
 BEGIN
     IF p_env IS NULL OR p_env NOT IN ('prod', 'test') THEN
         RAISE EXCEPTION 'unknown environment %', p_env
@@ -214,6 +219,45 @@ BEGIN
     SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM updated), (SELECT count(*) FROM disabled)
     INTO v_ticks_created, v_ticks_updated, v_ticks_disabled;
 
+    WITH wanted_ind AS MATERIALIZED (
+        SELECT s.canonical_symbol, s.timeframe, s.timeframe_step, s.agg_start_utc
+        FROM tickagg.data_agg_state AS s
+        WHERE s.task_kind = 'rollup' AND s.enabled AND tickagg.setting('indicators_enabled')::boolean
+    ),
+    created AS (
+        INSERT INTO tickagg.data_agg_state (
+            canonical_symbol, timeframe, timeframe_step, task_kind, is_mandatory, agg_start_utc,
+            last_agg_bar_ts_utc, task_priority
+        )
+        SELECT
+            w.canonical_symbol, w.timeframe, w.timeframe_step, 'indicators', false, w.agg_start_utc,
+            w.agg_start_utc, tickagg.setting('indicators_priority')::integer
+        FROM wanted_ind AS w
+        ON CONFLICT (canonical_symbol, timeframe, task_kind) DO NOTHING
+        RETURNING 1
+    ),
+    updated AS (
+        UPDATE tickagg.data_agg_state AS s SET enabled = true, updated_at = now()
+        FROM wanted_ind AS w
+        WHERE
+            NOT s.enabled AND NOT s.disabled_by_user
+            AND s.canonical_symbol = w.canonical_symbol AND s.timeframe = w.timeframe AND s.task_kind = 'indicators'
+        RETURNING 1
+    ),
+    disabled AS (
+        UPDATE tickagg.data_agg_state AS s SET enabled = false, updated_at = now()
+        WHERE
+            s.task_kind = 'indicators'
+            AND s.enabled
+            AND NOT EXISTS (
+                SELECT 1 FROM wanted_ind AS w
+                WHERE w.canonical_symbol = s.canonical_symbol AND w.timeframe = s.timeframe
+            )
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM updated), (SELECT count(*) FROM disabled)
+    INTO v_ind_created, v_ind_updated, v_ind_disabled;
+
     RETURN jsonb_build_object(
         'success', true,
         'env', p_env,
@@ -226,10 +270,13 @@ BEGIN
         'ticks_tasks_created', v_ticks_created,
         'ticks_tasks_updated', v_ticks_updated,
         'ticks_tasks_disabled', v_ticks_disabled,
+        'indicators_tasks_created', v_ind_created,
+        'indicators_tasks_updated', v_ind_updated,
+        'indicators_tasks_disabled', v_ind_disabled,
         'tasks_total', (SELECT count(*) FROM tickagg.data_agg_state)
     );
 END
 $$;
 
 COMMENT ON FUNCTION tickagg.sync_agg_state_from_registry(text, timestamptz) IS
-'Create, update and disable rollup, gap-scan and ticks tasks so data_agg_state matches the registry for an environment; returns jsonb counts.';
+'Create, update and disable rollup, gap-scan, ticks and indicators tasks so data_agg_state matches the registry for an environment; returns jsonb counts.';

@@ -36,3 +36,19 @@ CREATE OR REPLACE TRIGGER ticks_record_late_insert
 AFTER INSERT ON tickagg.ticks
 REFERENCING NEW TABLE AS new_ticks
 FOR EACH STATEMENT EXECUTE FUNCTION tickagg.ticks_record_late();
+
+-- Derived bars written, rewritten or deleted rewind the indicators of their series.
+CREATE OR REPLACE TRIGGER derived_data_bars_indicators_rewind_insert
+AFTER INSERT ON tickagg.derived_data_bars
+REFERENCING NEW TABLE AS changed_rows
+FOR EACH STATEMENT EXECUTE FUNCTION tickagg.indicators_rewind_from_derived_bars();
+
+CREATE OR REPLACE TRIGGER derived_data_bars_indicators_rewind_update
+AFTER UPDATE ON tickagg.derived_data_bars
+REFERENCING NEW TABLE AS changed_rows
+FOR EACH STATEMENT EXECUTE FUNCTION tickagg.indicators_rewind_from_derived_bars();
+
+CREATE OR REPLACE TRIGGER derived_data_bars_indicators_rewind_delete
+AFTER DELETE ON tickagg.derived_data_bars
+REFERENCING OLD TABLE AS changed_rows
+FOR EACH STATEMENT EXECUTE FUNCTION tickagg.indicators_rewind_from_derived_bars();

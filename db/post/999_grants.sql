@@ -32,7 +32,8 @@ tickagg.calendar_holidays,
 tickagg.ops_runlog_recent,
 tickagg.export_backlog,
 tickagg.ticks_storage,
-tickagg.tick_rejects_recent
+tickagg.tick_rejects_recent,
+tickagg.bar_indicators
 TO tickagg_runner;
 
 -- Views call calendar_open_time and setting(), which run with the caller's rights

@@ -2,7 +2,9 @@
 -- (refresh_lag), last success, failure streak, and HEALTHY / WARNING / DELAYED
 -- by the thresholds of its timeframe. Failed or disabled tasks are DELAYED.
 -- A gap scan or a ticks retention run has no buckets: its lag is how long its
--- next run is overdue.
+-- next run is overdue. An indicators task waits on bars, not on time: its lag
+-- is how long the oldest bar it has not computed yet has been closed (0 when
+-- it has computed all).
 CREATE OR REPLACE VIEW tickagg.aggregation_health AS
 SELECT
     s.canonical_symbol,
@@ -29,6 +31,19 @@ INNER JOIN tickagg.timeframes AS t ON t.timeframe = s.timeframe
 CROSS JOIN LATERAL (
     SELECT CASE
         WHEN s.task_kind IN ('gap_scan', 'gap_scan_history', 'ticks_retention') THEN now() - s.next_run_at
+        WHEN s.task_kind = 'indicators'
+            THEN coalesce(
+                    now() - (
+                        SELECT min(d.bucket_end)
+                        FROM tickagg.derived_data_bars AS d
+                        WHERE
+                            d.canonical_symbol = s.canonical_symbol
+                            AND d.timeframe = s.timeframe
+                            AND d.ts_utc >= s.last_agg_bar_ts_utc
+                            AND d.deleted_at IS NULL
+                    ),
+                    interval '0'
+                )
         ELSE now() - s.last_agg_bar_ts_utc - t.step - s.aggregation_delay
     END AS lag
 ) AS l;

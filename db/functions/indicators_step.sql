@@ -1,0 +1,689 @@
+-- One run of an indicators task: compute the technical indicators of up to
+-- p_max_bars derived bars of one symbol and timeframe, in bar order, carrying
+-- the state forward bar by bar (O(1) per bar and indicator; the windowed ones
+-- keep ring buffers). A run resumes from the newest checkpoint before where it
+-- has to start: the cursor, or the first bar a correction rewrote
+-- (indicator_rewinds, queued by a trigger on derived_data_bars). Results go to
+-- derived_bar_indicators; an unchanged result is not rewritten, so recomputing
+-- from a checkpoint only writes what really changed.
+--
+-- Every formula follows TA-Lib (default compatibility, unstable period 0) step
+-- by step, in double precision and in TA-Lib's order of operations, so that a
+-- series computed from its first bar equals TA-Lib's single pass over the same
+-- arrays. The series is the bars that exist: gaps and closed markets have no bar.
+CREATE OR REPLACE FUNCTION tickagg.indicators_step(
+    p_canonical_symbol text,
+    p_timeframe text,
+    p_cursor timestamptz,
+    p_max_bars integer DEFAULT NULL
+)
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, tickagg, pg_temp
+SET jit = off
+-- shortest exact float text, so the jsonb numbers read back as the same doubles
+SET extra_float_digits = 1
+AS $$
+DECLARE
+    -- TA-Lib's TA_IS_ZERO band
+    c_eps CONSTANT double precision := 1e-14;
+    v_task tickagg.data_agg_state%ROWTYPE;
+    v_calendar_code text;
+    v_max_bars integer := coalesce(p_max_bars, tickagg.setting('indicators_max_bars')::integer);
+    v_every integer := tickagg.setting('indicators_checkpoint_every')::integer;
+    -- parameters
+    v_sma integer[] := string_to_array(tickagg.setting('indicator_sma_periods'), ',')::integer[];
+    v_ema integer[] := string_to_array(tickagg.setting('indicator_ema_periods'), ',')::integer[];
+    v_macd integer[] := string_to_array(tickagg.setting('indicator_macd'), ',')::integer[];
+    v_bbands double precision[] := string_to_array(tickagg.setting('indicator_bbands'), ',')::double precision[];
+    v_stoch integer[] := string_to_array(tickagg.setting('indicator_stoch'), ',')::integer[];
+    v_rsi_n integer := tickagg.setting('indicator_rsi_period')::integer;
+    v_atr_n integer := tickagg.setting('indicator_atr_period')::integer;
+    v_cci_n integer := tickagg.setting('indicator_cci_period')::integer;
+    v_mfi_n integer := tickagg.setting('indicator_mfi_period')::integer;
+    v_adx_n integer := tickagg.setting('indicator_adx_period')::integer;
+    v_params text;
+    v_ns integer;
+    v_ne integer;
+    v_bb_n integer;
+    v_fk integer;
+    v_sk integer;
+    v_sd integer;
+    v_ring integer;
+    v_ema_k double precision[];
+    v_keys text[];
+    v_nv integer;
+    -- where to start
+    v_rewind_ids bigint[];
+    v_rewind timestamptz;
+    v_start timestamptz;
+    v_after timestamptz := '-infinity';
+    v_checkpoint tickagg.indicator_checkpoints%ROWTYPE;
+    -- state (see the checkpoint layout below)
+    v_n bigint := 0;
+    v_prev_close double precision;
+    v_prev_high double precision;
+    v_prev_low double precision;
+    v_prev_tp double precision;
+    v_fast double precision := 0;
+    v_fast_sum double precision := 0;
+    v_slow double precision := 0;
+    v_slow_sum double precision := 0;
+    v_signal double precision := 0;
+    v_signal_sum double precision := 0;
+    v_gain double precision := 0;
+    v_loss double precision := 0;
+    v_atr double precision := 0;
+    v_pdm double precision := 0;
+    v_mdm double precision := 0;
+    v_tr_s double precision := 0;
+    v_sum_dx double precision := 0;
+    v_adx double precision := 0;
+    v_bb_sum double precision := 0;
+    v_k_sum double precision := 0;
+    v_d_sum double precision := 0;
+    v_mf_pos double precision := 0;
+    v_mf_neg double precision := 0;
+    v_mf_null double precision := 0;
+    v_obv double precision := 0;
+    v_adl double precision := 0;
+    v_vwap_anchor double precision;
+    v_vwap_pv double precision := 0;
+    v_vwap_v double precision := 0;
+    v_vwap_void double precision := 0;
+    v_sma_sum double precision[];
+    v_ema_val double precision[];
+    v_closes double precision[];
+    v_highs double precision[];
+    v_lows double precision[];
+    v_tps double precision[];
+    v_mfp double precision[];
+    v_mfn double precision[];
+    v_fastk double precision[];
+    v_slowk double precision[];
+    v_state double precision[];
+    v_off integer;
+    -- per bar
+    r record;
+    v_i bigint;
+    v_base integer;
+    v_p integer;
+    v_k integer;
+    v_j bigint;
+    v_m bigint;
+    v_slot integer;
+    v_x double precision;
+    v_tr double precision;
+    v_diff double precision;
+    v_diff_m double precision;
+    v_tp double precision;
+    v_mf double precision;
+    v_t double precision;
+    v_u double precision;
+    v_hh double precision;
+    v_ll double precision;
+    v_pdi double precision;
+    v_mdi double precision;
+    v_slowk_now double precision;
+    v_anchor double precision;
+    -- output
+    v_out_ts timestamptz[] := '{}';
+    -- one bar's values in v_keys order, kept per bar as a jsonb array: one big
+    -- float array would be subscripted from SQL in O(n) per element (NULLs)
+    v_vals double precision[];
+    v_blank double precision[];
+    v_out jsonb[] := '{}';
+    v_count integer := 0;
+    v_last_ts timestamptz;
+    v_last_end timestamptz;
+    v_saved_at bigint := -1;
+    v_written bigint := 0;
+    v_cursor_to timestamptz;
+BEGIN
+    v_task := tickagg.rollup_task(p_canonical_symbol, p_timeframe);
+    SELECT r2.calendar_code INTO v_calendar_code
+    FROM tickagg.core_asset_registry_all AS r2
+    WHERE r2.canonical_symbol = v_task.canonical_symbol;
+
+    v_ns := coalesce(cardinality(v_sma), 0);
+    v_ne := coalesce(cardinality(v_ema), 0);
+    v_bb_n := v_bbands[1]::integer;
+    v_fk := v_stoch[1];
+    v_sk := v_stoch[2];
+    v_sd := v_stoch[3];
+    IF v_max_bars IS NULL OR v_max_bars < 1 THEN
+        RAISE EXCEPTION 'p_max_bars must be at least 1, got %', v_max_bars USING ERRCODE = 'TK004';
+    END IF;
+    IF
+        cardinality(v_macd) <> 3 OR cardinality(v_bbands) <> 2 OR cardinality(v_stoch) <> 3
+        OR least(
+            v_rsi_n, v_atr_n, v_cci_n, v_mfi_n, v_adx_n, v_bb_n, v_fk, v_sk, v_sd, v_macd[1], v_macd[3],
+            (SELECT min(p) FROM unnest(v_sma || v_ema) AS p)
+        ) < 2
+        OR v_macd[1] >= v_macd[2]
+        OR v_every < 1
+    THEN
+        RAISE EXCEPTION 'invalid indicator settings'
+            USING ERRCODE = 'TK004',
+                  HINT = 'Periods are integers of at least 2, MACD fast < slow, bbands "period,deviations", '
+                      'stoch "fastk,slowk,slowd" (tickagg.settings, keys indicator_*).';
+    END IF;
+    v_params := concat_ws(
+        ';', array_to_string(v_sma, ','), array_to_string(v_ema, ','), v_rsi_n, array_to_string(v_macd, ','),
+        array_to_string(v_bbands, ','), v_atr_n, array_to_string(v_stoch, ','), v_cci_n, v_mfi_n, v_adx_n
+    );
+    v_ring := greatest(v_bb_n, (SELECT max(p) FROM unnest(v_sma) AS p));
+    v_ema_k := ARRAY(SELECT 2.0::double precision / (p + 1) FROM unnest(v_ema) WITH ORDINALITY AS e (p, o) ORDER BY o);
+    v_keys := ARRAY(SELECT 'sma_' || p FROM unnest(v_sma) WITH ORDINALITY AS e (p, o) ORDER BY o)
+        || ARRAY(SELECT 'ema_' || p FROM unnest(v_ema) WITH ORDINALITY AS e (p, o) ORDER BY o)
+        || ARRAY[
+            'rsi', 'macd', 'macd_signal', 'macd_histogram', 'bb_middle', 'bb_upper', 'bb_lower', 'bb_width',
+            'atr', 'stoch_k', 'stoch_d', 'cci', 'mfi', 'obv', 'adl', 'adx', 'plus_di', 'minus_di', 'vwap'
+        ];
+    v_nv := cardinality(v_keys);
+    v_blank := array_fill(NULL::double precision, ARRAY[v_nv]);
+
+    -- Rewinds read here are consumed by this run; any committed later stay queued.
+    SELECT array_agg(w.rewind_id), min(w.from_ts) INTO v_rewind_ids, v_rewind
+    FROM tickagg.indicator_rewinds AS w
+    WHERE w.canonical_symbol = p_canonical_symbol AND w.timeframe = p_timeframe;
+    v_start := least(p_cursor, v_rewind);
+    DELETE FROM tickagg.indicator_rewinds AS w WHERE w.rewind_id = ANY(v_rewind_ids);
+    -- a checkpoint at or after the start saw bars that may have changed since
+    DELETE FROM tickagg.indicator_checkpoints AS c
+    WHERE c.canonical_symbol = p_canonical_symbol AND c.timeframe = p_timeframe AND c.ts_utc >= v_start;
+
+    SELECT * INTO v_checkpoint
+    FROM tickagg.indicator_checkpoints AS c
+    WHERE c.canonical_symbol = p_canonical_symbol AND c.timeframe = p_timeframe AND c.ts_utc < v_start
+    ORDER BY c.ts_utc DESC
+    LIMIT 1;
+    IF FOUND AND v_checkpoint.params <> v_params THEN
+        -- parameters changed: the whole series is recomputed with the new ones
+        DELETE FROM tickagg.indicator_checkpoints AS c
+        WHERE c.canonical_symbol = p_canonical_symbol AND c.timeframe = p_timeframe;
+        v_checkpoint := NULL;
+    END IF;
+
+    IF v_checkpoint.ts_utc IS NOT NULL THEN
+        -- checkpoint layout: 31 scalars, then the arrays in declaration order
+        v_after := v_checkpoint.ts_utc;
+        v_state := v_checkpoint.state;
+        v_n := v_checkpoint.bar_no;
+        v_prev_close := v_state[2];
+        v_prev_high := v_state[3];
+        v_prev_low := v_state[4];
+        v_prev_tp := v_state[5];
+        v_fast := v_state[6];
+        v_fast_sum := v_state[7];
+        v_slow := v_state[8];
+        v_slow_sum := v_state[9];
+        v_signal := v_state[10];
+        v_signal_sum := v_state[11];
+        v_gain := v_state[12];
+        v_loss := v_state[13];
+        v_atr := v_state[14];
+        v_pdm := v_state[15];
+        v_mdm := v_state[16];
+        v_tr_s := v_state[17];
+        v_sum_dx := v_state[18];
+        v_adx := v_state[19];
+        v_bb_sum := v_state[20];
+        v_k_sum := v_state[21];
+        v_d_sum := v_state[22];
+        v_mf_pos := v_state[23];
+        v_mf_neg := v_state[24];
+        v_obv := v_state[25];
+        v_adl := v_state[26];
+        v_vwap_anchor := v_state[27];
+        v_vwap_pv := v_state[28];
+        v_vwap_v := v_state[29];
+        v_vwap_void := v_state[30];
+        v_mf_null := v_state[31];
+        v_off := 31;
+        v_sma_sum := v_state[v_off + 1:v_off + v_ns];
+        v_off := v_off + v_ns;
+        v_ema_val := v_state[v_off + 1:v_off + v_ne];
+        v_off := v_off + v_ne;
+        v_closes := v_state[v_off + 1:v_off + v_ring];
+        v_off := v_off + v_ring;
+        v_highs := v_state[v_off + 1:v_off + v_fk];
+        v_off := v_off + v_fk;
+        v_lows := v_state[v_off + 1:v_off + v_fk];
+        v_off := v_off + v_fk;
+        v_tps := v_state[v_off + 1:v_off + v_cci_n];
+        v_off := v_off + v_cci_n;
+        v_mfp := v_state[v_off + 1:v_off + v_mfi_n];
+        v_off := v_off + v_mfi_n;
+        v_mfn := v_state[v_off + 1:v_off + v_mfi_n];
+        v_off := v_off + v_mfi_n;
+        v_fastk := v_state[v_off + 1:v_off + v_sk];
+        v_off := v_off + v_sk;
+        v_slowk := v_state[v_off + 1:v_off + v_sd];
+        v_saved_at := v_n - 1;
+    ELSE
+        v_sma_sum := array_fill(0::double precision, ARRAY[v_ns]);
+        v_ema_val := array_fill(0::double precision, ARRAY[v_ne]);
+        v_closes := array_fill(NULL::double precision, ARRAY[v_ring]);
+        v_highs := array_fill(NULL::double precision, ARRAY[v_fk]);
+        v_lows := array_fill(NULL::double precision, ARRAY[v_fk]);
+        v_tps := array_fill(NULL::double precision, ARRAY[v_cci_n]);
+        v_mfp := array_fill(0::double precision, ARRAY[v_mfi_n]);
+        v_mfn := array_fill(0::double precision, ARRAY[v_mfi_n]);
+        v_fastk := array_fill(NULL::double precision, ARRAY[v_sk]);
+        v_slowk := array_fill(NULL::double precision, ARRAY[v_sd]);
+    END IF;
+
+    FOR r IN
+        WITH bars AS MATERIALIZED (
+            SELECT b.ts_utc, b.bucket_end, b.high, b.low, b.close, b.volume, b.vwap
+            FROM tickagg.derived_data_bars AS b
+            WHERE
+                b.canonical_symbol = p_canonical_symbol AND b.timeframe = p_timeframe
+                AND b.ts_utc > v_after AND b.deleted_at IS NULL
+            ORDER BY b.ts_utc
+            LIMIT v_max_bars
+        ),
+        sessions AS MATERIALIZED (
+            SELECT s.open_utc, s.close_utc
+            FROM tickagg.calendar_sessions(
+                v_calendar_code,
+                (SELECT min(b.ts_utc) FROM bars AS b),
+                (SELECT max(b.ts_utc) FROM bars AS b) + interval '1 microsecond'
+            ) AS s
+        )
+        SELECT
+            b.ts_utc, b.bucket_end, b.high, b.low, b.close, b.volume, b.vwap,
+            -- the trading day a bar belongs to anchors its vwap
+            extract(EPOCH FROM coalesce(
+                (SELECT max(s.open_utc) FROM sessions AS s WHERE s.open_utc <= b.ts_utc AND b.ts_utc < s.close_utc),
+                b.ts_utc
+            ))::double precision AS anchor
+        FROM bars AS b
+        ORDER BY b.ts_utc
+    LOOP
+        v_i := v_n;
+        v_x := r.close;
+        v_count := v_count + 1;
+        v_out_ts[v_count] := r.ts_utc;
+        v_base := 0;
+        v_vals := v_blank;
+        v_closes[(v_i % v_ring) + 1] := v_x;
+
+        -- SMA: TA-Lib's running sum (add, divide, subtract the trailing value)
+        FOR v_k IN 1..v_ns LOOP
+            v_p := v_sma[v_k];
+            v_sma_sum[v_k] := v_sma_sum[v_k] + v_x;
+            IF v_i >= v_p - 1 THEN
+                v_vals[v_base + v_k] := v_sma_sum[v_k] / v_p;
+                v_sma_sum[v_k] := v_sma_sum[v_k] - v_closes[((v_i - v_p + 1) % v_ring) + 1];
+            END IF;
+        END LOOP;
+
+        -- EMA seeded with the SMA of the first p values
+        FOR v_k IN 1..v_ne LOOP
+            v_p := v_ema[v_k];
+            IF v_i < v_p - 1 THEN
+                v_ema_val[v_k] := v_ema_val[v_k] + v_x;
+            ELSIF v_i = v_p - 1 THEN
+                v_ema_val[v_k] := (v_ema_val[v_k] + v_x) / v_p;
+            ELSE
+                v_ema_val[v_k] := ((v_x - v_ema_val[v_k]) * v_ema_k[v_k]) + v_ema_val[v_k];
+            END IF;
+            IF v_i >= v_p - 1 THEN
+                v_vals[v_base + v_ns + v_k] := v_ema_val[v_k];
+            END IF;
+        END LOOP;
+        v_base := v_base + v_ns + v_ne;
+
+        -- RSI (Wilder): TA-Lib averages the first p changes, then smooths
+        IF v_i >= 1 THEN
+            v_diff := v_x - v_prev_close;
+            IF v_i > v_rsi_n THEN
+                v_loss := v_loss * (v_rsi_n - 1);
+                v_gain := v_gain * (v_rsi_n - 1);
+            END IF;
+            IF v_diff < 0 THEN
+                v_loss := v_loss - v_diff;
+            ELSE
+                v_gain := v_gain + v_diff;
+            END IF;
+            IF v_i >= v_rsi_n THEN
+                v_loss := v_loss / v_rsi_n;
+                v_gain := v_gain / v_rsi_n;
+                v_t := v_gain + v_loss;
+                v_vals[v_base + 1] := CASE WHEN abs(v_t) < c_eps THEN 0 ELSE 100.0 * (v_gain / v_t) END;
+            END IF;
+        END IF;
+
+        -- MACD as TA-Lib computes it: both EMAs start on the slow one's first
+        -- output, so the fast EMA is seeded with the mean of bars slow-fast..slow-1
+        IF v_i < v_macd[2] - 1 THEN
+            v_slow_sum := v_slow_sum + v_x;
+            IF v_i >= v_macd[2] - v_macd[1] THEN
+                v_fast_sum := v_fast_sum + v_x;
+            END IF;
+        ELSE
+            IF v_i = v_macd[2] - 1 THEN
+                v_slow := (v_slow_sum + v_x) / v_macd[2];
+                v_fast := (v_fast_sum + v_x) / v_macd[1];
+            ELSE
+                v_fast := ((v_x - v_fast) * (2.0 / (v_macd[1] + 1))) + v_fast;
+                v_slow := ((v_x - v_slow) * (2.0 / (v_macd[2] + 1))) + v_slow;
+            END IF;
+            v_t := v_fast - v_slow;
+            v_j := v_i - (v_macd[2] - 1);
+            IF v_j < v_macd[3] - 1 THEN
+                v_signal_sum := v_signal_sum + v_t;
+            ELSE
+                IF v_j = v_macd[3] - 1 THEN
+                    v_signal := (v_signal_sum + v_t) / v_macd[3];
+                ELSE
+                    v_signal := ((v_t - v_signal) * (2.0 / (v_macd[3] + 1))) + v_signal;
+                END IF;
+                v_vals[v_base + 2] := v_t;
+                v_vals[v_base + 3] := v_signal;
+                v_vals[v_base + 4] := v_t - v_signal;
+            END IF;
+        END IF;
+
+        -- Bollinger: SMA middle (TA-Lib's running sum); population deviation by
+        -- the corrected two-pass formula around it, exactly 0 on a flat window
+        -- (TA-Lib 0.8 computes it accurately too; a running sum of squares would
+        -- lose up to 1e-7 relative to cancellation)
+        v_bb_sum := v_bb_sum + v_x;
+        IF v_i >= v_bb_n - 1 THEN
+            v_t := v_bb_sum / v_bb_n;
+            v_bb_sum := v_bb_sum - v_closes[((v_i - v_bb_n + 1) % v_ring) + 1];
+            v_u := 0;
+            v_diff := 0;
+            FOR v_k IN 0..v_bb_n - 1 LOOP
+                v_tr := v_closes[((v_i - v_k) % v_ring) + 1] - v_t;
+                v_diff := v_diff + v_tr;
+                v_u := v_u + v_tr * v_tr;
+            END LOOP;
+            v_u := (v_u - v_diff * v_diff / v_bb_n) / v_bb_n;
+            v_u := CASE WHEN v_u > 0 THEN sqrt(v_u) ELSE 0 END * v_bbands[2];
+            v_vals[v_base + 5] := v_t;
+            v_vals[v_base + 6] := v_t + v_u;
+            v_vals[v_base + 7] := v_t - v_u;
+            IF v_t <> 0 THEN
+                v_vals[v_base + 8] := ((v_t + v_u) - (v_t - v_u)) / v_t;
+            END IF;
+        END IF;
+
+        -- true range, shared by ATR and ADX
+        IF v_i >= 1 THEN
+            v_tr := greatest(r.high - r.low, abs(r.high - v_prev_close), abs(r.low - v_prev_close));
+            -- ATR (Wilder): mean of the first p true ranges, then smoothed
+            IF v_i <= v_atr_n THEN
+                v_atr := v_atr + v_tr;
+                IF v_i = v_atr_n THEN
+                    v_atr := v_atr / v_atr_n;
+                END IF;
+            ELSE
+                v_atr := ((v_atr * (v_atr_n - 1)) + v_tr) / v_atr_n;
+            END IF;
+            IF v_i >= v_atr_n THEN
+                v_vals[v_base + 9] := v_atr;
+            END IF;
+
+            -- ADX, +DI, -DI (Wilder): directional movement sums, then smoothing
+            v_diff := r.high - v_prev_high;
+            v_diff_m := v_prev_low - r.low;
+            IF v_i >= v_adx_n THEN
+                v_pdm := v_pdm - v_pdm / v_adx_n;
+                v_mdm := v_mdm - v_mdm / v_adx_n;
+                v_tr_s := v_tr_s - v_tr_s / v_adx_n;
+            END IF;
+            IF v_diff_m > 0 AND v_diff < v_diff_m THEN
+                v_mdm := v_mdm + v_diff_m;
+            ELSIF v_diff > 0 AND v_diff > v_diff_m THEN
+                v_pdm := v_pdm + v_diff;
+            END IF;
+            v_tr_s := v_tr_s + v_tr;
+            IF v_i >= v_adx_n THEN
+                IF abs(v_tr_s) < c_eps THEN
+                    v_pdi := 0;
+                    v_mdi := 0;
+                ELSE
+                    v_pdi := 100.0 * (v_pdm / v_tr_s);
+                    v_mdi := 100.0 * (v_mdm / v_tr_s);
+                END IF;
+                v_vals[v_base + 17] := v_pdi;
+                v_vals[v_base + 18] := v_mdi;
+                v_t := v_mdi + v_pdi;
+                IF abs(v_tr_s) >= c_eps AND abs(v_t) >= c_eps THEN
+                    v_t := 100.0 * (abs(v_mdi - v_pdi) / v_t);
+                    IF v_i <= 2 * v_adx_n - 1 THEN
+                        v_sum_dx := v_sum_dx + v_t;
+                    ELSE
+                        v_adx := ((v_adx * (v_adx_n - 1)) + v_t) / v_adx_n;
+                    END IF;
+                END IF;
+                IF v_i = 2 * v_adx_n - 1 THEN
+                    v_adx := v_sum_dx / v_adx_n;
+                END IF;
+                IF v_i >= 2 * v_adx_n - 1 THEN
+                    v_vals[v_base + 16] := v_adx;
+                END IF;
+            END IF;
+        END IF;
+
+        -- Stochastic: fast %K over the p-bar range, slow %K and %D as SMAs
+        v_slot := (v_i % v_fk) + 1;
+        v_highs[v_slot] := r.high;
+        v_lows[v_slot] := r.low;
+        IF v_i >= v_fk - 1 THEN
+            v_hh := r.high;
+            v_ll := r.low;
+            FOR v_k IN 1..v_fk LOOP
+                IF v_highs[v_k] > v_hh THEN
+                    v_hh := v_highs[v_k];
+                END IF;
+                IF v_lows[v_k] < v_ll THEN
+                    v_ll := v_lows[v_k];
+                END IF;
+            END LOOP;
+            -- TA-Lib 0.8: 100 * ((c - L) / (H - L)), 0 for a range within its scaled dead-zone
+            v_t := v_hh - v_ll;
+            v_t := CASE
+                WHEN abs(v_t) <= c_eps * (abs(v_hh) + abs(v_ll)) THEN 0
+                ELSE 100.0 * ((v_x - v_ll) / v_t)
+            END;
+            v_j := v_i - (v_fk - 1);
+            v_fastk[(v_j % v_sk) + 1] := v_t;
+            v_k_sum := v_k_sum + v_t;
+            IF v_j >= v_sk - 1 THEN
+                v_slowk_now := v_k_sum / v_sk;
+                v_k_sum := v_k_sum - v_fastk[((v_j - v_sk + 1) % v_sk) + 1];
+                v_m := v_j - (v_sk - 1);
+                v_slowk[(v_m % v_sd) + 1] := v_slowk_now;
+                v_d_sum := v_d_sum + v_slowk_now;
+                IF v_m >= v_sd - 1 THEN
+                    v_vals[v_base + 10] := v_slowk_now;
+                    v_vals[v_base + 11] := v_d_sum / v_sd;
+                    v_d_sum := v_d_sum - v_slowk[((v_m - v_sd + 1) % v_sd) + 1];
+                END IF;
+            END IF;
+        END IF;
+
+        -- CCI: TA-Lib sums its circular buffer in slot order, so this does too
+        v_tp := (r.high + r.low + v_x) / 3;
+        v_tps[(v_i % v_cci_n) + 1] := v_tp;
+        IF v_i >= v_cci_n - 1 THEN
+            v_t := 0;
+            FOR v_k IN 1..v_cci_n LOOP
+                v_t := v_t + v_tps[v_k];
+            END LOOP;
+            v_t := v_t / v_cci_n;
+            v_u := 0;
+            FOR v_k IN 1..v_cci_n LOOP
+                v_u := v_u + abs(v_tps[v_k] - v_t);
+            END LOOP;
+            v_t := v_tp - v_t;
+            -- 0 when the typical price sits on its mean (a flat window, TA-Lib fix #7)
+            v_vals[v_base + 12] := CASE
+                WHEN abs(v_t) <= c_eps * (abs(v_tp) + abs(v_tp - v_t)) OR v_u = 0 THEN 0
+                ELSE v_t / (0.015 * (v_u / v_cci_n))
+            END;
+        END IF;
+
+        -- MFI: money flow of the last p bars, split by the typical price's
+        -- direction (TA-Lib 0.8: a move within its scaled dead-zone is no move;
+        -- a whole period without flow empties the sums exactly; clamped to 0-100)
+        IF v_i >= 1 THEN
+            v_slot := (v_i % v_mfi_n) + 1;
+            IF v_i > v_mfi_n THEN
+                v_mf_pos := v_mf_pos - v_mfp[v_slot];
+                v_mf_neg := v_mf_neg - v_mfn[v_slot];
+            END IF;
+            v_diff := v_tp - v_prev_tp;
+            v_mf := CASE WHEN abs(v_diff) <= c_eps * (abs(v_tp) + abs(v_prev_tp)) THEN 0 ELSE v_tp * r.volume END;
+            IF v_diff < 0 THEN
+                v_mfp[v_slot] := 0;
+                v_mfn[v_slot] := v_mf;
+                v_mf_neg := v_mf_neg + v_mf;
+            ELSE
+                v_mfp[v_slot] := v_mf;
+                v_mfn[v_slot] := 0;
+                v_mf_pos := v_mf_pos + v_mf;
+            END IF;
+            v_mf_null := CASE WHEN v_mf = 0 THEN v_mf_null + 1 ELSE 0 END;
+            IF v_mf_null >= v_mfi_n THEN
+                v_mf_null := v_mfi_n;
+                v_mf_pos := 0;
+                v_mf_neg := 0;
+            END IF;
+            IF v_i >= v_mfi_n THEN
+                v_t := v_mf_pos + v_mf_neg;
+                v_u := CASE WHEN v_mf_pos < 0 THEN 0 WHEN v_mf_pos > v_t THEN v_t ELSE v_mf_pos END;
+                v_vals[v_base + 13] := CASE WHEN v_t <= 0 THEN 0 ELSE 100.0 * (v_u / v_t) END;
+            END IF;
+        END IF;
+
+        -- OBV starts at the first bar's volume; A/D line skips zero-range bars
+        IF v_i = 0 THEN
+            v_obv := r.volume;
+        ELSIF v_x > v_prev_close THEN
+            v_obv := v_obv + r.volume;
+        ELSIF v_x < v_prev_close THEN
+            v_obv := v_obv - r.volume;
+        END IF;
+        v_vals[v_base + 14] := v_obv;
+        v_t := r.high - r.low;
+        IF v_t > 0 THEN
+            v_adl := v_adl + (((v_x - r.low) - (r.high - v_x)) / v_t) * r.volume;
+        END IF;
+        v_vals[v_base + 15] := v_adl;
+
+        -- vwap of the trading day so far, from the bars' own vwap and volume;
+        -- NULL for the rest of the day once a bar that traded has no vwap
+        v_anchor := r.anchor;
+        IF v_vwap_anchor IS DISTINCT FROM v_anchor THEN
+            v_vwap_anchor := v_anchor;
+            v_vwap_pv := 0;
+            v_vwap_v := 0;
+            v_vwap_void := 0;
+        END IF;
+        IF r.volume > 0 THEN
+            IF r.vwap IS NULL THEN
+                v_vwap_void := 1;
+            ELSE
+                v_vwap_pv := v_vwap_pv + r.vwap * r.volume;
+                v_vwap_v := v_vwap_v + r.volume;
+            END IF;
+        END IF;
+        IF v_vwap_void = 0 AND v_vwap_v > 0 THEN
+            v_vals[v_base + 19] := v_vwap_pv / v_vwap_v;
+        END IF;
+
+        v_out[v_count] := to_jsonb(v_vals);
+        v_prev_close := v_x;
+        v_prev_high := r.high;
+        v_prev_low := r.low;
+        v_prev_tp := v_tp;
+        v_n := v_i + 1;
+        v_last_ts := r.ts_utc;
+        v_last_end := r.bucket_end;
+
+        IF v_n % v_every = 0 THEN
+            v_state := ARRAY[
+                v_n, v_prev_close, v_prev_high, v_prev_low, v_prev_tp, v_fast, v_fast_sum, v_slow,
+                v_slow_sum, v_signal, v_signal_sum, v_gain, v_loss, v_atr, v_pdm, v_mdm, v_tr_s, v_sum_dx,
+                v_adx, v_bb_sum, v_k_sum, v_d_sum, v_mf_pos, v_mf_neg, v_obv, v_adl,
+                v_vwap_anchor, v_vwap_pv, v_vwap_v, v_vwap_void, v_mf_null
+            ]::double precision[]
+            || v_sma_sum || v_ema_val || v_closes || v_highs || v_lows || v_tps || v_mfp || v_mfn
+            || v_fastk || v_slowk;
+            INSERT INTO tickagg.indicator_checkpoints AS c (
+                canonical_symbol, timeframe, ts_utc, bar_no, params, state
+            )
+            VALUES (p_canonical_symbol, p_timeframe, v_last_ts, v_n, v_params, v_state)
+            ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
+                bar_no = excluded.bar_no, params = excluded.params, state = excluded.state,
+                created_at = now();
+            v_saved_at := v_i;
+        END IF;
+    END LOOP;
+
+    IF v_count > 0 AND v_saved_at <> v_n - 1 THEN
+        v_state := ARRAY[
+            v_n, v_prev_close, v_prev_high, v_prev_low, v_prev_tp, v_fast, v_fast_sum, v_slow,
+            v_slow_sum, v_signal, v_signal_sum, v_gain, v_loss, v_atr, v_pdm, v_mdm, v_tr_s, v_sum_dx,
+            v_adx, v_bb_sum, v_k_sum, v_d_sum, v_mf_pos, v_mf_neg, v_obv, v_adl,
+            v_vwap_anchor, v_vwap_pv, v_vwap_v, v_vwap_void, v_mf_null
+        ]::double precision[]
+        || v_sma_sum || v_ema_val || v_closes || v_highs || v_lows || v_tps || v_mfp || v_mfn
+        || v_fastk || v_slowk;
+        INSERT INTO tickagg.indicator_checkpoints AS c (canonical_symbol, timeframe, ts_utc, bar_no, params, state)
+        VALUES (p_canonical_symbol, p_timeframe, v_last_ts, v_n, v_params, v_state)
+        ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
+            bar_no = excluded.bar_no, params = excluded.params, state = excluded.state, created_at = now();
+    END IF;
+    -- The end-of-run checkpoint this run resumed from is superseded: live runs of
+    -- one bar each keep one checkpoint off the every-N grid, not one per bar.
+    IF v_count > 0 AND v_checkpoint.ts_utc IS NOT NULL AND v_checkpoint.bar_no % v_every <> 0 THEN
+        DELETE FROM tickagg.indicator_checkpoints AS c
+        WHERE
+            c.canonical_symbol = p_canonical_symbol AND c.timeframe = p_timeframe
+            AND c.ts_utc = v_checkpoint.ts_utc;
+    END IF;
+
+    IF v_count > 0 THEN
+        INSERT INTO tickagg.derived_bar_indicators AS d (canonical_symbol, timeframe, ts_utc, indicators)
+        SELECT
+            p_canonical_symbol, p_timeframe, t.ts_utc,
+            (
+                SELECT jsonb_object_agg(k.key, t.vals -> (k.ord::integer - 1))
+                FROM unnest(v_keys) WITH ORDINALITY AS k (key, ord)
+            )
+        FROM unnest(v_out_ts, v_out) AS t (ts_utc, vals)
+        ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
+            indicators = excluded.indicators,
+            change_no = nextval('tickagg.bar_change_seq'),
+            computed_at = now()
+        WHERE d.indicators IS DISTINCT FROM excluded.indicators;
+        GET DIAGNOSTICS v_written = ROW_COUNT;
+    END IF;
+
+    -- The cursor follows the last bar computed; after a rewind it may move back.
+    v_cursor_to := CASE WHEN v_count > 0 THEN v_last_end ELSE greatest(p_cursor, v_start) END;
+
+    RETURN jsonb_build_object(
+        'success', true,
+        'bars_computed', v_count,
+        'bars_written', v_written,
+        'resumed_after', v_after,
+        'rewound_to', v_rewind,
+        'cursor_from', p_cursor,
+        'cursor_to', v_cursor_to,
+        'continue', v_count >= v_max_bars
+    );
+END
+$$;
+
+COMMENT ON FUNCTION tickagg.indicators_step(text, text, timestamptz, integer) IS
+'Compute the TA-Lib-exact indicators of up to p_max_bars derived bars from the last checkpoint before the cursor or the first corrected bar; returns jsonb with cursor_to for agg_finish.';
