@@ -200,12 +200,22 @@ def test_stopped_runner_catches_up_with_zero_gaps(dsn, conn):
     cut = agg_start + dt.timedelta(hours=5)
     ingest_in_batches(conn, rng, [t for t in streams if t.ts < cut])
     h.drive(dsn)
-    # as if that run had happened at `cut` (no mock clock): cursors back to it;
-    # nothing after it was written, as no tick after it existed
+    # as if that run had happened at `cut` (no mock clock): cursors back to it, a
+    # rollup's to the start of its bucket holding `cut` (a cursor is always a bucket
+    # boundary; that run would not have closed the bucket)
     conn.execute(
-        "UPDATE tickagg.data_agg_state SET last_agg_bar_ts_utc = least(last_agg_bar_ts_utc, %s)"
-        " WHERE task_kind IN ('ticks_1m', 'rollup')",
-        (cut,),
+        """
+        UPDATE tickagg.data_agg_state AS s SET last_agg_bar_ts_utc = least(
+            s.last_agg_bar_ts_utc,
+            CASE s.task_kind
+                WHEN 'rollup'
+                    THEN lower(tickagg.bucket_bounds(r.calendar_code, s.timeframe, %(cut)s))
+                ELSE %(cut)s
+            END)
+        FROM tickagg.core_asset_registry_all AS r
+        WHERE r.canonical_symbol = s.canonical_symbol AND s.task_kind IN ('ticks_1m', 'rollup')
+        """,
+        {"cut": cut},
     )
     # ... then stopped for an hour while ticks kept coming
     ingest_in_batches(conn, rng, [t for t in streams if t.ts >= cut])
