@@ -158,6 +158,7 @@ def _report(pool, first: dict, second: dict, ingest_counts: dict) -> None:
     quality = optional(queries.quality_distribution)
     h1 = optional(queries.sample_bars, "EURUSD", "1h", 6)
     d1 = optional(queries.sample_bars, "EURUSD", "1d", 5)
+    indicators = optional(queries.latest_indicators, "EURUSD", "1h")
     echo("\n== bars per timeframe ==")
     for r in counts:
         echo(
@@ -212,6 +213,16 @@ def _report(pool, first: dict, second: dict, ingest_counts: dict) -> None:
                 f"L={b['low']} C={b['close']} V={b['volume']} "
                 f"src={b['source_candles']}/{b['expected_candles']} q={b['quality_score']}"
             )
+    for r in indicators:
+        echo(f"\n== EURUSD 1h indicators of the bar {r['ts_utc']:%Y-%m-%d %H:%M}Z ==")
+        values = r["indicators"]
+        echo(
+            "  "
+            + "  ".join(
+                f"{name}={'-' if values.get(name) is None else f'{values[name]:.5g}'}"
+                for name in DEMO_INDICATORS
+            )
+        )
     echo("\n== runs ==")
     echo(
         f"  first pass:  {first['tasks']} task runs, {first['bars']} bars, {first['seconds']:.1f}s"
@@ -224,6 +235,11 @@ def _report(pool, first: dict, second: dict, ingest_counts: dict) -> None:
         f"  second pass: {second['tasks']} task runs re-materialised "
         f"{second['bars']} derived bars in {second['seconds']:.1f}s"
     )
+
+
+# a few of the indicators on every derived bar, printed for the newest EURUSD 1h bar
+DEMO_INDICATORS = ("sma_21", "ema_21", "ema_200", "rsi", "macd_histogram", "bb_width", "atr",
+                   "stoch_k", "adx", "vwap")  # fmt: skip
 
 
 # tick-fed instruments: a crypto pair with trades (last, size) and a forex pair

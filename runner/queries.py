@@ -295,6 +295,20 @@ def sample_bars(conn, symbol: str, timeframe: str, limit: int = 10) -> list[dict
     return _all(conn, q, {"symbol": symbol, "limit": limit})
 
 
+LATEST_INDICATORS = """
+SELECT ts_utc, indicators
+FROM tickagg.bar_indicators
+WHERE canonical_symbol = %(symbol)s AND timeframe = %(timeframe)s
+ORDER BY ts_utc DESC
+LIMIT 1
+"""
+
+
+def latest_indicators(conn, symbol: str, timeframe: str) -> list[dict]:
+    """The indicators of the newest bar they were computed for ([] if none yet)."""
+    return _all(conn, LATEST_INDICATORS, {"symbol": symbol, "timeframe": timeframe})
+
+
 def quality_distribution(conn) -> list[dict]:
     out = []
     for tf, view in OHLCV_VIEWS.items():
