@@ -62,50 +62,16 @@ class RunStats:
 # --- task handlers: task_kind -> fn(conn, task, config) -> finish kwargs ------
 
 
-def _run_rollup(conn, task: dict, cfg: RunnerConfig) -> dict:
-    res = (
-        queries.catchup_aggregation_range(
-            conn, task["canonical_symbol"], task["timeframe"], task["cursor_ts"], cfg.max_windows
-        )
-        or {}
-    )
+def _step_result(task: dict, res: dict, what: str, counts: tuple[str, ...]) -> dict:
+    """The tail shared by the handlers whose SQL returns the catch-up jsonb (rollup,
+    ticks_1m, indicators): fail on success=false, log the run, and give agg_finish
+    its arguments (fenced by the cursor the task was claimed at)."""
     if res.get("success") is False:
-        raise TickaggError(res.get("error") or f"catchup failed: {res}")
+        raise TickaggError(res.get("error") or f"{what} failed: {res}")
     log.info(
-        "catchup: windows=%s bars=%s partial=%s dirty=%s %s -> %s continue=%s",
-        res.get("windows_processed"),
-        res.get("bars_written"),
-        res.get("partial_bars"),
-        res.get("dirty_ranges"),
-        res.get("cursor_from"),
-        res.get("cursor_to"),
-        res.get("continue"),
-    )
-    return {
-        "cursor_from": res.get("cursor_from", task["cursor_ts"]),
-        "cursor_to": res.get("cursor_to"),
-        "bars_written": int(res.get("bars_written") or 0),
-        "cont": bool(res.get("continue")),
-    }
-
-
-def _run_indicators(conn, task: dict, cfg: RunnerConfig) -> dict:
-    """indicators: compute the technical indicators of the next bars of one symbol and
-    timeframe (from the first corrected bar when a correction rewound it); --max-windows
-    caps the bars per run."""
-    res = (
-        queries.indicators_step(
-            conn, task["canonical_symbol"], task["timeframe"], task["cursor_ts"], cfg.max_windows
-        )
-        or {}
-    )
-    if res.get("success") is False:
-        raise TickaggError(res.get("error") or f"indicators failed: {res}")
-    log.info(
-        "indicators: bars=%s written=%s rewound_to=%s %s -> %s continue=%s",
-        res.get("bars_computed"),
-        res.get("bars_written"),
-        res.get("rewound_to"),
+        "%s: %s %s -> %s continue=%s",
+        what,
+        " ".join(f"{k}={res.get(k)}" for k in counts),
         res.get("cursor_from"),
         res.get("cursor_to"),
         res.get("continue"),
@@ -116,6 +82,30 @@ def _run_indicators(conn, task: dict, cfg: RunnerConfig) -> dict:
         "bars_written": int(res.get("bars_written") or 0),
         "cont": bool(res.get("continue")),
     }
+
+
+def _run_rollup(conn, task: dict, cfg: RunnerConfig) -> dict:
+    res = queries.catchup_aggregation_range(
+        conn, task["canonical_symbol"], task["timeframe"], task["cursor_ts"], cfg.max_windows
+    )
+    return _step_result(
+        task,
+        res or {},
+        "catchup",
+        ("windows_processed", "bars_written", "partial_bars", "dirty_ranges"),
+    )
+
+
+def _run_indicators(conn, task: dict, cfg: RunnerConfig) -> dict:
+    """indicators: compute the technical indicators of the next bars of one symbol and
+    timeframe (from the first corrected bar when a correction rewound it); --max-windows
+    caps the bars per run."""
+    res = queries.indicators_step(
+        conn, task["canonical_symbol"], task["timeframe"], task["cursor_ts"], cfg.max_windows
+    )
+    return _step_result(
+        task, res or {}, "indicators", ("bars_computed", "bars_written", "rewound_to")
+    )
 
 
 def _run_gap_scan(conn, task: dict, cfg: RunnerConfig) -> dict:
@@ -178,29 +168,12 @@ def _run_export(conn, task: dict, cfg: RunnerConfig) -> dict:
 
 def _run_ticks_1m(conn, task: dict, cfg: RunnerConfig) -> dict:
     """ticks_1m: closed minutes (and minutes late ticks dirtied) to 1-minute bars."""
-    res = (
-        queries.ticks_aggregate_minutes(
-            conn, task["canonical_symbol"], task["cursor_ts"], cfg.max_windows
-        )
-        or {}
+    res = queries.ticks_aggregate_minutes(
+        conn, task["canonical_symbol"], task["cursor_ts"], cfg.max_windows
     )
-    if res.get("success") is False:
-        raise TickaggError(res.get("error") or f"ticks aggregation failed: {res}")
-    log.info(
-        "ticks_1m: minutes=%s bars=%s late_ranges=%s %s -> %s continue=%s",
-        res.get("windows_processed"),
-        res.get("bars_written"),
-        res.get("dirty_ranges"),
-        res.get("cursor_from"),
-        res.get("cursor_to"),
-        res.get("continue"),
+    return _step_result(
+        task, res or {}, "ticks_1m", ("windows_processed", "bars_written", "dirty_ranges")
     )
-    return {
-        "cursor_from": res.get("cursor_from", task["cursor_ts"]),
-        "cursor_to": res.get("cursor_to"),
-        "bars_written": int(res.get("bars_written") or 0),
-        "cont": bool(res.get("continue")),
-    }
 
 
 def _run_ticks_retention(conn, task: dict, cfg: RunnerConfig) -> dict:
