@@ -110,77 +110,47 @@ BEGIN
     SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM updated), (SELECT count(*) FROM disabled)
     INTO v_created, v_updated, v_disabled;
 
-    WITH wanted_scans AS MATERIALIZED (
+    -- The companion tasks, one statement for all their kinds: two gap scans per
+    -- symbol, ticks_1m and ticks_retention per tick-fed symbol (on '1m'), and an
+    -- indicators task beside every enabled rollup (read after the rollups above
+    -- were synced). Tasks of symbols active in the other environment are kept.
+    WITH wanted AS MATERIALIZED (
         SELECT
-            r.canonical_symbol, k.task_kind, k.run_interval, k.task_priority,
+            r.canonical_symbol, '1m' AS timeframe, interval '1 minute' AS timeframe_step, k.task_kind,
+            r.is_mandatory AND k.task_kind = 'ticks_1m' AS is_mandatory,
+            v_start AS agg_start_utc,
+            -- a ticks task's cursor is a minute; a gap scan's is where it looked from
+            CASE WHEN k.tick_fed_only THEN date_trunc('minute', v_start) ELSE v_start END AS cursor_ts,
+            k.run_interval, k.task_priority, k.aggregation_delay,
             CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END AS in_env
         FROM tickagg.core_asset_registry_all AS r
         CROSS JOIN (
             VALUES
             (
-                'gap_scan', tickagg.setting('gap_scan_live_interval')::interval,
-                tickagg.setting('gap_scan_live_priority')::integer
+                'gap_scan', false, tickagg.setting('gap_scan_live_interval')::interval,
+                tickagg.setting('gap_scan_live_priority')::integer, interval '2 minutes'
             ),
             (
-                'gap_scan_history', tickagg.setting('gap_scan_history_interval')::interval,
-                tickagg.setting('gap_scan_history_priority')::integer
-            )
-        ) AS k (task_kind, run_interval, task_priority)
-        WHERE r.active OR r.test_active
-    ),
-    created AS (
-        INSERT INTO tickagg.data_agg_state (
-            canonical_symbol, timeframe, timeframe_step, task_kind, is_mandatory, agg_start_utc,
-            last_agg_bar_ts_utc, run_interval, task_priority
-        )
-        SELECT
-            w.canonical_symbol, '1m', interval '1 minute', w.task_kind, false, v_start, v_start,
-            w.run_interval, w.task_priority
-        FROM wanted_scans AS w
-        WHERE w.in_env
-        ON CONFLICT (canonical_symbol, timeframe, task_kind) DO NOTHING
-        RETURNING 1
-    ),
-    updated AS (
-        UPDATE tickagg.data_agg_state AS s SET enabled = true, updated_at = now()
-        FROM wanted_scans AS w
-        WHERE
-            w.in_env AND NOT s.enabled AND NOT s.disabled_by_user
-            AND s.canonical_symbol = w.canonical_symbol AND s.timeframe = '1m' AND s.task_kind = w.task_kind
-        RETURNING 1
-    ),
-    disabled AS (
-        UPDATE tickagg.data_agg_state AS s SET enabled = false, updated_at = now()
-        WHERE
-            s.task_kind IN ('gap_scan', 'gap_scan_history')
-            AND s.enabled
-            AND NOT EXISTS (
-                SELECT 1 FROM wanted_scans AS w
-                WHERE w.canonical_symbol = s.canonical_symbol AND w.task_kind = s.task_kind
-            )
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM updated), (SELECT count(*) FROM disabled)
-    INTO v_scans_created, v_scans_updated, v_scans_disabled;
-
-    WITH wanted_ticks AS MATERIALIZED (
-        SELECT
-            r.canonical_symbol, k.task_kind, k.run_interval, k.task_priority, k.aggregation_delay,
-            r.is_mandatory AND k.task_kind = 'ticks_1m' AS is_mandatory,
-            CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END AS in_env
-        FROM tickagg.core_asset_registry_all AS r
-        CROSS JOIN (
-            VALUES
+                'gap_scan_history', false, tickagg.setting('gap_scan_history_interval')::interval,
+                tickagg.setting('gap_scan_history_priority')::integer, interval '2 minutes'
+            ),
             (
-                'ticks_1m', interval '1 minute', tickagg.setting('ticks_1m_priority')::integer,
+                'ticks_1m', true, interval '1 minute', tickagg.setting('ticks_1m_priority')::integer,
                 tickagg.setting('ticks_1m_delay')::interval
             ),
             (
-                'ticks_retention', tickagg.setting('ticks_retention_interval')::interval,
+                'ticks_retention', true, tickagg.setting('ticks_retention_interval')::interval,
                 tickagg.setting('ticks_retention_priority')::integer, interval '0'
             )
-        ) AS k (task_kind, run_interval, task_priority, aggregation_delay)
-        WHERE (r.active OR r.test_active) AND r.source_kind = 'ticks'
+        ) AS k (task_kind, tick_fed_only, run_interval, task_priority, aggregation_delay)
+        WHERE (r.active OR r.test_active) AND (NOT k.tick_fed_only OR r.source_kind = 'ticks')
+        UNION ALL
+        SELECT
+            s.canonical_symbol, s.timeframe, s.timeframe_step, 'indicators', false,
+            s.agg_start_utc, s.agg_start_utc, interval '1 minute',
+            tickagg.setting('indicators_priority')::integer, interval '2 minutes', true
+        FROM tickagg.data_agg_state AS s
+        WHERE s.task_kind = 'rollup' AND s.enabled AND tickagg.setting('indicators_enabled')::boolean
     ),
     created AS (
         INSERT INTO tickagg.data_agg_state (
@@ -188,75 +158,58 @@ BEGIN
             last_agg_bar_ts_utc, run_interval, task_priority, aggregation_delay
         )
         SELECT
-            w.canonical_symbol, '1m', interval '1 minute', w.task_kind, w.is_mandatory, v_start,
-            date_trunc('minute', v_start), w.run_interval, w.task_priority, w.aggregation_delay
-        FROM wanted_ticks AS w
+            w.canonical_symbol, w.timeframe, w.timeframe_step, w.task_kind, w.is_mandatory,
+            w.agg_start_utc, w.cursor_ts, w.run_interval, w.task_priority, w.aggregation_delay
+        FROM wanted AS w
         WHERE w.in_env
         ON CONFLICT (canonical_symbol, timeframe, task_kind) DO NOTHING
-        RETURNING 1
+        RETURNING task_kind
     ),
     updated AS (
         UPDATE tickagg.data_agg_state AS s SET
             is_mandatory = w.is_mandatory, enabled = NOT s.disabled_by_user, updated_at = now()
-        FROM wanted_ticks AS w
+        FROM wanted AS w
         WHERE
             w.in_env
-            AND s.canonical_symbol = w.canonical_symbol AND s.timeframe = '1m' AND s.task_kind = w.task_kind
+            AND s.canonical_symbol = w.canonical_symbol AND s.timeframe = w.timeframe AND s.task_kind = w.task_kind
             AND (s.is_mandatory IS DISTINCT FROM w.is_mandatory OR (NOT s.enabled AND NOT s.disabled_by_user))
-        RETURNING 1
+        RETURNING s.task_kind
     ),
     disabled AS (
         UPDATE tickagg.data_agg_state AS s SET enabled = false, updated_at = now()
         WHERE
-            s.task_kind IN ('ticks_1m', 'ticks_retention')
+            s.task_kind IN ('gap_scan', 'gap_scan_history', 'ticks_1m', 'ticks_retention', 'indicators')
             AND s.enabled
             AND NOT EXISTS (
-                SELECT 1 FROM wanted_ticks AS w
-                WHERE w.canonical_symbol = s.canonical_symbol AND w.task_kind = s.task_kind
+                SELECT 1 FROM wanted AS w
+                WHERE
+                    w.canonical_symbol = s.canonical_symbol AND w.timeframe = s.timeframe
+                    AND w.task_kind = s.task_kind
             )
-        RETURNING 1
+        RETURNING s.task_kind
+    ),
+    counted AS (
+        SELECT 'created' AS change, c.task_kind FROM created AS c
+        UNION ALL
+        SELECT 'updated', u.task_kind FROM updated AS u
+        UNION ALL
+        SELECT 'disabled', d.task_kind FROM disabled AS d
     )
-    SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM updated), (SELECT count(*) FROM disabled)
-    INTO v_ticks_created, v_ticks_updated, v_ticks_disabled;
-
-    WITH wanted_ind AS MATERIALIZED (
-        SELECT s.canonical_symbol, s.timeframe, s.timeframe_step, s.agg_start_utc
-        FROM tickagg.data_agg_state AS s
-        WHERE s.task_kind = 'rollup' AND s.enabled AND tickagg.setting('indicators_enabled')::boolean
-    ),
-    created AS (
-        INSERT INTO tickagg.data_agg_state (
-            canonical_symbol, timeframe, timeframe_step, task_kind, is_mandatory, agg_start_utc,
-            last_agg_bar_ts_utc, task_priority
-        )
-        SELECT
-            w.canonical_symbol, w.timeframe, w.timeframe_step, 'indicators', false, w.agg_start_utc,
-            w.agg_start_utc, tickagg.setting('indicators_priority')::integer
-        FROM wanted_ind AS w
-        ON CONFLICT (canonical_symbol, timeframe, task_kind) DO NOTHING
-        RETURNING 1
-    ),
-    updated AS (
-        UPDATE tickagg.data_agg_state AS s SET enabled = true, updated_at = now()
-        FROM wanted_ind AS w
-        WHERE
-            NOT s.enabled AND NOT s.disabled_by_user
-            AND s.canonical_symbol = w.canonical_symbol AND s.timeframe = w.timeframe AND s.task_kind = 'indicators'
-        RETURNING 1
-    ),
-    disabled AS (
-        UPDATE tickagg.data_agg_state AS s SET enabled = false, updated_at = now()
-        WHERE
-            s.task_kind = 'indicators'
-            AND s.enabled
-            AND NOT EXISTS (
-                SELECT 1 FROM wanted_ind AS w
-                WHERE w.canonical_symbol = s.canonical_symbol AND w.timeframe = s.timeframe
-            )
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM updated), (SELECT count(*) FROM disabled)
-    INTO v_ind_created, v_ind_updated, v_ind_disabled;
+    SELECT
+        count(*) FILTER (WHERE c.change = 'created' AND c.task_kind LIKE 'gap_scan%'),
+        count(*) FILTER (WHERE c.change = 'updated' AND c.task_kind LIKE 'gap_scan%'),
+        count(*) FILTER (WHERE c.change = 'disabled' AND c.task_kind LIKE 'gap_scan%'),
+        count(*) FILTER (WHERE c.change = 'created' AND c.task_kind LIKE 'ticks%'),
+        count(*) FILTER (WHERE c.change = 'updated' AND c.task_kind LIKE 'ticks%'),
+        count(*) FILTER (WHERE c.change = 'disabled' AND c.task_kind LIKE 'ticks%'),
+        count(*) FILTER (WHERE c.change = 'created' AND c.task_kind = 'indicators'),
+        count(*) FILTER (WHERE c.change = 'updated' AND c.task_kind = 'indicators'),
+        count(*) FILTER (WHERE c.change = 'disabled' AND c.task_kind = 'indicators')
+    INTO
+        v_scans_created, v_scans_updated, v_scans_disabled,
+        v_ticks_created, v_ticks_updated, v_ticks_disabled,
+        v_ind_created, v_ind_updated, v_ind_disabled
+    FROM counted AS c;
 
     RETURN jsonb_build_object(
         'success', true,
