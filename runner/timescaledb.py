@@ -54,8 +54,16 @@ WHERE t.tgrelid = 'tickagg.data_bars'::regclass
     AND (t.tgnewtable IS NOT NULL OR t.tgoldtable IS NOT NULL)
 """
 
+# The extension's functions live in the schema it was created in (public by default).
+EXTENSION_SCHEMA_SQL = """
+SELECT n.nspname
+FROM pg_catalog.pg_extension AS e
+JOIN pg_catalog.pg_namespace AS n ON n.oid = e.extnamespace
+WHERE e.extname = 'timescaledb'
+"""
+
 CREATE_HYPERTABLE_SQL = """
-SELECT public.create_hypertable(
+SELECT {schema}.create_hypertable(
     'tickagg.data_bars', 'ts_utc',
     chunk_time_interval => %(chunk)s::interval, migrate_data => true)
 """
@@ -69,7 +77,7 @@ ALTER TABLE tickagg.data_bars SET (
 """
 
 COMPRESSION_POLICY_SQL = """
-SELECT public.add_compression_policy(
+SELECT {schema}.add_compression_policy(
     'tickagg.data_bars', compress_after => %(after)s::interval, if_not_exists => true)
 """
 
@@ -109,18 +117,23 @@ def convert(conn: psycopg.Connection, reapply_post, compress_after: dt.timedelta
     version = check_available(conn)
     with conn.transaction():
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        schema = sql.Identifier(conn.execute(EXTENSION_SCHEMA_SQL).fetchone()[0])
         converted = False
         if not conn.execute(IS_HYPERTABLE_SQL).fetchone()[0]:
             for (name,) in conn.execute(TRANSITION_TRIGGERS_SQL).fetchall():
                 conn.execute(
                     sql.SQL("DROP TRIGGER {} ON tickagg.data_bars").format(sql.Identifier(name))
                 )
-            conn.execute(CREATE_HYPERTABLE_SQL, {"chunk": CHUNK_INTERVAL})
+            conn.execute(
+                sql.SQL(CREATE_HYPERTABLE_SQL).format(schema=schema), {"chunk": CHUNK_INTERVAL}
+            )
             reapply_post(conn)
             converted = True
         if compress_after is not None:
             conn.execute(COMPRESS_SQL)
-            conn.execute(COMPRESSION_POLICY_SQL, {"after": compress_after})
+            conn.execute(
+                sql.SQL(COMPRESSION_POLICY_SQL).format(schema=schema), {"after": compress_after}
+            )
     return {
         "timescaledb_version": version,
         "data_bars_converted": converted,
