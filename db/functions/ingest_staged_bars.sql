@@ -25,6 +25,7 @@ DECLARE
 BEGIN
     -- Tells plpgsql_check the shape of the caller's temp table; a no-op at run time.
     PERFORM 'PRAGMA:TABLE: tickagg_bars_stage (line_no bigint, canonical_symbol text, ts_utc text, open text, high text, low text, close text, volume text, source text, vwap text, trade_count text)';
+    PERFORM tickagg.assert_plain_stage('tickagg_bars_stage');
     INSERT INTO tickagg.ingest_batches (file_name) VALUES (p_file_name) RETURNING batch_id INTO v_batch_id;
 
     -- Materialised so the parsed values reach bar_rejection_reason as plain columns,

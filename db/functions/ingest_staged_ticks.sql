@@ -36,6 +36,10 @@ BEGIN
     -- Tell plpgsql_check the shape of the caller's temp tables; no-ops at run time.
     PERFORM 'PRAGMA:TABLE: tickagg_ticks_stage (row_no bigint, canonical_symbol text, ts_utc timestamptz, bid double precision, ask double precision, last_price double precision, size double precision)';
     PERFORM 'PRAGMA:TABLE: tickagg_ticks_text_stage (line_no bigint, canonical_symbol text, ts_utc text, bid text, ask text, last_price text, size text, problem text)';
+    PERFORM tickagg.assert_plain_stage('tickagg_ticks_stage');
+    IF p_text_stage THEN
+        PERFORM tickagg.assert_plain_stage('tickagg_ticks_text_stage');
+    END IF;
     IF v_batch_id IS NULL THEN
         INSERT INTO tickagg.ingest_batches (file_name) VALUES (p_file_name) RETURNING batch_id INTO v_batch_id;
     ELSIF NOT EXISTS (SELECT 1 FROM tickagg.ingest_batches AS b WHERE b.batch_id = v_batch_id) THEN
