@@ -492,3 +492,37 @@ def test_correction_committed_during_a_run_is_not_lost(conn, dsn):
     assert conn.execute("SELECT count(*) AS n FROM tickagg.indicator_rewinds").fetchone()["n"] == 1
     assert _drive_indicators(conn) >= 1, "the task is due again at once"
     _check(conn, "RACE", "1h")
+
+
+def test_a_correction_ahead_of_the_cursor_committed_after_a_run_read_is_not_lost(conn, dsn):
+    """A bar after the cursor is corrected while the task is idle; a run claimed
+    before the correction commits reads the old bar and moves the cursor past it.
+    The rewind the correction queued brings the series back (found in review)."""
+    _setup(conn, sym="RACE", tfs=("1h",), n=600, seed=13)
+    conn.execute("UPDATE tickagg.data_agg_state SET enabled = false WHERE timeframe <> '1h'")
+    claim = (
+        "SELECT * FROM tickagg.agg_get_due_tasks('prod', now(), 10, 300)"
+        " WHERE task_kind = 'indicators'"
+    )
+    (task,) = conn.execute(claim).fetchall()
+    h.indicators_run(conn, task, 300)
+    cursor = conn.execute(
+        "SELECT last_agg_bar_ts_utc FROM tickagg.data_agg_state"
+        " WHERE canonical_symbol = 'RACE' AND task_kind = 'indicators'"
+    ).fetchone()["last_agg_bar_ts_utc"]
+    target = _series(conn, "RACE", "1h")[400]["ts_utc"]
+    assert target >= cursor
+    with h.connect(dsn) as other:
+        other.autocommit = False
+        other.execute(
+            "UPDATE tickagg.derived_data_bars SET close = close * 1.02,"
+            " high = greatest(high, close * 1.02), derivation_version = derivation_version + 1"
+            " WHERE canonical_symbol = 'RACE' AND timeframe = '1h' AND ts_utc = %s",
+            (target,),
+        )
+        (task,) = conn.execute(claim).fetchall()
+        h.indicators_run(conn, task, 100000)  # reads the old bar, cursor moves past it
+        other.commit()
+    conn.execute("UPDATE tickagg.data_agg_state SET next_run_at = now()")
+    _drive_indicators(conn)
+    _check(conn, "RACE", "1h")

@@ -1,10 +1,12 @@
 -- Statement trigger on derived_data_bars: bars written, rewritten or deleted
 -- change every later indicator value of their series (an EMA depends on all
 -- history), so queue a rewind to the first such bar for the indicators task and
--- make it due. Writes at or after an idle task's cursor need no rewind (the
--- next run starts there anyway); a running task always gets one, because it
--- may have read the old bars. Indicator values live in derived_bar_indicators,
--- so writing them never fires this.
+-- make it due. A rewind is queued even for a write at or after the task's
+-- cursor: a run claimed before this write commits may read the old bars and
+-- move the cursor past them (the write's transaction sees the old cursor), and
+-- only a queued rewind brings it back. A rewind at or after the cursor costs
+-- the next run nothing (it starts at the earlier of the two). Indicator values
+-- live in derived_bar_indicators, so writing them never fires this.
 CREATE OR REPLACE FUNCTION tickagg.indicators_rewind_from_derived_bars()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -27,7 +29,6 @@ BEGIN
         FROM firsts AS f
         INNER JOIN tickagg.data_agg_state AS s
             ON s.canonical_symbol = f.canonical_symbol AND s.timeframe = f.timeframe AND s.task_kind = 'indicators'
-        WHERE f.from_ts < s.last_agg_bar_ts_utc OR s.status = 'running'
         RETURNING 1
     ),
     woken AS (
