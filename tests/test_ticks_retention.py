@@ -5,6 +5,8 @@ live gap scan never looks back further than retention."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 
 import helpers as h
 
@@ -161,3 +163,28 @@ def test_a_partition_in_use_is_left_for_the_next_run(dsn, conn):
         assert name(today - dt.timedelta(days=11)) in res["partitions_dropped"]
     res = retention(conn)
     assert old in res["partitions_dropped"] and res["busy"] == []
+
+
+def test_two_sessions_creating_the_same_day_both_succeed(conn, dsn):
+    """The second session waits on the first's advisory lock, then meets the
+    first's committed partition (found in review: it failed with DuplicateTable)."""
+    day = "2031-03-04"
+    call = "SELECT tickagg.ticks_ensure_partitions(%s::timestamptz, %s::timestamptz) AS r"
+    with h.connect(dsn) as first, h.connect(dsn) as second:
+        first.autocommit = False
+        assert first.execute(call, (day, day)).fetchone()["r"] == ["ticks_p20310304"]
+        outcome: dict = {}
+
+        def create_too() -> None:
+            try:
+                outcome["created"] = second.execute(call, (day, day)).fetchone()["r"]
+            except Exception as exc:  # reported by the assertion below
+                outcome["error"] = repr(exc)
+
+        waiter = threading.Thread(target=create_too)
+        waiter.start()
+        time.sleep(0.5)  # the second session is now waiting on the advisory lock
+        first.commit()
+        waiter.join(10)
+    assert outcome == {"created": []}, outcome
+    assert "ticks_p20310304" in partitions(conn)

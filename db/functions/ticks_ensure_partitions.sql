@@ -1,6 +1,9 @@
 -- Create the missing daily partitions ticks_pYYYYMMDD covering [p_from, p_to]
 -- (UTC days). Returns the names created. Two sessions creating the same day
--- serialise on an advisory lock, so neither fails on the other's table.
+-- serialise on an advisory lock; the second then finds the first's table (an
+-- advisory lock does not refresh this session's catalog cache, so the check
+-- after it can miss a table committed meanwhile: CREATE reports it as a
+-- duplicate, which counts as found).
 CREATE OR REPLACE FUNCTION tickagg.ticks_ensure_partitions(
     p_from timestamptz,
     p_to timestamptz
@@ -29,11 +32,15 @@ BEGIN
         CONTINUE WHEN to_regclass('tickagg.' || v_name) IS NOT NULL;
         PERFORM pg_advisory_xact_lock(hashtext('tickagg.ticks_partitions'));
         CONTINUE WHEN to_regclass('tickagg.' || v_name) IS NOT NULL;
-        EXECUTE format(
-            'CREATE TABLE tickagg.%I PARTITION OF tickagg.ticks FOR VALUES FROM (%L) TO (%L)',
-            v_name, v_day::timestamptz, (v_day + 1)::timestamptz
-        );
-        v_created := v_created || v_name;
+        BEGIN
+            EXECUTE format(
+                'CREATE TABLE tickagg.%I PARTITION OF tickagg.ticks FOR VALUES FROM (%L) TO (%L)',
+                v_name, v_day::timestamptz, (v_day + 1)::timestamptz
+            );
+            v_created := v_created || v_name;
+        EXCEPTION WHEN duplicate_table THEN
+            NULL;
+        END;
     END LOOP;
     RETURN v_created;
 END
