@@ -104,6 +104,12 @@ def test_disabled_task_does_not_hold_and_runner_task_runs(dsn, conn):
         "UPDATE tickagg.data_agg_state SET enabled = false"
         " WHERE task_kind = 'ticks_1m' AND canonical_symbol = 'RB'"
     )
+    # nor do the late minutes it had queued when it was disabled (found in review)
+    conn.execute(
+        "INSERT INTO tickagg.agg_invalidations (canonical_symbol, timeframe, dirty_range)"
+        " SELECT 'RB', '1m', tstzrange(d, d + interval '1 minute')"
+        " FROM (SELECT date_trunc('day', now()) - interval '10 days 12 hours' AS d) AS x"
+    )
     conn.execute(
         "UPDATE tickagg.data_agg_state SET last_agg_bar_ts_utc = date_trunc('minute', now())"
         " WHERE task_kind = 'ticks_1m' AND canonical_symbol = 'RA'"

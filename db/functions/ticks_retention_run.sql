@@ -44,7 +44,13 @@ BEGIN
             WHERE s.task_kind = 'ticks_1m' AND s.enabled
         ),
         (
-            SELECT min(lower(i.dirty_range)) FROM tickagg.agg_invalidations AS i
+            -- late minutes of enabled tasks only: a disabled task holds nothing
+            SELECT min(lower(i.dirty_range))
+            FROM tickagg.agg_invalidations AS i
+            INNER JOIN tickagg.data_agg_state AS s
+                ON
+                    s.canonical_symbol = i.canonical_symbol AND s.timeframe = '1m'
+                    AND s.task_kind = 'ticks_1m' AND s.enabled
             WHERE i.timeframe = '1m'
         )
     ) INTO v_needed_from;
