@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import subprocess
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -292,3 +293,21 @@ def partial_drive(dsn: str, claims: int, *, max_windows: int | None = None) -> d
             totals["bars_written"] += int(res["bars_written"])
             totals["bars_deleted"] += int(res.get("bars_deleted") or 0)
     return totals
+
+
+def run_until_idle_after_kills(dsn: str, conn, *run_args: str, attempts: int = 5) -> None:
+    """`tickagg run --until-idle` after runners were SIGKILLed: a killed runner's
+    tasks stay leased until their leases run out, so run again past the latest
+    lease until nothing is running and no invalidation is pending."""
+    for _ in range(attempts):
+        p = run_cli(dsn, "run", "--until-idle", "--workers", "1", "--lease-seconds", "2", *run_args)
+        assert p.returncode == 0, p.stderr[-3000:]
+        left = conn.execute(
+            "SELECT max(lease_expires_at) AS until, count(*) AS n FROM tickagg.data_agg_state"
+            " WHERE status = 'running'"
+        ).fetchone()
+        if left["n"] == 0 and pending_invalidations(conn) == 0:
+            return
+        # wait for the killed runner's lease to expire (not an assertion on time)
+        now = conn.execute("SELECT now() AS n").fetchone()["n"]
+        time.sleep(max(0.0, (left["until"] - now).total_seconds()) + 0.2)

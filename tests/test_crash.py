@@ -45,33 +45,7 @@ def test_sigkill_at_random_moments(dsn, conn):
     assert moved > 0, "the runner never got to work before being killed"
 
     # finish: expired leases are reclaimed once they run out
-    for _ in range(5):
-        p = h.run_cli(
-            dsn,
-            "run",
-            "--until-idle",
-            "--workers",
-            "1",
-            "--lease-seconds",
-            "2",
-            "--max-windows",
-            "200",
-        )
-        assert p.returncode == 0, p.stderr[-3000:]
-        left = conn.execute(
-            "SELECT max(lease_expires_at) AS until, count(*) AS n FROM tickagg.data_agg_state"
-            " WHERE status = 'running'"
-        ).fetchone()
-        if left["n"] == 0 and h.pending_invalidations(conn) == 0:
-            break
-        # wait for the killed runner's lease to expire (not an assertion on time)
-        time.sleep(
-            max(
-                0.0,
-                (left["until"] - conn.execute("SELECT now() AS n").fetchone()["n"]).total_seconds(),
-            )
-            + 0.2
-        )
+    h.run_until_idle_after_kills(dsn, conn, "--max-windows", "200")
     for k, v in h.cursors(conn).items():
         assert v >= last[k]
     assert_matches(conn, agg_start, data)

@@ -33,23 +33,7 @@ def test_sigkill_while_aggregating_ticks(dsn, conn):
         last = now
     assert moved > 0, "the runner never got to the ticks before being killed"
 
-    for _ in range(5):
-        p = h.run_cli(dsn, "run", "--until-idle", "--workers", "1", "--lease-seconds", "2")
-        assert p.returncode == 0, p.stderr[-3000:]
-        left = conn.execute(
-            "SELECT max(lease_expires_at) AS until, count(*) AS n FROM tickagg.data_agg_state"
-            " WHERE status = 'running'"
-        ).fetchone()
-        if left["n"] == 0 and h.pending_invalidations(conn) == 0:
-            break
-        # wait for the killed runner's lease to expire (not an assertion on time)
-        time.sleep(
-            max(
-                0.0,
-                (left["until"] - conn.execute("SELECT now() AS n").fetchone()["n"]).total_seconds(),
-            )
-            + 0.2
-        )
+    h.run_until_idle_after_kills(dsn, conn)
     exp = assert_1m_matches(conn, streams)
     assert_derived_match(conn, exp, agg_start)
     # every minute was written once, by the forward pass
