@@ -615,6 +615,7 @@ def demo(data_dir, weeks, keep_running, workers, seed, no_clickhouse):
 
 # --- rebuild -----------------------------------------------------------------
 
+# lengths like 7d, 12h, 2w: rebuild --chunk and migrate --compress-after
 _LENGTH_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
