@@ -52,7 +52,7 @@ def claim_intervals(conn) -> dict:
     return out
 
 
-def test_four_runners_match_oracle_without_double_claims(dsn, conn):
+def test_four_runners_match_oracle_without_double_claims(dsn, conn, tmp_path):
     syms = (
         ("C1", "crypto_24x7", 100.0, True, True, "polygon_historical"),
         ("C2", "crypto_24x7", 200.0, True, True, "polygon_historical"),
@@ -63,20 +63,26 @@ def test_four_runners_match_oracle_without_double_claims(dsn, conn):
     agg_start, data = build(4242, ranges=((D(2025, 10, 20), D(2025, 11, 9)),), symbols=syms)
     conn.execute(AUDIT)
     load(conn, agg_start, data)
-    procs = [
-        subprocess.Popen(
-            h.tickagg_cmd(dsn, "run", "--until-idle", "--workers", "2", "--max-windows", "500"),
-            cwd=h.ROOT,
-            env=h.cli_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    for p in procs:
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err[-3000:]
+    # Logs go to files: a runner blocked on a full pipe that nobody reads yet
+    # holds its task, and the runner being read waits for that task.
+    logs = [tmp_path / f"runner{i}.log" for i in range(4)]
+    procs = []
+    for path in logs:
+        with path.open("w") as out:
+            procs.append(
+                subprocess.Popen(
+                    h.tickagg_cmd(
+                        dsn, "run", "--until-idle", "--workers", "2", "--max-windows", "500"
+                    ),
+                    cwd=h.ROOT,
+                    env=h.cli_env(),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    for p, path in zip(procs, logs, strict=True):
+        p.wait(timeout=300)
+        assert p.returncode == 0, path.read_text()[-3000:]
     states = conn.execute(
         "SELECT status, count(*) AS n FROM tickagg.data_agg_state GROUP BY 1"
     ).fetchall()
