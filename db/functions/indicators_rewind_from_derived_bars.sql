@@ -18,6 +18,11 @@ AS $$
 DECLARE
     v_woken bigint;
 BEGIN
+    -- INSERT ... ON CONFLICT DO UPDATE fires both the insert and the update
+    -- trigger, one of them with no rows: that one has nothing to record.
+    IF NOT EXISTS (SELECT 1 FROM changed_rows) THEN
+        RETURN NULL;
+    END IF;
     WITH firsts AS (
         SELECT r.canonical_symbol, r.timeframe, min(r.ts_utc) AS from_ts
         FROM changed_rows AS r
@@ -36,6 +41,8 @@ BEGIN
         FROM firsts AS f
         WHERE
             s.canonical_symbol = f.canonical_symbol AND s.timeframe = f.timeframe AND s.task_kind = 'indicators'
+            -- a disabled task has its rewind queued for when it is enabled again
+            AND s.enabled
             -- a running task sees next_run_at past its claim in agg_finish and runs again
             AND (s.next_run_at > clock_timestamp() OR s.status = 'running')
         RETURNING 1

@@ -13,6 +13,11 @@ AS $$
 DECLARE
     v_recorded bigint;
 BEGIN
+    -- INSERT ... ON CONFLICT DO UPDATE fires both the insert and the update
+    -- trigger, one of them with no rows: that one has nothing to record.
+    IF NOT EXISTS (SELECT 1 FROM changed_rows) THEN
+        RETURN NULL;
+    END IF;
     INSERT INTO tickagg.agg_invalidations (canonical_symbol, timeframe, dirty_range)
     SELECT c.canonical_symbol, t.timeframe, d.span
     FROM (
