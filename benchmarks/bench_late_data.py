@@ -16,7 +16,10 @@ materialised in all seven timeframes:
 Prints seconds, ratios and the derived rows each path rewrote per symbol (every
 other symbol must show 0). Asserts nothing about time.
 
-    .venv/bin/python benchmarks/bench_late_data.py [--weeks W] [--reps N]
+    .venv/bin/python benchmarks/bench_late_data.py [--symbols S] [--weeks W] [--reps N]
+
+The issue's setting, one symbol holding 1,000,000 1m bars materialised, so that
+"a full rebuild of the same symbol" rebuilds 1M bars: --symbols 1 --weeks 148.
 """
 
 from __future__ import annotations
@@ -48,8 +51,8 @@ BACKFILL = SYMBOLS[1]  # the symbol whose month arrives late in (b)
 
 
 def use_symbols(n: int) -> None:
-    """Run with the first n bench symbols (--symbols 1 --weeks 140: one symbol
-    holding ~1M bars, so 'a full rebuild of the same symbol' rebuilds 1M bars)."""
+    """Run with the first n bench symbols (--symbols 1 --weeks 148: one symbol
+    holding 1M bars, so 'a full rebuild of the same symbol' rebuilds 1M bars)."""
     global SYMBOLS, TARGET, BACKFILL
     SYMBOLS = SYMBOLS[:n]
     TARGET = SYMBOLS[min(3, n - 1)]

@@ -85,15 +85,28 @@ def _step_result(task: dict, res: dict, what: str, counts: tuple[str, ...]) -> d
 
 
 def _run_rollup(conn, task: dict, cfg: RunnerConfig) -> dict:
+    """rollup: catch up one symbol and timeframe; a run that redid late buckets also
+    redid those of the levels above it ("cascaded", their bars per timeframe)."""
     res = queries.catchup_aggregation_range(
         conn, task["canonical_symbol"], task["timeframe"], task["cursor_ts"], cfg.max_windows
     )
-    return _step_result(
+    fin = _step_result(
         task,
         res or {},
         "catchup",
         ("windows_processed", "bars_written", "partial_bars", "dirty_ranges"),
     )
+    cascaded = (res or {}).get("cascaded") or {}
+    if "error" in cascaded:
+        # the run stands; the levels above redo their buckets in their own runs
+        log.warning("levels above left to their own runs: %s", cascaded["error"])
+    elif cascaded:
+        log.info(
+            "cascaded: %s",
+            " ".join(f"{tf}={c['bars_written']}/{c['bars_deleted']}" for tf, c in cascaded.items()),
+        )
+        fin["cascaded_bars"] = {tf: int(c["bars_written"]) for tf, c in cascaded.items()}
+    return fin
 
 
 def _run_indicators(conn, task: dict, cfg: RunnerConfig) -> dict:
@@ -366,6 +379,7 @@ class Runner:
                             )
                         queries.set_statement_timeout(conn, self.cfg.statement_timeout)
                         fin = handler(conn, task, self.cfg)
+                        cascaded = fin.pop("cascaded_bars", {})
                         queries.agg_finish(conn, task, "success", **fin)
                         queries.ops_log_run(
                             conn,
@@ -390,9 +404,12 @@ class Runner:
                 return
             elapsed = time.monotonic() - t0
             self._observe(task, "success", elapsed, fin.get("bars_written", 0))
+            if self.metrics is not None:
+                for timeframe, bars in cascaded.items():
+                    self.metrics.bars_written.labels(timeframe=timeframe).inc(bars)
             with self._stats_lock:
                 self.stats.tasks_succeeded += 1
-                self.stats.bars_written += fin.get("bars_written", 0)
+                self.stats.bars_written += fin.get("bars_written", 0) + sum(cascaded.values())
                 k = self.stats.by_kind.setdefault(kind, {"runs": 0, "bars": 0})
                 k["runs"] += 1
                 k["bars"] += fin.get("bars_written", 0)

@@ -133,8 +133,12 @@ def drive(
                 if split:
                     with conn.transaction():
                         _finish(conn, t, res)
-                totals["bars_written"] += int(res["bars_written"])
-                totals["bars_deleted"] += int(res.get("bars_deleted") or 0)
+                # a rollup run also redoes the late buckets of the levels above it
+                cascaded = res.get("cascaded") or {}
+                assert "error" not in cascaded, cascaded
+                levels = [res, *cascaded.values()]
+                totals["bars_written"] += sum(int(r["bars_written"]) for r in levels)
+                totals["bars_deleted"] += sum(int(r.get("bars_deleted") or 0) for r in levels)
 
 
 def _gap_scan(conn, task: Mapping) -> dict:

@@ -2,8 +2,10 @@
 -- behind the cursor, then materialise up to p_max_windows closed buckets from
 -- the cursor on, all in one set-based statement. The frontier is the source's
 -- watermark (for 5m of a tick-fed symbol: its ticks_1m cursor), so weekends and
--- holes are skipped rather than waited on. Returns
--- the new cursor; agg_finish moves it in the same transaction.
+-- holes are skipped rather than waited on. When this run rewrote bars behind the
+-- cursors of the timeframes above, their dirty buckets are redone in this call
+-- too (rollup_cascade_dirty), so a late bar costs one run, not one per level.
+-- Returns the new cursor; agg_finish moves it in the same transaction.
 CREATE OR REPLACE FUNCTION tickagg.catchup_aggregation_range(
     p_canonical_symbol text,
     p_timeframe text,
@@ -17,10 +19,12 @@ SECURITY DEFINER
 SET search_path = pg_catalog, tickagg, pg_temp
 -- small statements with large estimates: JIT would cost more than it saves
 SET jit = off
--- A generic plan cached while derived_data_bars was empty kept scanning the whole
--- table for the next source bar once it had filled (80 ms a call instead of 0.05);
--- planning afresh each run costs well under a millisecond.
-SET plan_cache_mode = force_custom_plan
+-- Its statements are index lookups with one right plan each, cached rather than
+-- planned per call (planning them was a third of a late bar's run). A generic
+-- plan cached while derived_data_bars was empty once scanned the whole table for
+-- the next source bar (80 ms a call instead of 0.05): no sequential scans here.
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
 AS $$
 DECLARE
     v_calendar_code text;
@@ -28,19 +32,17 @@ DECLARE
     v_timeframe tickagg.timeframes%ROWTYPE;
     v_task tickagg.data_agg_state%ROWTYPE;
     v_max_windows integer;
-    v_first_bucket timestamptz;
     v_cursor timestamptz;
     v_frontier timestamptz;
     v_next_source_ts timestamptz;
     v_start timestamptz;
     v_budget_end timestamptz;
     v_cursor_to timestamptz;
-    v_invalidation_ids bigint[];
-    v_dirty tstzmultirange;
-    v_dirty_later tstzmultirange := '{}'::tstzmultirange;
-    v_ranges tstzmultirange := '{}'::tstzmultirange;
-    v_continue boolean := false;
+    v_spans_taken integer;
+    v_ranges tstzmultirange;
+    v_continue boolean;
     v_rollup jsonb := '{"buckets_with_data": 0, "bars_written": 0, "partial_bars": 0, "bars_deleted": 0}'::jsonb;
+    v_redoes_dirty boolean;
 BEGIN
     v_task := tickagg.rollup_task(p_canonical_symbol, p_timeframe);
     SELECT r.calendar_code, r.source_kind INTO v_calendar_code, v_source_kind
@@ -53,14 +55,15 @@ BEGIN
         RAISE EXCEPTION 'p_max_windows must be at least 1, got %', v_max_windows
             USING ERRCODE = 'TK004';
     END IF;
-    -- Nothing before the task's first bucket boundary is ever materialised.
-    -- One bucket lookup finds it unless agg_start lies in closed market time.
-    v_first_bucket := CASE
-        WHEN lower(tickagg.bucket_bounds(v_calendar_code, p_timeframe, v_task.agg_start_utc)) = v_task.agg_start_utc
-            THEN v_task.agg_start_utc
-        ELSE tickagg.agg_bootstrap_cursor(p_canonical_symbol, p_timeframe, v_task.agg_start_utc)
-    END;
-    v_cursor := greatest(p_cursor, v_first_bucket);
+    -- Nothing before the task's first bucket boundary is ever materialised. It lies
+    -- within 15 days after agg_start (agg_bootstrap_cursor): a later cursor is past it.
+    v_cursor := p_cursor;
+    IF p_cursor < v_task.agg_start_utc + interval '15 days' THEN
+        v_cursor := greatest(
+            p_cursor,
+            tickagg.rollup_first_bucket(p_canonical_symbol, p_timeframe, v_calendar_code, v_task.agg_start_utc)
+        );
+    END IF;
 
     IF v_timeframe.source_timeframe = '1m' AND v_source_kind = 'ticks' THEN
         -- a tick-fed symbol's minutes are final once its ticks_1m task has passed them
@@ -82,29 +85,15 @@ BEGIN
             AND s.task_kind = 'rollup';
     END IF;
 
-    -- Invalidations read here cover data this transaction's later statements see;
-    -- any committed after this read stay queued for the next run.
-    SELECT array_agg(i.invalidation_id), range_agg(i.dirty_range)
-    INTO v_invalidation_ids, v_dirty
-    FROM tickagg.agg_invalidations AS i
-    WHERE i.canonical_symbol = p_canonical_symbol AND i.timeframe = p_timeframe;
-
-    v_dirty := coalesce(v_dirty, '{}'::tstzmultirange) * tstzmultirange(tstzrange(v_first_bucket, v_cursor));
-    IF NOT isempty(v_dirty) THEN
-        v_budget_end := lower(v_dirty) + v_max_windows * v_timeframe.step;
-        v_dirty_later := v_dirty * tstzmultirange(tstzrange(v_budget_end, NULL));
-        v_dirty := v_dirty - v_dirty_later;
-        v_continue := NOT isempty(v_dirty_later);
-        SELECT range_agg(tstzrange(
-            coalesce(lower(tickagg.bucket_bounds(v_calendar_code, p_timeframe, lower(d.span))), lower(d.span)),
-            coalesce(
-                upper(tickagg.bucket_bounds(v_calendar_code, p_timeframe, upper(d.span) - interval '1 microsecond')),
-                upper(d.span)
-            )
-        ))
-        INTO v_ranges
-        FROM unnest(v_dirty) AS d (span);
-    END IF;
+    SELECT d.dirty_buckets, d.more_dirty, d.spans_taken
+    INTO v_ranges, v_continue, v_spans_taken
+    FROM tickagg.rollup_take_dirty(
+        p_canonical_symbol, p_timeframe, v_calendar_code, v_timeframe.step, v_task.agg_start_utc, v_cursor,
+        v_max_windows, p_keep_ahead => false
+    ) AS d;
+    -- buckets behind the cursor are late data: the levels built on this one have
+    -- them too, and redo them in this call
+    v_redoes_dirty := NOT isempty(v_ranges);
 
     -- the table that holds the source, named directly so its index is the plan
     IF v_timeframe.source_timeframe = '1m' THEN
@@ -148,12 +137,10 @@ BEGIN
     END IF;
 
     IF NOT isempty(v_ranges) THEN
-        v_rollup := tickagg.rollup_ranges(p_canonical_symbol, p_timeframe, v_ranges);
+        v_rollup := tickagg.rollup_cascade_dirty(
+            p_canonical_symbol, p_timeframe, v_calendar_code, v_max_windows, v_ranges, p_cascade => v_redoes_dirty
+        );
     END IF;
-
-    DELETE FROM tickagg.agg_invalidations AS i WHERE i.invalidation_id = ANY(v_invalidation_ids);
-    INSERT INTO tickagg.agg_invalidations (canonical_symbol, timeframe, dirty_range)
-    SELECT p_canonical_symbol, p_timeframe, d.span FROM unnest(v_dirty_later) AS d (span);
 
     RETURN jsonb_build_object(
         'success', true,
@@ -161,11 +148,12 @@ BEGIN
         'bars_written', (v_rollup ->> 'bars_written')::bigint,
         'partial_bars', (v_rollup ->> 'partial_bars')::bigint,
         'bars_deleted', (v_rollup ->> 'bars_deleted')::bigint,
-        'dirty_ranges', coalesce(cardinality(v_invalidation_ids), 0),
+        'dirty_ranges', v_spans_taken,
         'cursor_from', p_cursor,
         'cursor_to', greatest(v_cursor_to, p_cursor),
         'frontier', v_frontier,
-        'continue', v_continue
+        'continue', v_continue,
+        'cascaded', coalesce(v_rollup -> 'cascaded', '{}'::jsonb)
     );
 END
 $$;

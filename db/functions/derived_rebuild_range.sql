@@ -64,7 +64,9 @@ BEGIN
         );
     END IF;
 
-    v_rollup := tickagg.rollup_ranges(p_canonical_symbol, p_timeframe, tstzmultirange(tstzrange(v_from, v_to)));
+    v_rollup := tickagg.rollup_ranges(
+        p_canonical_symbol, ARRAY[p_timeframe], ARRAY[tstzmultirange(tstzrange(v_from, v_to))]
+    );
 
     RETURN jsonb_build_object(
         'buckets_rebuilt', (v_rollup ->> 'buckets_with_data')::bigint,

@@ -1,11 +1,18 @@
--- Materialise every bucket of one derived timeframe whose start lies in p_ranges,
--- in one statement: new and changed bars are upserted (a revision is counted only
--- when content changed), bars whose source vanished are soft-deleted. The ranges
--- must start and end on bucket boundaries or in closed market time.
+-- Materialise every bucket of the given derived timeframes whose start lies in
+-- that timeframe's ranges (p_timeframes[i] with p_ranges[i]), in one statement:
+-- new and changed bars are upserted (a revision is counted only when content
+-- changed), bars whose source vanished are soft-deleted. The ranges must start
+-- and end on bucket boundaries or in closed market time. Each timeframe is read
+-- from its own source timeframe, or from p_source_timeframe for all of them: a
+-- late-data cascade rebuilds the dirty buckets of every level above 5m from the
+-- 5m bars in one statement (the hierarchy nests, so the bars are the same; sums
+-- can differ in float rounding only, which the revision check ignores).
+-- Returns totals and, per timeframe, bars written and deleted.
 CREATE OR REPLACE FUNCTION tickagg.rollup_ranges(
     p_canonical_symbol text,
-    p_timeframe text,
-    p_ranges tstzmultirange
+    p_timeframes text[],
+    p_ranges tstzmultirange[],
+    p_source_timeframe text DEFAULT NULL
 )
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -22,24 +29,42 @@ SET plan_cache_mode = force_custom_plan
 -- estimate taken while derived_data_bars was empty (a fresh install, the start of
 -- a rebuild) must not turn that into a table scan repeated per run of sessions.
 SET enable_seqscan = off
+SET enable_mergejoin = on
+SET enable_hashjoin = on
 AS $$
 DECLARE
-    v_timeframe tickagg.timeframes%ROWTYPE;
     v_buckets_with_data bigint;
     v_bars_written bigint;
     v_partial_bars bigint;
     v_bars_deleted bigint;
+    v_per_timeframe jsonb;
 BEGIN
-    SELECT * INTO v_timeframe FROM tickagg.timeframes AS t WHERE t.timeframe = p_timeframe;
+    IF cardinality(p_timeframes) IS DISTINCT FROM cardinality(p_ranges) THEN
+        RAISE EXCEPTION 'rollup_ranges: % timeframes but % ranges', cardinality(p_timeframes), cardinality(p_ranges)
+            USING ERRCODE = 'TK004', HINT = 'Pass one multirange per timeframe.';
+    END IF;
 
     -- A late bar or a closing live minute touches a bucket or two: planning the
     -- statements below took 1.5 ms of the 2.3 ms such a call cost, and their
     -- cached generic plan (index lookups) is right for a few buckets. It is not
     -- for a catch-up or a backfill (a full catch-up ran 5-9x slower), which keep
-    -- custom plans. The function's SET clause restores the mode on exit.
-    IF (SELECT sum(upper(r.span) - lower(r.span)) FROM unnest(p_ranges) AS r (span))
-        <= v_timeframe.step * 16 THEN
+    -- custom plans. A generic plan cannot see how few ranges there are, so it is
+    -- told: a nested loop of index lookups per range, never a merge or hash join
+    -- over the symbol's every bar (130 ms). The function's SET clause restores
+    -- all three settings on exit.
+    IF (
+        SELECT bool_and(l.width <= t.step * 16)
+        FROM (
+            SELECT l.timeframe, sum(upper(r.span) - lower(r.span)) AS width
+            FROM unnest(p_timeframes, p_ranges) AS l (timeframe, ranges)
+            CROSS JOIN LATERAL unnest(l.ranges) AS r (span)
+            GROUP BY l.timeframe
+        ) AS l
+        INNER JOIN tickagg.timeframes AS t ON t.timeframe = l.timeframe
+    ) THEN
         PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
+        PERFORM set_config('enable_mergejoin', 'off', true);
+        PERFORM set_config('enable_hashjoin', 'off', true);
     END IF;
 
     -- Catch-up past the cursor finds no bars of its own yet: then a plain insert
@@ -48,13 +73,14 @@ BEGIN
     -- key; the upsert below then takes over, as if the probe had seen it.
     IF NOT EXISTS (
         SELECT 1
-        FROM unnest(p_ranges) AS r (span)
+        FROM unnest(p_timeframes, p_ranges) AS l (timeframe, ranges)
+        CROSS JOIN LATERAL unnest(l.ranges) AS r (span)
         CROSS JOIN LATERAL (
             SELECT 1
             FROM tickagg.derived_data_bars AS d
             WHERE
                 d.canonical_symbol = p_canonical_symbol
-                AND d.timeframe = p_timeframe
+                AND d.timeframe = l.timeframe
                 AND d.ts_utc >= lower(r.span)
                 AND d.ts_utc < upper(r.span)
             LIMIT 1
@@ -67,25 +93,43 @@ BEGIN
                     trade_count, source_candles, expected_candles, quality_score, is_partial
                 )
                 SELECT
-                    p_canonical_symbol, p_timeframe, a.bucket_start, a.bucket_end, a.open, a.high, a.low,
+                    p_canonical_symbol, l.timeframe, a.bucket_start, a.bucket_end, a.open, a.high, a.low,
                     a.close, a.volume, a.vwap, a.trade_count, a.source_candles, a.expected_candles,
                     a.quality_score, a.is_partial
-                FROM tickagg.aggregate_buckets(
-                    p_canonical_symbol, p_timeframe, v_timeframe.source_timeframe, p_ranges
+                FROM unnest(p_timeframes, p_ranges) AS l (timeframe, ranges)
+                INNER JOIN tickagg.timeframes AS t ON t.timeframe = l.timeframe
+                CROSS JOIN LATERAL tickagg.aggregate_buckets(
+                    p_canonical_symbol, l.timeframe, coalesce(p_source_timeframe, t.source_timeframe), l.ranges
                 ) AS a
                 -- in key order the index grows at one edge and the next level
                 -- reads the bars from neighbouring heap pages
-                ORDER BY a.bucket_start
-                RETURNING is_partial
+                ORDER BY l.timeframe, a.bucket_start
+                RETURNING timeframe, is_partial
             )
-            SELECT count(*), count(*) FILTER (WHERE i.is_partial)
-            INTO v_bars_written, v_partial_bars
-            FROM inserted AS i;
+            SELECT
+                sum(c.bars),
+                sum(c.partial),
+                jsonb_object_agg(
+                    c.timeframe,
+                    jsonb_build_object(
+                        'buckets_with_data', c.bars, 'bars_written', c.bars, 'partial_bars', c.partial,
+                        'bars_deleted', 0
+                    )
+                )
+            INTO v_bars_written, v_partial_bars, v_per_timeframe
+            FROM (
+                SELECT
+                    l.timeframe,
+                    (SELECT count(*) FROM inserted AS i WHERE i.timeframe = l.timeframe) AS bars,
+                    (SELECT count(*) FROM inserted AS i WHERE i.timeframe = l.timeframe AND i.is_partial) AS partial
+                FROM unnest(p_timeframes) AS l (timeframe)
+            ) AS c;
             RETURN jsonb_build_object(
                 'buckets_with_data', v_bars_written,
                 'bars_written', v_bars_written,
                 'partial_bars', v_partial_bars,
-                'bars_deleted', 0
+                'bars_deleted', 0,
+                'by_timeframe', v_per_timeframe
             );
         EXCEPTION WHEN unique_violation THEN
             NULL;  -- fall through to the upsert
@@ -93,9 +137,11 @@ BEGIN
     END IF;
 
     WITH aggregated AS MATERIALIZED (
-        SELECT a.*
-        FROM tickagg.aggregate_buckets(
-            p_canonical_symbol, p_timeframe, v_timeframe.source_timeframe, p_ranges
+        SELECT l.timeframe, a.*
+        FROM unnest(p_timeframes, p_ranges) AS l (timeframe, ranges)
+        INNER JOIN tickagg.timeframes AS t ON t.timeframe = l.timeframe
+        CROSS JOIN LATERAL tickagg.aggregate_buckets(
+            p_canonical_symbol, l.timeframe, coalesce(p_source_timeframe, t.source_timeframe), l.ranges
         ) AS a
     ),
     upserted AS (
@@ -104,7 +150,7 @@ BEGIN
             trade_count, source_candles, expected_candles, quality_score, is_partial
         )
         SELECT
-            p_canonical_symbol, p_timeframe, a.bucket_start, a.bucket_end, a.open, a.high, a.low, a.close,
+            p_canonical_symbol, a.timeframe, a.bucket_start, a.bucket_end, a.open, a.high, a.low, a.close,
             a.volume, a.vwap, a.trade_count, a.source_candles, a.expected_candles, a.quality_score, a.is_partial
         FROM aggregated AS a
         ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
@@ -137,7 +183,7 @@ BEGIN
             -- sums: only beyond summation-order rounding
             OR tickagg.float_differs(d.volume, excluded.volume)
             OR tickagg.float_differs(d.vwap, excluded.vwap)
-        RETURNING d.is_partial
+        RETURNING d.timeframe, d.is_partial
     ),
     removed AS (
         UPDATE tickagg.derived_data_bars AS d SET
@@ -145,31 +191,64 @@ BEGIN
             derivation_version = d.derivation_version + 1,
             change_no = nextval('tickagg.bar_change_seq'),
             updated_at = now()
-        FROM unnest(p_ranges) AS r (span)
-        WHERE
-            d.canonical_symbol = p_canonical_symbol
-            AND d.timeframe = p_timeframe
-            AND d.ts_utc >= lower(r.span)
-            AND d.ts_utc < upper(r.span)
-            AND d.deleted_at IS NULL
-            AND NOT EXISTS (SELECT 1 FROM aggregated AS a WHERE a.bucket_start = d.ts_utc)
-        RETURNING 1
+        -- each range's bars by their own index lookup, fenced (OFFSET 0): left to
+        -- itself the planner read every bar of the symbol to find them (250 ms)
+        FROM (
+            SELECT x.timeframe, x.ts_utc
+            FROM unnest(p_timeframes, p_ranges) AS l (timeframe, ranges)
+            CROSS JOIN LATERAL unnest(l.ranges) AS r (span)
+            CROSS JOIN LATERAL (
+                SELECT b.timeframe, b.ts_utc
+                FROM tickagg.derived_data_bars AS b
+                WHERE
+                    b.canonical_symbol = p_canonical_symbol
+                    AND b.timeframe = l.timeframe
+                    AND b.ts_utc >= lower(r.span)
+                    AND b.ts_utc < upper(r.span)
+                    AND b.deleted_at IS NULL
+                OFFSET 0
+            ) AS x
+            WHERE NOT EXISTS (
+                SELECT 1 FROM aggregated AS a WHERE a.timeframe = x.timeframe AND a.bucket_start = x.ts_utc
+            )
+            OFFSET 0
+        ) AS gone
+        WHERE d.canonical_symbol = p_canonical_symbol AND d.timeframe = gone.timeframe AND d.ts_utc = gone.ts_utc
+        RETURNING d.timeframe
+    ),
+    counted AS (
+        SELECT
+            l.timeframe,
+            (SELECT count(*) FROM aggregated AS a WHERE a.timeframe = l.timeframe) AS buckets,
+            (SELECT count(*) FROM upserted AS u WHERE u.timeframe = l.timeframe) AS written,
+            (SELECT count(*) FROM upserted AS u WHERE u.timeframe = l.timeframe AND u.is_partial) AS partial,
+            (SELECT count(*) FROM removed AS x WHERE x.timeframe = l.timeframe) AS deleted
+        FROM unnest(p_timeframes) AS l (timeframe)
     )
     SELECT
-        (SELECT count(*) FROM aggregated),
-        (SELECT count(*) FROM upserted),
-        (SELECT count(*) FROM upserted AS u WHERE u.is_partial),
-        (SELECT count(*) FROM removed)
-    INTO v_buckets_with_data, v_bars_written, v_partial_bars, v_bars_deleted;
+        sum(c.buckets),
+        sum(c.written),
+        sum(c.partial),
+        sum(c.deleted),
+        jsonb_object_agg(
+            c.timeframe,
+            jsonb_build_object(
+                'buckets_with_data', c.buckets, 'bars_written', c.written, 'partial_bars', c.partial,
+                'bars_deleted', c.deleted
+            )
+        )
+    FROM counted AS c
+    INTO v_buckets_with_data, v_bars_written, v_partial_bars, v_bars_deleted, v_per_timeframe;
 
     RETURN jsonb_build_object(
         'buckets_with_data', v_buckets_with_data,
         'bars_written', v_bars_written,
         'partial_bars', v_partial_bars,
-        'bars_deleted', v_bars_deleted
+        'bars_deleted', v_bars_deleted,
+        'by_timeframe', v_per_timeframe
     );
 END
 $$;
 
-COMMENT ON FUNCTION tickagg.rollup_ranges(text, text, tstzmultirange) IS
-'Recompute the derived bars of one symbol and timeframe whose buckets start in p_ranges, set-based, from the source timeframe.';
+COMMENT ON FUNCTION tickagg.rollup_ranges(text, text[], tstzmultirange[], text) IS
+'Recompute the derived bars of one symbol whose buckets start in each timeframe''s ranges, set-based, in one statement.';

@@ -1,0 +1,232 @@
+"""The late-data cascade: a run that redoes buckets behind its cursor also redoes
+the dirty buckets of the levels above it, in the same transaction
+(rollup_cascade_dirty). These tests hold levels from other sessions and make a
+level fail, and check that every derived bar still ends equal to the oracle."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import helpers as h
+import psycopg
+import pytest
+from oracle import TIMEFRAMES, Bar1m, diff, expected_bars, random_bars
+
+UTC = dt.UTC
+SYM, CAL = "FXC", "forex_24x5"
+AGG_START = dt.datetime(2025, 3, 3, tzinfo=UTC)
+LATE_AT = dt.datetime(2025, 3, 12, 15, 7, tzinfo=UTC)
+
+
+def loaded(dsn, conn, seed: int) -> dict[dt.datetime, Bar1m]:
+    """One forex symbol, two weeks, every level materialised and idle."""
+    rng = random.Random(seed)
+    h.register(conn, SYM, CAL)
+    h.sync(conn, AGG_START)
+    h.rollups_only(conn)
+    bars = random_bars(CAL, dt.date(2025, 3, 2), dt.date(2025, 3, 14), rng, base=1.08)
+    h.insert_bars(conn, SYM, bars)
+    h.drive(dsn)
+    return bars
+
+
+def land_late_high(conn, bars: dict[dt.datetime, Bar1m]) -> dt.datetime:
+    """Correct one minute with a new high: the bar of every level changes."""
+    t = min(ts for ts in bars if ts >= LATE_AT)
+    old = bars[t]
+    bars[t] = Bar1m(
+        old.open, old.high + 1.0, old.low, old.close, old.volume, old.vwap, old.trade_count,
+        "live_aggregated",
+    )  # fmt: skip
+    assert h.ingest(conn, [(SYM, t, bars[t])])["rows_landed"] == 1
+    return t
+
+
+def run_5m(conn) -> dict:
+    """The 5m task's run as the runner makes it: claim, catch-up, finish."""
+    tasks = conn.execute(
+        "SELECT * FROM tickagg.agg_get_due_tasks('prod', now(), 100, 300)"
+    ).fetchall()
+    assert [t["timeframe"] for t in tasks] == ["5m"], tasks
+    (task,) = tasks
+    with conn.transaction():
+        res = conn.execute(
+            "SELECT tickagg.catchup_aggregation_range(%s, %s, %s) AS r",
+            (SYM, "5m", task["cursor_ts"]),
+        ).fetchone()["r"]
+        h._finish(conn, task, res)
+    return res
+
+
+def pending(conn) -> list[str]:
+    return [
+        r["timeframe"]
+        for r in conn.execute(
+            "SELECT DISTINCT timeframe FROM tickagg.agg_invalidations WHERE canonical_symbol = %s",
+            (SYM,),
+        )
+    ]
+
+
+def assert_oracle(conn, bars) -> None:
+    problems = diff(expected_bars(SYM, CAL, bars, AGG_START), h.derived(conn, [SYM]))
+    assert not problems, "\n".join(problems)
+
+
+def test_one_run_redoes_every_level_and_counts_its_bars(dsn, conn):
+    bars = loaded(dsn, conn, 11)
+    before = {
+        r["timeframe"]: r["bars_written_total"]
+        for r in conn.execute(
+            "SELECT timeframe, bars_written_total FROM tickagg.data_agg_state"
+            " WHERE canonical_symbol = %s AND task_kind = 'rollup'",
+            (SYM,),
+        )
+    }
+    land_late_high(conn, bars)
+    res = run_5m(conn)
+    assert res["bars_written"] == 1
+    assert sorted(res["cascaded"]) == sorted(TIMEFRAMES[1:]), res
+    assert all(
+        c["bars_written"] == 1 and c["bars_deleted"] == 0 for c in res["cascaded"].values()
+    ), res
+    assert pending(conn) == []
+    assert (
+        conn.execute(
+            "SELECT count(*) AS n FROM tickagg.agg_get_due_tasks('prod', now(), 100)"
+        ).fetchone()["n"]
+        == 0
+    )
+    after = {
+        r["timeframe"]: r["bars_written_total"]
+        for r in conn.execute(
+            "SELECT timeframe, bars_written_total FROM tickagg.data_agg_state"
+            " WHERE canonical_symbol = %s AND task_kind = 'rollup'",
+            (SYM,),
+        )
+    }
+    assert {tf: after[tf] - before[tf] for tf in TIMEFRAMES} == dict.fromkeys(TIMEFRAMES, 1)
+    assert_oracle(conn, bars)
+
+
+def test_a_level_locked_by_another_session_stops_the_cascade_there(dsn, conn):
+    """A claim in progress elsewhere holds the 1h task's row: the cascade never
+    waits for it, redoes 15m and 30m, and leaves 1h and above to their own runs."""
+    bars = loaded(dsn, conn, 12)
+    land_late_high(conn, bars)
+    with psycopg.connect(dsn, autocommit=False) as other:
+        other.execute(
+            "SELECT 1 FROM tickagg.data_agg_state"
+            " WHERE canonical_symbol = %s AND timeframe = '1h' AND task_kind = 'rollup' FOR UPDATE",
+            (SYM,),
+        )
+        res = run_5m(conn)
+        other.rollback()
+    assert sorted(res["cascaded"]) == ["15m", "30m"], res
+    assert pending(conn) == ["1h"]
+    h.drive(dsn)
+    assert_oracle(conn, bars)
+
+
+def test_a_level_another_runner_has_claimed_is_left_to_it(dsn, conn):
+    """The 4h task is running elsewhere (claimed, lease valid): the cascade stops
+    below it; after that runner finishes, everything converges."""
+    bars = loaded(dsn, conn, 13)
+    land_late_high(conn, bars)
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET status = 'running', claim_token = gen_random_uuid(),"
+        " lease_expires_at = now() + interval '5 minutes', running_started_at_utc = now()"
+        " WHERE canonical_symbol = %s AND timeframe = '4h' AND task_kind = 'rollup'",
+        (SYM,),
+    )
+    res = run_5m(conn)
+    assert sorted(res["cascaded"]) == ["15m", "1h", "30m"], res
+    assert pending(conn) == ["4h"]
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET status = 'idle', claim_token = NULL,"
+        " lease_expires_at = NULL, running_started_at_utc = NULL"
+        " WHERE canonical_symbol = %s AND timeframe = '4h'",
+        (SYM,),
+    )
+    h.drive(dsn)
+    assert_oracle(conn, bars)
+
+
+def test_a_failing_level_rolls_back_the_cascade_alone(dsn, conn):
+    """A level above that cannot be written (here a trigger refuses 1d bars) costs
+    the run nothing: its own 5m bar lands, the levels above are left, queued, to
+    their own runs, and the 1d task's run reports the error."""
+    bars = loaded(dsn, conn, 14)
+    conn.execute(
+        """
+        CREATE FUNCTION pg_temp.refuse_1d() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.timeframe = '1d' THEN
+                RAISE EXCEPTION 'no 1d bars today';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse_1d BEFORE INSERT OR UPDATE ON tickagg.derived_data_bars
+        FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse_1d();
+        """
+    )
+    try:
+        land_late_high(conn, bars)
+        res = run_5m(conn)
+        assert res["bars_written"] == 1
+        assert "no 1d bars today" in res["cascaded"]["error"], res
+        assert pending(conn) == ["15m"]
+        # the levels' own runs: 15m to 4h land, 1d keeps failing (the runner would
+        # back off and report it), so 1w waits
+        for tf in TIMEFRAMES[1:5]:
+            (task,) = conn.execute(
+                "SELECT * FROM tickagg.agg_get_due_tasks('prod', now(), 1, 300)"
+            ).fetchall()
+            assert task["timeframe"] == tf, task
+            with conn.transaction():
+                res = conn.execute(
+                    "SELECT tickagg.catchup_aggregation_range(%s, %s, %s) AS r",
+                    (SYM, tf, task["cursor_ts"]),
+                ).fetchone()["r"]
+                h._finish(conn, task, res)
+        (task,) = conn.execute(
+            "SELECT * FROM tickagg.agg_get_due_tasks('prod', now(), 1, 300)"
+        ).fetchall()
+        assert task["timeframe"] == "1d"
+        with pytest.raises(psycopg.errors.RaiseException, match="no 1d bars today"):
+            with conn.transaction():
+                conn.execute(
+                    "SELECT tickagg.catchup_aggregation_range(%s, %s, %s)",
+                    (SYM, "1d", task["cursor_ts"]),
+                )
+    finally:
+        conn.execute("DROP TRIGGER IF EXISTS refuse_1d ON tickagg.derived_data_bars")
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET status = 'idle', claim_token = NULL,"
+        " lease_expires_at = NULL, running_started_at_utc = NULL WHERE status = 'running'"
+    )
+    h.drive(dsn)
+    assert_oracle(conn, bars)
+
+
+def test_the_runner_logs_and_counts_cascaded_bars(dsn, conn):
+    """`tickagg run` over one late minute: one task run, seven bars, each counted
+    under its own timeframe in the metrics."""
+    from runner import db
+    from runner.loop import Runner, RunnerConfig
+    from runner.metrics import Metrics
+
+    bars = loaded(dsn, conn, 15)
+    land_late_high(conn, bars)
+    metrics = Metrics()
+    cfg = RunnerConfig(dsn=dsn, lease_seconds=60, statement_timeout=30, until_idle=True)
+    runner = Runner(cfg, db.make_pool(dsn, max_size=2), metrics=metrics)
+    try:
+        stats = runner.run(install_signals=False)
+    finally:
+        runner.pool.close()
+    assert (stats.tasks_succeeded, stats.bars_written) == (1, len(TIMEFRAMES)), stats
+    written = {tf: metrics.bars_written.labels(timeframe=tf)._value.get() for tf in TIMEFRAMES}
+    assert written == dict.fromkeys(TIMEFRAMES, 1)
+    assert_oracle(conn, bars)
