@@ -5,11 +5,15 @@
 -- claim, a catch-up call, a finish and a commit, about 2 ms a level: a late
 -- bar's seven levels took 20 ms that way.
 --
--- A statement (rollup_ranges) rebuilds several levels from one source timeframe,
--- which every level of it nests in, reading at most 240 source bars per bucket
--- (4h from 1m). A wider level starts the next statement, which reads its own
--- source timeframe, written by the statement before: a late minute costs two
--- statements, 5m to 4h from 1m, then 1d and 1w from 4h.
+-- Where a level has a few buckets to redo (at most 16), the fixed cost of a
+-- statement dominates, so one statement (rollup_ranges) rebuilds several such
+-- levels from one source timeframe they all nest in, reading at most 168 source
+-- bars per bucket (1h from 1m). A level beyond that starts the next statement,
+-- which reads its own source timeframe, written by the statement before: a late
+-- minute costs two statements, 5m to 1h from 1m, then 4h, 1d and 1w from 1h.
+-- A level with many buckets to redo (a backfill) gets a statement of its own
+-- reading its own source: re-reading the minutes of a month once per level cost
+-- more than the statements saved.
 --
 -- A level above is taken only while its task is idle and lockable (FOR UPDATE
 -- SKIP LOCKED, so this never waits): a task another runner holds, or one that is
@@ -44,14 +48,20 @@ DECLARE
     v_ranges tstzmultirange[];
     v_steps interval[];
     v_sources text[];
+    v_few boolean[];
     v_dirty tstzmultirange;
     v_group_from integer := 1;
     v_group_step interval;
     v_rollup jsonb;
     v_by_timeframe jsonb := '{}'::jsonb;
 BEGIN
-    SELECT ARRAY[t.timeframe], ARRAY[p_ranges], ARRAY[t.step], ARRAY[t.source_timeframe]
-    INTO v_timeframes, v_ranges, v_steps, v_sources
+    SELECT
+        ARRAY[t.timeframe],
+        ARRAY[p_ranges],
+        ARRAY[t.step],
+        ARRAY[t.source_timeframe],
+        ARRAY[tickagg.range_width(p_ranges) <= t.step * 16]
+    INTO v_timeframes, v_ranges, v_steps, v_sources, v_few
     FROM tickagg.timeframes AS t
     WHERE t.timeframe = p_timeframe;
 
@@ -96,11 +106,16 @@ BEGIN
                 v_ranges := v_ranges || v_dirty;
                 v_steps := v_steps || v_level.step;
                 v_sources := v_sources || v_level.source_timeframe;
+                v_few := v_few || (tickagg.range_width(v_dirty) <= v_level.step * 16);
             END LOOP;
             IF cardinality(v_timeframes) > 1 THEN
                 SELECT t.step INTO v_group_step FROM tickagg.timeframes AS t WHERE t.timeframe = v_sources[1];
                 FOR v_i IN 2 .. cardinality(v_timeframes) + 1 LOOP
-                    CONTINUE WHEN v_i <= cardinality(v_timeframes) AND v_steps[v_i] <= v_group_step * 168;
+                    CONTINUE WHEN
+                        v_i <= cardinality(v_timeframes)
+                        AND v_few[v_group_from]
+                        AND v_few[v_i]
+                        AND v_steps[v_i] <= v_group_step * 168;
                     v_rollup := tickagg.rollup_ranges(
                         p_canonical_symbol, v_timeframes[v_group_from:v_i - 1], v_ranges[v_group_from:v_i - 1],
                         v_sources[v_group_from]

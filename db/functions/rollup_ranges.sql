@@ -53,13 +53,8 @@ BEGIN
     -- over the symbol's every bar (130 ms). The function's SET clause restores
     -- all three settings on exit.
     IF (
-        SELECT bool_and(l.width <= t.step * 16)
-        FROM (
-            SELECT l.timeframe, sum(upper(r.span) - lower(r.span)) AS width
-            FROM unnest(p_timeframes, p_ranges) AS l (timeframe, ranges)
-            CROSS JOIN LATERAL unnest(l.ranges) AS r (span)
-            GROUP BY l.timeframe
-        ) AS l
+        SELECT bool_and(tickagg.range_width(l.ranges) <= t.step * 16)
+        FROM unnest(p_timeframes, p_ranges) AS l (timeframe, ranges)
         INNER JOIN tickagg.timeframes AS t ON t.timeframe = l.timeframe
     ) THEN
         PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
