@@ -89,7 +89,7 @@ BEGIN
     INTO v_ranges, v_continue, v_spans_taken
     FROM tickagg.rollup_take_dirty(
         p_canonical_symbol, p_timeframe, v_calendar_code, v_timeframe.step, v_task.agg_start_utc, v_cursor,
-        v_max_windows, p_keep_ahead => false
+        v_max_windows
     ) AS d;
     -- buckets behind the cursor are late data: the levels built on this one have
     -- them too, and redo them in this call

@@ -43,7 +43,17 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_level record;
+    v_tasks tickagg.data_agg_state[] := '{}';
+    v_frames tickagg.timeframes[] := '{}';
+    v_task tickagg.data_agg_state;
+    v_frame tickagg.timeframes;
     v_taken text[] := ARRAY[p_timeframe];
+    v_taken_timeframes text[];
+    v_taken_spans tstzmultirange[];
+    v_requeue_timeframes text[] := '{}';
+    v_requeue_spans tstzmultirange[] := '{}';
+    v_buckets tstzmultirange;
+    v_requeue tstzmultirange;
     v_timeframes text[];
     v_ranges tstzmultirange[];
     v_steps interval[];
@@ -60,25 +70,27 @@ BEGIN
         ARRAY[p_ranges],
         ARRAY[t.step],
         ARRAY[t.source_timeframe],
-        ARRAY[tickagg.range_width(p_ranges) <= t.step * 16]
+        ARRAY[tickagg.hull_width(p_ranges) <= t.step * 16]
     INTO v_timeframes, v_ranges, v_steps, v_sources, v_few
     FROM tickagg.timeframes AS t
     WHERE t.timeframe = p_timeframe;
 
     IF p_cascade THEN
         BEGIN
+            -- the levels above this cascade can take: each on top of one it takes
             FOR v_level IN
                 WITH RECURSIVE above AS (
-                    SELECT t.timeframe, t.source_timeframe, t.step, 1 AS depth
+                    SELECT t.timeframe, 1 AS depth
                     FROM tickagg.timeframes AS t
                     WHERE t.source_timeframe = p_timeframe
                     UNION ALL
-                    SELECT t.timeframe, t.source_timeframe, t.step, a.depth + 1
+                    SELECT t.timeframe, a.depth + 1
                     FROM tickagg.timeframes AS t
                     INNER JOIN above AS a ON t.source_timeframe = a.timeframe
                 )
-                SELECT a.timeframe, a.source_timeframe, a.step, s.agg_start_utc, s.last_agg_bar_ts_utc, s.max_windows
+                SELECT s AS task, t AS frame
                 FROM above AS a
+                INNER JOIN tickagg.timeframes AS t ON t.timeframe = a.timeframe
                 INNER JOIN tickagg.data_agg_state AS s
                     ON s.canonical_symbol = p_canonical_symbol AND s.timeframe = a.timeframe AND s.task_kind = 'rollup'
                 WHERE
@@ -89,25 +101,58 @@ BEGIN
                 ORDER BY a.depth
                 FOR UPDATE OF s SKIP LOCKED
             LOOP
-                -- only on top of a level this cascade holds (or the run's own timeframe)
-                CONTINUE WHEN NOT v_level.source_timeframe = ANY(v_taken);
-                SELECT d.dirty_buckets INTO v_dirty
-                FROM tickagg.rollup_take_dirty(
-                    p_canonical_symbol, v_level.timeframe, p_calendar_code, v_level.step, v_level.agg_start_utc,
-                    v_level.last_agg_bar_ts_utc, coalesce(v_level.max_windows, p_max_windows),
-                    p_keep_ahead => true,
-                    p_also => coalesce(
-                        v_ranges[array_position(v_timeframes, v_level.source_timeframe)], '{}'::tstzmultirange
-                    )
-                ) AS d;
-                v_taken := v_taken || v_level.timeframe;
-                CONTINUE WHEN isempty(v_dirty);
-                v_timeframes := v_timeframes || v_level.timeframe;
-                v_ranges := v_ranges || v_dirty;
-                v_steps := v_steps || v_level.step;
-                v_sources := v_sources || v_level.source_timeframe;
-                v_few := v_few || (tickagg.range_width(v_dirty) <= v_level.step * 16);
+                CONTINUE WHEN NOT (v_level.frame).source_timeframe = ANY(v_taken);
+                v_taken := v_taken || (v_level.frame).timeframe;
+                v_tasks := v_tasks || v_level.task;
+                v_frames := v_frames || v_level.frame;
             END LOOP;
+
+            -- Their dirty spans behind their cursors, in one statement; spans ahead
+            -- of a cursor stay queued for that task's catch-up.
+            WITH taken AS (
+                DELETE FROM tickagg.agg_invalidations AS i
+                USING unnest(v_tasks) AS l
+                WHERE
+                    i.canonical_symbol = p_canonical_symbol
+                    AND i.timeframe = l.timeframe
+                    AND lower(i.dirty_range) < l.last_agg_bar_ts_utc
+                RETURNING i.timeframe, i.dirty_range
+            )
+            SELECT array_agg(t.timeframe), array_agg(t.spans)
+            INTO v_taken_timeframes, v_taken_spans
+            FROM (
+                SELECT t.timeframe, range_agg(t.dirty_range) AS spans FROM taken AS t GROUP BY t.timeframe
+            ) AS t;
+
+            FOR v_i IN 1 .. cardinality(v_tasks) LOOP
+                v_task := v_tasks[v_i];
+                v_frame := v_frames[v_i];
+                -- its own spans and the buckets redone below it
+                v_dirty := coalesce(
+                    v_taken_spans[array_position(v_taken_timeframes, v_frame.timeframe)], '{}'::tstzmultirange
+                ) + coalesce(v_ranges[array_position(v_timeframes, v_frame.source_timeframe)], '{}'::tstzmultirange);
+                SELECT b.dirty_buckets, b.requeue INTO v_buckets, v_requeue
+                FROM tickagg.rollup_dirty_buckets(
+                    p_canonical_symbol, v_frame.timeframe, p_calendar_code, v_frame.step, v_task.agg_start_utc,
+                    v_task.last_agg_bar_ts_utc, coalesce(v_task.max_windows, p_max_windows), v_dirty
+                ) AS b;
+                v_requeue := v_requeue + v_dirty * tstzmultirange(tstzrange(v_task.last_agg_bar_ts_utc, NULL));
+                IF NOT isempty(v_requeue) THEN
+                    v_requeue_timeframes := v_requeue_timeframes || v_frame.timeframe;
+                    v_requeue_spans := v_requeue_spans || v_requeue;
+                END IF;
+                CONTINUE WHEN isempty(v_buckets);
+                v_timeframes := v_timeframes || v_frame.timeframe;
+                v_ranges := v_ranges || v_buckets;
+                v_steps := v_steps || v_frame.step;
+                v_sources := v_sources || v_frame.source_timeframe;
+                v_few := v_few || (tickagg.hull_width(v_buckets) <= v_frame.step * 16);
+            END LOOP;
+            INSERT INTO tickagg.agg_invalidations (canonical_symbol, timeframe, dirty_range)
+            SELECT p_canonical_symbol, r.timeframe, d.span
+            FROM unnest(v_requeue_timeframes, v_requeue_spans) AS r (timeframe, spans)
+            CROSS JOIN LATERAL unnest(r.spans) AS d (span);
+
             IF cardinality(v_timeframes) > 1 THEN
                 SELECT t.step INTO v_group_step FROM tickagg.timeframes AS t WHERE t.timeframe = v_sources[1];
                 FOR v_i IN 2 .. cardinality(v_timeframes) + 1 LOOP
