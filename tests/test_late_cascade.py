@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import threading
+import time
 
 import helpers as h
 import psycopg
@@ -69,14 +71,8 @@ def pending(conn) -> list[str]:
     ]
 
 
-def assert_oracle(conn, bars) -> None:
-    problems = diff(expected_bars(SYM, CAL, bars, AGG_START), h.derived(conn, [SYM]))
-    assert not problems, "\n".join(problems)
-
-
-def test_one_run_redoes_every_level_and_counts_its_bars(dsn, conn):
-    bars = loaded(dsn, conn, 11)
-    before = {
+def bars_written_totals(conn) -> dict[str, int]:
+    return {
         r["timeframe"]: r["bars_written_total"]
         for r in conn.execute(
             "SELECT timeframe, bars_written_total FROM tickagg.data_agg_state"
@@ -84,6 +80,16 @@ def test_one_run_redoes_every_level_and_counts_its_bars(dsn, conn):
             (SYM,),
         )
     }
+
+
+def assert_oracle(conn, bars) -> None:
+    problems = diff(expected_bars(SYM, CAL, bars, AGG_START), h.derived(conn, [SYM]))
+    assert not problems, "\n".join(problems)
+
+
+def test_one_run_redoes_every_level_and_counts_its_bars(dsn, conn):
+    bars = loaded(dsn, conn, 11)
+    before = bars_written_totals(conn)
     land_late_high(conn, bars)
     res = run_5m(conn)
     assert res["bars_written"] == 1
@@ -98,14 +104,7 @@ def test_one_run_redoes_every_level_and_counts_its_bars(dsn, conn):
         ).fetchone()["n"]
         == 0
     )
-    after = {
-        r["timeframe"]: r["bars_written_total"]
-        for r in conn.execute(
-            "SELECT timeframe, bars_written_total FROM tickagg.data_agg_state"
-            " WHERE canonical_symbol = %s AND task_kind = 'rollup'",
-            (SYM,),
-        )
-    }
+    after = bars_written_totals(conn)
     assert {tf: after[tf] - before[tf] for tf in TIMEFRAMES} == dict.fromkeys(TIMEFRAMES, 1)
     assert_oracle(conn, bars)
 
@@ -229,4 +228,101 @@ def test_the_runner_logs_and_counts_cascaded_bars(dsn, conn):
     assert (stats.tasks_succeeded, stats.bars_written) == (1, len(TIMEFRAMES)), stats
     written = {tf: metrics.bars_written.labels(timeframe=tf)._value.get() for tf in TIMEFRAMES}
     assert written == dict.fromkeys(TIMEFRAMES, 1)
+    assert_oracle(conn, bars)
+
+
+def test_a_rebuild_during_a_cascade_waits_for_it(dsn, conn):
+    """derived_rebuild_range of a level the uncommitted cascade holds waits for it
+    and then reads what it committed; without the wait it rewrote 1h from the old
+    30m bars after the cascade had dropped the 1h invalidation (found in review)."""
+    bars = loaded(dsn, conn, 22)
+    t = land_late_high(conn, bars)
+    (task,) = conn.execute(
+        "SELECT * FROM tickagg.agg_get_due_tasks('prod', now(), 100, 300)"
+    ).fetchall()
+    rebuilt = {}
+
+    def rebuild_1h() -> None:
+        with psycopg.connect(dsn, autocommit=True) as other:
+            rebuilt["r"] = other.execute(
+                "SELECT tickagg.derived_rebuild_range(%s, '1h', %s, %s)",
+                (SYM, t, t + dt.timedelta(minutes=1)),
+            ).fetchone()[0]
+
+    with conn.transaction():
+        res = conn.execute(
+            "SELECT tickagg.catchup_aggregation_range(%s, %s, %s) AS r",
+            (SYM, "5m", task["cursor_ts"]),
+        ).fetchone()["r"]
+        assert "1h" in res["cascaded"], res
+        other = threading.Thread(target=rebuild_1h)
+        other.start()
+        time.sleep(0.5)
+        assert "r" not in rebuilt, "the rebuild did not wait for the cascade"
+        h._finish(conn, task, res)
+    other.join(timeout=30)
+    assert rebuilt["r"]["bars_written"] == 0, rebuilt  # it found the cascade's bar current
+    h.drive(dsn)
+    assert_oracle(conn, bars)
+
+
+def test_a_cascade_locks_no_level_it_does_not_take(dsn, conn):
+    """With 15m claimed by another runner the cascade takes nothing above it and
+    holds none of those rows: the other runner's finish, which wakes 30m, does not
+    wait for the cascade's transaction (they deadlocked, found in review)."""
+    bars = loaded(dsn, conn, 21)
+    land_late_high(conn, bars)
+    claimed = conn.execute(
+        "UPDATE tickagg.data_agg_state SET status = 'running', claim_token = gen_random_uuid(),"
+        " lease_expires_at = now() + interval '5 minutes', running_started_at_utc = now()"
+        " WHERE canonical_symbol = %s AND timeframe = '15m' AND task_kind = 'rollup'"
+        " RETURNING claim_token, last_agg_bar_ts_utc",
+        (SYM,),
+    ).fetchone()
+    (task,) = conn.execute(
+        "SELECT * FROM tickagg.agg_get_due_tasks('prod', now(), 100, 300)"
+    ).fetchall()
+    with conn.transaction():
+        res = conn.execute(
+            "SELECT tickagg.catchup_aggregation_range(%s, %s, %s) AS r",
+            (SYM, "5m", task["cursor_ts"]),
+        ).fetchone()["r"]
+        assert res["cascaded"] == {}, res
+        with psycopg.connect(dsn, autocommit=True) as other:
+            other.execute("SET lock_timeout = '2s'")
+            other.execute(
+                "SELECT tickagg.agg_finish(%s, '15m', 'rollup', %s, 'success', %s, %s)",
+                (
+                    SYM,
+                    claimed["claim_token"],
+                    claimed["last_agg_bar_ts_utc"],
+                    claimed["last_agg_bar_ts_utc"] + dt.timedelta(minutes=15),
+                ),
+            )
+        h._finish(conn, task, res)
+    h.drive(dsn)
+    assert_oracle(conn, bars)
+
+
+def test_a_backfill_is_left_to_each_levels_own_run(dsn, conn):
+    """A day of corrected minutes is many 5m buckets: the 5m run redoes them and
+    leaves the levels above to their own runs, each in its own transaction. 15m,
+    30m and 1h have more than 16 buckets of that day each; 4h has 6, so its run
+    cascades to 1d and 1w."""
+    bars = loaded(dsn, conn, 23)
+    day = [ts for ts in sorted(bars) if LATE_AT <= ts < LATE_AT + dt.timedelta(days=1)]
+    rows = []
+    for ts in day:
+        old = bars[ts]
+        bars[ts] = Bar1m(
+            old.open, old.high, old.low, old.close, old.volume + 1, old.vwap, old.trade_count,
+            "live_aggregated",
+        )  # fmt: skip
+        rows.append((SYM, ts, bars[ts]))
+    assert h.ingest(conn, rows)["rows_landed"] == len(day)
+    res = run_5m(conn)
+    assert res["bars_written"] > 16 and res["cascaded"] == {}, res
+    assert pending(conn) == ["15m"]
+    totals = h.drive(dsn)
+    assert totals["claims"] == 4, totals
     assert_oracle(conn, bars)

@@ -5,7 +5,11 @@
 -- timeframe: changed bars are rewritten (revision bumped), identical ones are
 -- no-ops, bars whose source vanished are soft-deleted, and the invalidation
 -- triggers carry every change up the hierarchy. A full rebuild is a wide range
--- ('-infinity', 'infinity'). Safe next to running tasks: it takes no task lock.
+-- ('-infinity', 'infinity'). It holds a key-share lock on the task row: a
+-- late-data cascade (rollup_cascade_dirty) that holds the row makes it wait until
+-- the cascade commits, and one that finds it held leaves this level alone, so the
+-- two never rewrite a bucket from different snapshots. A task's own run is not
+-- blocked (agg_finish's update does not conflict with the lock).
 CREATE OR REPLACE FUNCTION tickagg.derived_rebuild_range(
     p_canonical_symbol text,
     p_timeframe text,
@@ -36,6 +40,11 @@ BEGIN
     END IF;
 
     v_task := tickagg.rollup_task(p_canonical_symbol, p_timeframe);
+    -- The next statements see what a cascade that held the row committed.
+    PERFORM 1
+    FROM tickagg.data_agg_state AS s
+    WHERE s.canonical_symbol = p_canonical_symbol AND s.timeframe = p_timeframe AND s.task_kind = 'rollup'
+    FOR KEY SHARE;
     SELECT r.calendar_code INTO v_calendar_code
     FROM tickagg.core_asset_registry_all AS r
     WHERE r.canonical_symbol = p_canonical_symbol;

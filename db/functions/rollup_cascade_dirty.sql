@@ -5,25 +5,25 @@
 -- claim, a catch-up call, a finish and a commit, about 2 ms a level: a late
 -- bar's seven levels took 20 ms that way.
 --
--- Where a level has a few buckets to redo (at most 16), the fixed cost of a
--- statement dominates, so one statement (rollup_ranges) rebuilds several such
--- levels from one source timeframe they all nest in, reading at most 168 source
--- bars per bucket (1h from 1m). A level beyond that starts the next statement,
--- which reads its own source timeframe, written by the statement before: a late
--- minute costs two statements, 5m to 1h from 1m, then 4h, 1d and 1w from 1h.
--- A level with many buckets to redo (a backfill) gets a statement of its own
--- reading its own source: re-reading the minutes of a month once per level cost
--- more than the statements saved.
+-- Only levels with a few buckets to redo (at most 16 buckets' span) are taken:
+-- then the fixed cost of a statement dominates, so one statement (rollup_ranges)
+-- rebuilds several levels from one source timeframe they all nest in, reading at
+-- most 168 source bars per bucket (1h from 1m). A level beyond that starts the
+-- next statement, which reads its own source timeframe, written by the statement
+-- before: a late minute costs two statements, 5m to 1h from 1m, then 4h, 1d and
+-- 1w from 1h. A backfill (more buckets) is left to each level's own run, in its
+-- own transaction and statement timeout.
 --
 -- A level above is taken only while its task is idle and lockable (FOR UPDATE
--- SKIP LOCKED, so this never waits): a task another runner holds, or one that is
--- disabled, failing or backing off, is left to its own run with its
--- invalidations, and so is every level built on it. A level taken also redoes
--- its own queued dirty spans behind its cursor (read from a current source, they
--- come out right); spans ahead of a cursor stay queued for its catch-up. If the
--- levels above fail, they are rolled back alone (their invalidations with them)
--- and left to their own runs, which report the error; the own level then runs
--- alone.
+-- SKIP LOCKED, so this never waits), and locked only once its source is taken: a
+-- task another runner holds, or one that is disabled, failing or backing off, is
+-- left to its own run with its invalidations, and so is every level built on it.
+-- derived_rebuild_range takes a share lock on its task, so it and the cascade
+-- never rewrite one level at once. A level taken also redoes its own queued dirty
+-- spans behind its cursor (read from a current source, they come out right);
+-- spans ahead of a cursor stay queued for its catch-up. If the levels above fail,
+-- they are rolled back alone (their invalidations with them) and left to their
+-- own runs, which report the error; the own level then runs alone.
 --
 -- Returns rollup_ranges' counts for the own level and, under "cascaded", those
 -- of each level above, or {"error": message}.
@@ -42,43 +42,41 @@ SET search_path = pg_catalog, tickagg, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-    v_level record;
-    v_tasks tickagg.data_agg_state[] := '{}';
-    v_frames tickagg.timeframes[] := '{}';
     v_task tickagg.data_agg_state;
     v_frame tickagg.timeframes;
+    v_tasks tickagg.data_agg_state[] := '{}';
+    v_frames tickagg.timeframes[] := '{}';
     v_taken text[] := ARRAY[p_timeframe];
+    v_cascaded text[] := ARRAY[p_timeframe];
     v_taken_timeframes text[];
     v_taken_spans tstzmultirange[];
     v_requeue_timeframes text[] := '{}';
     v_requeue_spans tstzmultirange[] := '{}';
+    v_dirty tstzmultirange;
     v_buckets tstzmultirange;
     v_requeue tstzmultirange;
     v_timeframes text[];
     v_ranges tstzmultirange[];
     v_steps interval[];
     v_sources text[];
-    v_few boolean[];
-    v_dirty tstzmultirange;
+    v_own_step interval;
     v_group_from integer := 1;
     v_group_step interval;
     v_rollup jsonb;
     v_by_timeframe jsonb := '{}'::jsonb;
 BEGIN
-    SELECT
-        ARRAY[t.timeframe],
-        ARRAY[p_ranges],
-        ARRAY[t.step],
-        ARRAY[t.source_timeframe],
-        ARRAY[tickagg.hull_width(p_ranges) <= t.step * 16]
-    INTO v_timeframes, v_ranges, v_steps, v_sources, v_few
+    SELECT ARRAY[t.timeframe], ARRAY[p_ranges], ARRAY[t.step], ARRAY[t.source_timeframe], t.step
+    INTO v_timeframes, v_ranges, v_steps, v_sources, v_own_step
     FROM tickagg.timeframes AS t
     WHERE t.timeframe = p_timeframe;
 
-    IF p_cascade THEN
+    -- a backfill (many buckets) is left to each level's own run: one call doing every
+    -- level's share would outgrow the run's statement timeout
+    IF p_cascade AND tickagg.hull_width(p_ranges) <= v_own_step * 16 THEN
         BEGIN
-            -- the levels above this cascade can take: each on top of one it takes
-            FOR v_level IN
+            -- Lock a level only when its source is taken, so no row is held that the
+            -- cascade does not use (a held row would make a finishing runner wait).
+            FOR v_frame IN
                 WITH RECURSIVE above AS (
                     SELECT t.timeframe, 1 AS depth
                     FROM tickagg.timeframes AS t
@@ -88,23 +86,27 @@ BEGIN
                     FROM tickagg.timeframes AS t
                     INNER JOIN above AS a ON t.source_timeframe = a.timeframe
                 )
-                SELECT s AS task, t AS frame
+                SELECT t.*
                 FROM above AS a
                 INNER JOIN tickagg.timeframes AS t ON t.timeframe = a.timeframe
-                INNER JOIN tickagg.data_agg_state AS s
-                    ON s.canonical_symbol = p_canonical_symbol AND s.timeframe = a.timeframe AND s.task_kind = 'rollup'
+                ORDER BY a.depth
+            LOOP
+                CONTINUE WHEN NOT v_frame.source_timeframe = ANY(v_taken);
+                SELECT * INTO v_task
+                FROM tickagg.data_agg_state AS s
                 WHERE
-                    s.enabled
+                    s.canonical_symbol = p_canonical_symbol
+                    AND s.timeframe = v_frame.timeframe
+                    AND s.task_kind = 'rollup'
+                    AND s.enabled
                     AND s.status = 'idle'
                     AND s.transient_fail_streak = 0
                     AND s.hard_fail_streak = 0
-                ORDER BY a.depth
-                FOR UPDATE OF s SKIP LOCKED
-            LOOP
-                CONTINUE WHEN NOT (v_level.frame).source_timeframe = ANY(v_taken);
-                v_taken := v_taken || (v_level.frame).timeframe;
-                v_tasks := v_tasks || v_level.task;
-                v_frames := v_frames || v_level.frame;
+                FOR UPDATE SKIP LOCKED;
+                CONTINUE WHEN NOT FOUND;
+                v_taken := v_taken || v_frame.timeframe;
+                v_tasks := v_tasks || v_task;
+                v_frames := v_frames || v_frame;
             END LOOP;
 
             -- Their dirty spans behind their cursors, in one statement; spans ahead
@@ -127,26 +129,40 @@ BEGIN
             FOR v_i IN 1 .. cardinality(v_tasks) LOOP
                 v_task := v_tasks[v_i];
                 v_frame := v_frames[v_i];
-                -- its own spans and the buckets redone below it
                 v_dirty := coalesce(
                     v_taken_spans[array_position(v_taken_timeframes, v_frame.timeframe)], '{}'::tstzmultirange
-                ) + coalesce(v_ranges[array_position(v_timeframes, v_frame.source_timeframe)], '{}'::tstzmultirange);
+                );
+                IF NOT v_frame.source_timeframe = ANY(v_cascaded) THEN
+                    -- its source is left to its own run: so is this level
+                    v_requeue_timeframes := v_requeue_timeframes || v_frame.timeframe;
+                    v_requeue_spans := v_requeue_spans || v_dirty;
+                    CONTINUE;
+                END IF;
+                -- its own spans and the buckets redone below it
+                v_dirty := v_dirty + coalesce(
+                    v_ranges[array_position(v_timeframes, v_frame.source_timeframe)], '{}'::tstzmultirange
+                );
                 SELECT b.dirty_buckets, b.requeue INTO v_buckets, v_requeue
                 FROM tickagg.rollup_dirty_buckets(
                     p_canonical_symbol, v_frame.timeframe, p_calendar_code, v_frame.step, v_task.agg_start_utc,
-                    v_task.last_agg_bar_ts_utc, coalesce(v_task.max_windows, p_max_windows), v_dirty
+                    v_task.last_agg_bar_ts_utc, p_max_windows, v_dirty
                 ) AS b;
-                v_requeue := v_requeue + v_dirty * tstzmultirange(tstzrange(v_task.last_agg_bar_ts_utc, NULL));
+                IF tickagg.hull_width(v_buckets) > v_frame.step * 16 THEN
+                    -- a backfill at this level: its own run does it, and the levels above
+                    v_requeue := v_dirty;
+                ELSE
+                    v_requeue := v_requeue + v_dirty * tstzmultirange(tstzrange(v_task.last_agg_bar_ts_utc, NULL));
+                    v_cascaded := v_cascaded || v_frame.timeframe;
+                END IF;
                 IF NOT isempty(v_requeue) THEN
                     v_requeue_timeframes := v_requeue_timeframes || v_frame.timeframe;
                     v_requeue_spans := v_requeue_spans || v_requeue;
                 END IF;
-                CONTINUE WHEN isempty(v_buckets);
+                CONTINUE WHEN NOT v_frame.timeframe = ANY(v_cascaded) OR isempty(v_buckets);
                 v_timeframes := v_timeframes || v_frame.timeframe;
                 v_ranges := v_ranges || v_buckets;
                 v_steps := v_steps || v_frame.step;
                 v_sources := v_sources || v_frame.source_timeframe;
-                v_few := v_few || (tickagg.hull_width(v_buckets) <= v_frame.step * 16);
             END LOOP;
             INSERT INTO tickagg.agg_invalidations (canonical_symbol, timeframe, dirty_range)
             SELECT p_canonical_symbol, r.timeframe, d.span
@@ -154,12 +170,17 @@ BEGIN
             CROSS JOIN LATERAL unnest(r.spans) AS d (span);
 
             IF cardinality(v_timeframes) > 1 THEN
-                SELECT t.step INTO v_group_step FROM tickagg.timeframes AS t WHERE t.timeframe = v_sources[1];
+                -- A level joins the statement of the level before it when it nests in that
+                -- statement's source (its own source is that source or one of the
+                -- statement's levels) and needs at most 168 source bars per bucket.
+                v_group_step := (SELECT t.step FROM tickagg.timeframes AS t WHERE t.timeframe = v_sources[1]);
                 FOR v_i IN 2 .. cardinality(v_timeframes) + 1 LOOP
                     CONTINUE WHEN
                         v_i <= cardinality(v_timeframes)
-                        AND v_few[v_group_from]
-                        AND v_few[v_i]
+                        AND (
+                            v_sources[v_i] = v_sources[v_group_from]
+                            OR v_sources[v_i] = ANY(v_timeframes[v_group_from:v_i - 1])
+                        )
                         AND v_steps[v_i] <= v_group_step * 168;
                     v_rollup := tickagg.rollup_ranges(
                         p_canonical_symbol, v_timeframes[v_group_from:v_i - 1], v_ranges[v_group_from:v_i - 1],
@@ -168,7 +189,7 @@ BEGIN
                     v_by_timeframe := v_by_timeframe || (v_rollup -> 'by_timeframe');
                     EXIT WHEN v_i > cardinality(v_timeframes);
                     v_group_from := v_i;
-                    SELECT t.step INTO v_group_step FROM tickagg.timeframes AS t WHERE t.timeframe = v_sources[v_i];
+                    v_group_step := (SELECT t.step FROM tickagg.timeframes AS t WHERE t.timeframe = v_sources[v_i]);
                 END LOOP;
 
                 -- The statements' writes recorded invalidations for the levels they
