@@ -326,3 +326,20 @@ def test_a_backfill_is_left_to_each_levels_own_run(dsn, conn):
     totals = h.drive(dsn)
     assert totals["claims"] == 4, totals
     assert_oracle(conn, bars)
+
+
+def test_a_late_bar_cascades_while_the_run_also_catches_up(dsn, conn):
+    """Live data keeps the 5m run building new buckets; a late minute in the same
+    run still cascades (whether to cascade looks at the late buckets only)."""
+    bars = loaded(dsn, conn, 24)
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET last_agg_bar_ts_utc = %s"
+        " WHERE canonical_symbol = %s AND task_kind = 'rollup'",
+        (dt.datetime(2025, 3, 14, 12, tzinfo=UTC), SYM),
+    )
+    land_late_high(conn, bars)
+    res = run_5m(conn)
+    assert res["cursor_to"] > res["cursor_from"], res
+    assert sorted(res["cascaded"]) == sorted(TIMEFRAMES[1:]), res
+    h.drive(dsn)
+    assert_oracle(conn, bars)

@@ -1,5 +1,5 @@
 -- Materialise p_ranges of a rollup task's own timeframe and, when its run redoes
--- buckets behind its cursor (p_cascade: a late bar, a correction, a deletion),
+-- a few buckets behind its cursor (p_cascade: a late bar, a correction, a deletion),
 -- the dirty buckets of every level built on it, in the same transaction and with
 -- as few statements as the hierarchy allows. Each level's own run would cost a
 -- claim, a catch-up call, a finish and a commit, about 2 ms a level: a late
@@ -59,20 +59,17 @@ DECLARE
     v_ranges tstzmultirange[];
     v_steps interval[];
     v_sources text[];
-    v_own_step interval;
     v_group_from integer := 1;
     v_group_step interval;
     v_rollup jsonb;
     v_by_timeframe jsonb := '{}'::jsonb;
 BEGIN
-    SELECT ARRAY[t.timeframe], ARRAY[p_ranges], ARRAY[t.step], ARRAY[t.source_timeframe], t.step
-    INTO v_timeframes, v_ranges, v_steps, v_sources, v_own_step
+    SELECT ARRAY[t.timeframe], ARRAY[p_ranges], ARRAY[t.step], ARRAY[t.source_timeframe]
+    INTO v_timeframes, v_ranges, v_steps, v_sources
     FROM tickagg.timeframes AS t
     WHERE t.timeframe = p_timeframe;
 
-    -- a backfill (many buckets) is left to each level's own run: one call doing every
-    -- level's share would outgrow the run's statement timeout
-    IF p_cascade AND tickagg.hull_width(p_ranges) <= v_own_step * 16 THEN
+    IF p_cascade THEN
         BEGIN
             -- Lock a level only when its source is taken, so no row is held that the
             -- cascade does not use (a held row would make a finishing runner wait).
