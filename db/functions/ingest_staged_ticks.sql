@@ -29,6 +29,7 @@ DECLARE
     v_unparsed bigint := 0;
     v_rejected bigint;
     v_landed bigint;
+    v_had_duplicates boolean := false;
     v_min timestamptz;
     v_max timestamptz;
     v_rejects jsonb;
@@ -91,12 +92,15 @@ BEGIN
             WHERE j.reason IS NULL
             RETURNING 1
         )
-        SELECT (SELECT count(*) FROM rejected), (SELECT count(*) FROM staged) INTO v_unparsed, v_total;
+        SELECT count(*) INTO v_unparsed FROM rejected;
     END IF;
 
-    SELECT min(s.ts_utc), max(s.ts_utc) INTO v_min, v_max
-    FROM pg_temp.tickagg_ticks_stage AS s
-    WHERE s.ts_utc BETWEEN v_oldest AND v_newest;
+    SELECT
+        count(*),
+        min(s.ts_utc) FILTER (WHERE s.ts_utc BETWEEN v_oldest AND v_newest),
+        max(s.ts_utc) FILTER (WHERE s.ts_utc BETWEEN v_oldest AND v_newest)
+    INTO v_total, v_min, v_max
+    FROM pg_temp.tickagg_ticks_stage AS s;
     PERFORM tickagg.ticks_ensure_partitions(v_min, v_max);
 
     -- A chunk without duplicates lands by a plain insert: ON CONFLICT's speculative
@@ -125,35 +129,38 @@ BEGIN
         ORDER BY s.row_no
         ON CONFLICT DO NOTHING;
         GET DIAGNOSTICS v_landed = ROW_COUNT;
+        v_had_duplicates := true;
     END;
 
-    WITH rejected AS (
-        INSERT INTO tickagg.tick_rejects (batch_id, line_no, canonical_symbol, raw_row, reason)
-        SELECT
-            v_batch_id, p_line_offset + j.row_no, j.canonical_symbol,
-            jsonb_build_object(
-                'canonical_symbol', j.canonical_symbol, 'ts_utc', j.ts_utc, 'bid', j.bid, 'ask', j.ask,
-                'last', j.last_price, 'size', j.size
-            ),
-            j.reason
-        FROM (
+    -- The plain insert landed every good row: when it landed all of them, no row
+    -- is bad and judging them again would only cost a second pass.
+    v_rejected := 0;
+    IF v_had_duplicates OR v_landed < v_total THEN
+        WITH rejected AS (
+            INSERT INTO tickagg.tick_rejects (batch_id, line_no, canonical_symbol, raw_row, reason)
             SELECT
-                s.*,
-                tickagg.tick_rejection_reason(
-                    s.canonical_symbol, r.source_kind, r.price_kind, s.ts_utc, s.bid, s.ask, s.last_price, s.size,
-                    v_oldest, v_newest
-                ) AS reason
-            FROM pg_temp.tickagg_ticks_stage AS s
-            LEFT JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = s.canonical_symbol
-        ) AS j
-        WHERE j.reason IS NOT NULL
-        RETURNING 1
-    )
-    SELECT count(*) INTO v_rejected FROM rejected;
-
-    IF NOT p_text_stage THEN
-        SELECT count(*) INTO v_total FROM pg_temp.tickagg_ticks_stage;
+                v_batch_id, p_line_offset + j.row_no, j.canonical_symbol,
+                jsonb_build_object(
+                    'canonical_symbol', j.canonical_symbol, 'ts_utc', j.ts_utc, 'bid', j.bid, 'ask', j.ask,
+                    'last', j.last_price, 'size', j.size
+                ),
+                j.reason
+            FROM (
+                SELECT
+                    s.*,
+                    tickagg.tick_rejection_reason(
+                        s.canonical_symbol, r.source_kind, r.price_kind, s.ts_utc, s.bid, s.ask, s.last_price, s.size,
+                        v_oldest, v_newest
+                    ) AS reason
+                FROM pg_temp.tickagg_ticks_stage AS s
+                LEFT JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = s.canonical_symbol
+            ) AS j
+            WHERE j.reason IS NOT NULL
+            RETURNING 1
+        )
+        SELECT count(*) INTO v_rejected FROM rejected;
     END IF;
+
     v_total := v_total + v_unparsed;
     v_rejected := v_rejected + v_unparsed;
 

@@ -28,6 +28,10 @@ DECLARE
     v_last timestamptz[];
     v_woken bigint;
 BEGIN
+    -- a re-sent chunk that was all duplicates inserted nothing: nothing to record
+    IF NOT EXISTS (SELECT 1 FROM new_ticks) THEN
+        RETURN NULL;
+    END IF;
     SELECT array_agg(x.canonical_symbol ORDER BY x.canonical_symbol), array_agg(x.first_ts ORDER BY x.canonical_symbol),
            array_agg(x.last_ts ORDER BY x.canonical_symbol)
     INTO v_symbols, v_first, v_last
