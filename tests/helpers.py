@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterable, Mapping
@@ -133,12 +134,17 @@ def drive(
                 if split:
                     with conn.transaction():
                         _finish(conn, t, res)
-                # a rollup run also redoes the late buckets of the levels above it
-                cascaded = res.get("cascaded") or {}
-                assert "error" not in cascaded, cascaded
-                levels = [res, *cascaded.values()]
-                totals["bars_written"] += sum(int(r["bars_written"]) for r in levels)
-                totals["bars_deleted"] += sum(int(r.get("bars_deleted") or 0) for r in levels)
+                _count_run(totals, res)
+
+
+def _count_run(totals: dict, res: Mapping) -> None:
+    """Add a run's bars to the totals; a rollup run also redid the late buckets of
+    the levels above it ("cascaded"), which must not have failed."""
+    cascaded = res.get("cascaded") or {}
+    assert "error" not in cascaded, cascaded
+    levels = [res, *cascaded.values()]
+    totals["bars_written"] += sum(int(r["bars_written"]) for r in levels)
+    totals["bars_deleted"] += sum(int(r.get("bars_deleted") or 0) for r in levels)
 
 
 def _gap_scan(conn, task: Mapping) -> dict:
@@ -294,9 +300,23 @@ def partial_drive(dsn: str, claims: int, *, max_windows: int | None = None) -> d
                 ).fetchone()["r"]
                 assert res["success"] is True, res
                 _finish(conn, t, res)
-            totals["bars_written"] += int(res["bars_written"])
-            totals["bars_deleted"] += int(res.get("bars_deleted") or 0)
+            _count_run(totals, res)
     return totals
+
+
+def sigkill_runner_after(conn, cmd: list[str], seconds: float, last: Mapping) -> dict:
+    """Start a runner (`cmd`, from tickagg_cmd), SIGKILL it after `seconds` and check
+    that no task cursor moved back from `last`. Returns the cursors now."""
+    p = subprocess.Popen(
+        cmd, cwd=ROOT, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    time.sleep(seconds)
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=30)
+    now = cursors(conn)
+    back = {k: (last[k], v) for k, v in now.items() if k in last and v < last[k]}
+    assert not back, f"cursors moved back: {back}"
+    return now
 
 
 def run_until_idle_after_kills(dsn: str, conn, *run_args: str, attempts: int = 5) -> None:

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import signal
-import subprocess
-import time
 
 import helpers as h
 from test_oracle import assert_matches, build, load
@@ -30,16 +27,8 @@ def test_sigkill_at_random_moments(dsn, conn):
     )
     last = h.cursors(conn)
     moved = 0
-    for trial in range(22):
-        p = subprocess.Popen(
-            cmd, cwd=h.ROOT, env=h.cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        time.sleep(rng.uniform(0.05, 1.5))
-        p.send_signal(signal.SIGKILL)
-        p.wait(timeout=30)
-        now = h.cursors(conn)
-        for k, v in now.items():
-            assert v >= last[k], f"trial {trial}: cursor of {k} moved back {last[k]} -> {v}"
+    for _ in range(22):
+        now = h.sigkill_runner_after(conn, cmd, rng.uniform(0.05, 1.5), last)
         moved += sum(now[k] != last[k] for k in now)
         last = now
     assert moved > 0, "the runner never got to work before being killed"

@@ -13,7 +13,8 @@ import time
 import helpers as h
 import psycopg
 import pytest
-from oracle import TIMEFRAMES, Bar1m, diff, expected_bars, random_bars
+from oracle import TIMEFRAMES, Bar1m, random_bars
+from test_oracle import assert_matches
 
 UTC = dt.UTC
 SYM, CAL = "FXC", "forex_24x5"
@@ -89,8 +90,7 @@ def max_change_no(conn) -> int:
 
 
 def assert_oracle(conn, bars) -> None:
-    problems = diff(expected_bars(SYM, CAL, bars, AGG_START), h.derived(conn, [SYM]))
-    assert not problems, "\n".join(problems)
+    assert_matches(conn, AGG_START, {SYM: (CAL, bars)})
 
 
 def test_one_run_redoes_every_level_and_counts_its_bars(dsn, conn):
@@ -355,9 +355,6 @@ def test_runners_killed_mid_cascade_lose_and_duplicate_nothing(dsn, conn):
     """Late corrections keep arriving while runner processes are SIGKILLed at random
     moments (a run, cascade included, commits whole or not at all): every derived
     bar still ends equal to the oracle and no cursor ever moves back."""
-    import signal
-    import subprocess
-
     rng = random.Random(31)
     bars = loaded(dsn, conn, 31)
     minutes = sorted(bars)
@@ -374,15 +371,7 @@ def test_runners_killed_mid_cascade_lose_and_duplicate_nothing(dsn, conn):
                 old.volume, old.vwap, old.trade_count, "live_aggregated",
             )  # fmt: skip
         assert h.ingest(conn, [(SYM, ts, b) for ts, b in late.items()])["rows_landed"] == 3
-        p = subprocess.Popen(
-            cmd, cwd=h.ROOT, env=h.cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        time.sleep(rng.uniform(0.3, 1.2))
-        p.send_signal(signal.SIGKILL)
-        p.wait(timeout=30)
-        now = h.cursors(conn)
-        assert all(now[k] >= last[k] for k in now), (last, now)
-        last = now
+        last = h.sigkill_runner_after(conn, cmd, rng.uniform(0.3, 1.2), last)
     assert max_change_no(conn) > written_before, "the killed runners never got to work"
     h.run_until_idle_after_kills(dsn, conn)
     assert h.pending_invalidations(conn) == 0

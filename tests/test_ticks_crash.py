@@ -19,16 +19,8 @@ def test_sigkill_while_aggregating_ticks(dsn, conn):
     cmd = h.tickagg_cmd(dsn, "run", "--workers", "1", "--lease-seconds", "2", "--max-windows", "20")
     last = h.cursors(conn)
     moved = 0
-    for trial in range(12):
-        p = subprocess.Popen(
-            cmd, cwd=h.ROOT, env=h.cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        time.sleep(rng.uniform(0.3, 1.5))
-        p.send_signal(signal.SIGKILL)
-        p.wait(timeout=30)
-        now = h.cursors(conn)
-        for k, v in now.items():
-            assert v >= last[k], f"trial {trial}: cursor of {k} moved back {last[k]} -> {v}"
+    for _ in range(12):
+        now = h.sigkill_runner_after(conn, cmd, rng.uniform(0.3, 1.5), last)
         moved += sum(now[k] != last[k] for k in now if k[2] == "ticks_1m")
         last = now
     assert moved > 0, "the runner never got to the ticks before being killed"

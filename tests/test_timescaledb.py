@@ -9,16 +9,13 @@ import datetime as dt
 import pytest
 from helpers import drive, rollups_only, run_cli
 
+from runner import timescaledb
+
 START = dt.datetime(2025, 7, 1, tzinfo=dt.UTC)
 
 
 def _timescaledb_available(conn) -> bool:
-    return (
-        conn.execute(
-            "SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'timescaledb'"
-        ).fetchone()
-        is not None
-    )
+    return conn.execute(timescaledb.AVAILABLE_SQL).fetchone() is not None
 
 
 def _relkind(conn) -> str:
