@@ -31,6 +31,7 @@ DECLARE
     v_streak integer;
     v_backoff interval;
     v_status text;
+    v_cursor timestamptz;
 BEGIN
     IF p_outcome IS NULL OR p_outcome NOT IN ('success', 'transient', 'hard', 'release') THEN
         RAISE EXCEPTION 'unknown outcome %', p_outcome
@@ -86,7 +87,8 @@ BEGIN
                 ELSE now() + s.run_interval
             END,
             updated_at = now()
-        WHERE s.canonical_symbol = p_canonical_symbol AND s.timeframe = p_timeframe AND s.task_kind = p_task_kind;
+        WHERE s.canonical_symbol = p_canonical_symbol AND s.timeframe = p_timeframe AND s.task_kind = p_task_kind
+        RETURNING s.last_agg_bar_ts_utc INTO v_cursor;
 
         -- A source whose cursor advanced may have closed buckets of the timeframes
         -- built from it, even when it wrote no bar (a quiet stretch). A gap scan's
@@ -104,13 +106,7 @@ BEGIN
                 AND (s.next_run_at > clock_timestamp() OR s.status = 'running');
             PERFORM pg_notify('tickagg_work', '');
         END IF;
-        RETURN jsonb_build_object(
-            'status', 'idle',
-            'cursor', CASE
-                WHEN p_task_kind = 'indicators' THEN coalesce(p_cursor_to, v_task.last_agg_bar_ts_utc)
-                ELSE greatest(v_task.last_agg_bar_ts_utc, p_cursor_to)
-            END
-        );
+        RETURN jsonb_build_object('status', 'idle', 'cursor', v_cursor);
     END IF;
 
     IF p_outcome = 'release' THEN

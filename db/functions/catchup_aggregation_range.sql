@@ -94,7 +94,7 @@ BEGIN
     -- A few buckets behind the cursor are late data: the levels built on this one
     -- have them too, and redo them in this call. A backfill (a longer span) is
     -- left to each level's own run, in its own transaction and statement timeout.
-    v_redoes_dirty := NOT isempty(v_ranges) AND tickagg.hull_width(v_ranges) <= v_timeframe.step * 16;
+    v_redoes_dirty := NOT isempty(v_ranges) AND tickagg.few_buckets(v_ranges, v_timeframe.step);
 
     -- the table that holds the source, named directly so its index is the plan
     IF v_timeframe.source_timeframe = '1m' THEN

@@ -52,7 +52,9 @@ BEGIN
 
     -- What the task has materialised: its first bucket boundary up to its cursor
     -- (both bucket boundaries or closed market time).
-    v_first_bucket := tickagg.agg_bootstrap_cursor(p_canonical_symbol, p_timeframe, v_task.agg_start_utc);
+    v_first_bucket := tickagg.rollup_first_bucket(
+        p_canonical_symbol, p_timeframe, v_calendar_code, v_task.agg_start_utc
+    );
     v_from := greatest(p_from, v_first_bucket);
     v_to := least(p_to, v_task.last_agg_bar_ts_utc);
 

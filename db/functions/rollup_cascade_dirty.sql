@@ -64,12 +64,12 @@ DECLARE
     v_rollup jsonb;
     v_by_timeframe jsonb := '{}'::jsonb;
 BEGIN
-    SELECT ARRAY[t.timeframe], ARRAY[p_ranges], ARRAY[t.step], ARRAY[t.source_timeframe]
-    INTO v_timeframes, v_ranges, v_steps, v_sources
-    FROM tickagg.timeframes AS t
-    WHERE t.timeframe = p_timeframe;
-
     IF p_cascade THEN
+        -- the own level leads the list of levels to redo
+        SELECT ARRAY[t.timeframe], ARRAY[p_ranges], ARRAY[t.step], ARRAY[t.source_timeframe]
+        INTO v_timeframes, v_ranges, v_steps, v_sources
+        FROM tickagg.timeframes AS t
+        WHERE t.timeframe = p_timeframe;
         BEGIN
             -- Lock a level only when its source is taken, so no row is held that the
             -- cascade does not use (a held row would make a finishing runner wait).
@@ -144,7 +144,7 @@ BEGIN
                     p_canonical_symbol, v_frame.timeframe, p_calendar_code, v_frame.step, v_task.agg_start_utc,
                     v_task.last_agg_bar_ts_utc, p_max_windows, v_dirty
                 ) AS b;
-                IF tickagg.hull_width(v_buckets) > v_frame.step * 16 THEN
+                IF NOT tickagg.few_buckets(v_buckets, v_frame.step) THEN
                     -- a backfill at this level: its own run does it, and the levels above
                     v_requeue := v_dirty;
                 ELSE

@@ -53,7 +53,7 @@ BEGIN
     -- over the symbol's every bar (130 ms). The function's SET clause restores
     -- all three settings on exit.
     IF (
-        SELECT bool_and(tickagg.hull_width(l.ranges) <= t.step * 16)
+        SELECT bool_and(tickagg.few_buckets(l.ranges, t.step))
         FROM unnest(p_timeframes, p_ranges) AS l (timeframe, ranges)
         INNER JOIN tickagg.timeframes AS t ON t.timeframe = l.timeframe
     ) THEN
