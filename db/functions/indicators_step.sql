@@ -138,7 +138,6 @@ DECLARE
     v_count integer := 0;
     v_last_ts timestamptz;
     v_last_end timestamptz;
-    v_saved_at bigint := -1;
     v_written bigint := 0;
     v_cursor_to timestamptz;
 BEGIN
@@ -262,7 +261,6 @@ BEGIN
         v_fastk := v_state[v_off + 1:v_off + v_sk];
         v_off := v_off + v_sk;
         v_slowk := v_state[v_off + 1:v_off + v_sd];
-        v_saved_at := v_n - 1;
     ELSE
         v_sma_sum := array_fill(0::double precision, ARRAY[v_ns]);
         v_ema_val := array_fill(0::double precision, ARRAY[v_ne]);
@@ -300,7 +298,8 @@ BEGIN
             -- the bar itself)
             extract(EPOCH FROM
                 CASE WHEN b.ts_utc < b.session_close THEN b.session_open ELSE b.ts_utc END
-            )::double precision AS anchor
+            )::double precision AS anchor,
+            count(*) OVER () AS bars_in_run
         FROM (
             -- Bars and sessions in one time order: the latest session opened at or
             -- before a bar is the one it may lie in (sessions are disjoint). One
@@ -630,7 +629,8 @@ BEGIN
         v_last_ts := r.ts_utc;
         v_last_end := r.bucket_end;
 
-        IF v_n % v_every = 0 THEN
+        -- a checkpoint every v_every bars, and where this run ends
+        IF v_n % v_every = 0 OR v_count = r.bars_in_run THEN
             v_state := ARRAY[
                 v_n, v_prev_close, v_prev_high, v_prev_low, v_prev_tp, v_fast, v_fast_sum, v_slow,
                 v_slow_sum, v_signal, v_signal_sum, v_gain, v_loss, v_atr, v_pdm, v_mdm, v_tr_s, v_sum_dx,
@@ -646,24 +646,9 @@ BEGIN
             ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
                 bar_no = excluded.bar_no, params = excluded.params, state = excluded.state,
                 created_at = now();
-            v_saved_at := v_i;
         END IF;
     END LOOP;
 
-    IF v_count > 0 AND v_saved_at <> v_n - 1 THEN
-        v_state := ARRAY[
-            v_n, v_prev_close, v_prev_high, v_prev_low, v_prev_tp, v_fast, v_fast_sum, v_slow,
-            v_slow_sum, v_signal, v_signal_sum, v_gain, v_loss, v_atr, v_pdm, v_mdm, v_tr_s, v_sum_dx,
-            v_adx, v_bb_sum, v_k_sum, v_d_sum, v_mf_pos, v_mf_neg, v_obv, v_adl,
-            v_vwap_anchor, v_vwap_pv, v_vwap_v, v_vwap_void, v_mf_null
-        ]::double precision[]
-        || v_sma_sum || v_ema_val || v_closes || v_highs || v_lows || v_tps || v_mfp || v_mfn
-        || v_fastk || v_slowk;
-        INSERT INTO tickagg.indicator_checkpoints AS c (canonical_symbol, timeframe, ts_utc, bar_no, params, state)
-        VALUES (p_canonical_symbol, p_timeframe, v_last_ts, v_n, v_params, v_state)
-        ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
-            bar_no = excluded.bar_no, params = excluded.params, state = excluded.state, created_at = now();
-    END IF;
     -- The end-of-run checkpoint this run resumed from is superseded: live runs of
     -- one bar each keep one checkpoint off the every-N grid, not one per bar.
     IF v_count > 0 AND v_checkpoint.ts_utc IS NOT NULL AND v_checkpoint.bar_no % v_every <> 0 THEN
@@ -691,7 +676,7 @@ BEGIN
     END IF;
 
     -- The cursor follows the last bar computed; after a rewind it may move back.
-    v_cursor_to := CASE WHEN v_count > 0 THEN v_last_end ELSE greatest(p_cursor, v_start) END;
+    v_cursor_to := CASE WHEN v_count > 0 THEN v_last_end ELSE p_cursor END;
 
     RETURN jsonb_build_object(
         'success', true,
