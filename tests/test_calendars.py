@@ -235,3 +235,102 @@ def test_a_holiday_set_after_the_fact_re_derives_built_bars(dsn, conn):
         "SELECT tickagg.calendar_set_holiday('us_equity', '2025-07-04', NULL, 'July 4') AS r"
     ).fetchone()["r"]
     assert (res["changed"], res["tasks_dirtied"]) == (False, 0)
+
+
+SESSIONS_DIFFER = """
+SELECT count(*) AS n FROM (
+    (SELECT * FROM tickagg.calendar_sessions(%(c)s, %(f)s, %(t)s)
+     EXCEPT ALL SELECT * FROM tickagg.calendar_days_compute(%(c)s, %(f)s, %(t)s))
+    UNION ALL
+    (SELECT * FROM tickagg.calendar_days_compute(%(c)s, %(f)s, %(t)s)
+     EXCEPT ALL SELECT * FROM tickagg.calendar_sessions(%(c)s, %(f)s, %(t)s))
+) AS d
+"""
+
+
+def sessions_differ(conn, calendar, start, end) -> int:
+    return conn.execute(SESSIONS_DIFFER, {"c": calendar, "f": start, "t": end}).fetchone()["n"]
+
+
+def test_stored_sessions_equal_computed_ones(conn, holidays):
+    """calendar_sessions reads calendar_days inside its window and computes outside:
+    for every calendar, the stored rows equal the computed ones, and any range (a
+    minute, days, across DST, straddling the window's edges, outside it) gives the
+    sessions calendar_days_compute gives."""
+    calendars = [
+        r["calendar_code"] for r in conn.execute("SELECT calendar_code FROM tickagg.calendars")
+    ]
+    for cal in calendars:
+        stored = conn.execute(
+            "SELECT count(*) AS n FROM tickagg.calendar_days WHERE calendar_code = %s", (cal,)
+        ).fetchone()["n"]
+        assert stored == (D(2070, 1, 1) - D(1990, 1, 1)).days
+        # a migrate recomputes them all and finds nothing to write
+        assert (
+            conn.execute("SELECT tickagg.calendar_days_refresh(%s) AS n", (cal,)).fetchone()["n"]
+            == 0
+        )
+    rng = random.Random(1990)
+    edges = [at(UTC, 1990, 1, 1), at(UTC, 1990, 1, 8), at(UTC, 2069, 12, 25), at(UTC, 2070, 1, 1)]
+    for _ in range(300):
+        cal = rng.choice(calendars)
+        if rng.random() < 0.3:
+            start = rng.choice(edges) + dt.timedelta(hours=rng.randint(-240, 240))
+        else:
+            start = at(UTC, 1985, 1, 1) + dt.timedelta(minutes=rng.randint(0, 90 * 525_600))
+        end = start + rng.choice(
+            [dt.timedelta(microseconds=1), dt.timedelta(minutes=1), dt.timedelta(hours=7),
+             dt.timedelta(days=8), dt.timedelta(days=rng.randint(1, 400))]
+        )  # fmt: skip
+        assert sessions_differ(conn, cal, start, end) == 0, (cal, start, end)
+
+
+def test_stored_sessions_follow_holiday_and_calendar_changes(conn):
+    def session(cal, day):
+        return conn.execute(
+            "SELECT is_trading, close_utc FROM tickagg.calendar_days"
+            " WHERE calendar_code = %s AND trading_date = %s",
+            (cal, day),
+        ).fetchone()
+
+    normal_close = at(NY, 2031, 7, 3, 16, 0)
+    assert session("us_equity", D(2031, 7, 3)) == {"is_trading": True, "close_utc": normal_close}
+    conn.execute("SELECT tickagg.calendar_set_holiday('us_equity', '2031-07-03', '13:00')")
+    assert session("us_equity", D(2031, 7, 3))["close_utc"] == at(NY, 2031, 7, 3, 13, 0)
+    conn.execute("SELECT tickagg.calendar_set_holiday('us_equity', '2031-07-03', NULL)")
+    assert session("us_equity", D(2031, 7, 3))["is_trading"] is False
+    # an owner editing the table directly: moving the holiday, then removing it
+    conn.execute(
+        "UPDATE tickagg.market_holidays SET holiday_date = '2031-07-04'"
+        " WHERE calendar_code = 'us_equity' AND holiday_date = '2031-07-03'"
+    )
+    assert session("us_equity", D(2031, 7, 3)) == {"is_trading": True, "close_utc": normal_close}
+    assert session("us_equity", D(2031, 7, 4))["is_trading"] is False
+    conn.execute("DELETE FROM tickagg.market_holidays WHERE calendar_code = 'us_equity'")
+    assert session("us_equity", D(2031, 7, 4))["is_trading"] is True
+
+    # a new calendar gets its sessions, a changed one new times, a removed one none
+    conn.execute(
+        "INSERT INTO tickagg.market_calendars (calendar_code, description, time_zone,"
+        " session_open_offset, session_close_offset, trading_isodows)"
+        " VALUES ('lse_equity', 'London', 'Europe/London', '08:00', '16:30', '{1,2,3,4,5}')"
+    )
+    assert session("lse_equity", D(2031, 3, 31))["close_utc"] == at(UTC, 2031, 3, 31, 15, 30)
+    conn.execute(
+        "UPDATE tickagg.market_calendars SET session_close_offset = '16:35'"
+        " WHERE calendar_code = 'lse_equity'"
+    )
+    assert session("lse_equity", D(2031, 3, 31))["close_utc"] == at(UTC, 2031, 3, 31, 15, 35)
+    assert sessions_differ(conn, "lse_equity", at(UTC, 2031, 1, 1), at(UTC, 2032, 1, 1)) == 0
+    conn.execute("DELETE FROM tickagg.market_calendars WHERE calendar_code = 'lse_equity'")
+    assert session("lse_equity", D(2031, 3, 31)) is None
+
+
+def test_a_session_far_from_its_date_is_refused(conn):
+    # sessions are looked up within two days of their date (calendar_sessions)
+    with pytest.raises(psycopg.Error) as ei:
+        conn.execute(
+            "UPDATE tickagg.market_calendars SET session_open_offset = '-30 hours'"
+            " WHERE calendar_code = 'forex_24x5'"
+        )
+    assert ei.value.sqlstate == "23514"

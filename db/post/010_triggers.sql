@@ -52,3 +52,12 @@ CREATE OR REPLACE TRIGGER derived_data_bars_indicators_rewind_delete
 AFTER DELETE ON tickagg.derived_data_bars
 REFERENCING OLD TABLE AS changed_rows
 FOR EACH STATEMENT EXECUTE FUNCTION tickagg.indicators_rewind_from_derived_bars();
+
+-- Stored sessions follow the calendars and their holidays (see calendar_days).
+CREATE OR REPLACE TRIGGER market_calendars_refresh_days
+AFTER INSERT OR UPDATE ON tickagg.market_calendars
+FOR EACH ROW EXECUTE FUNCTION tickagg.calendar_days_from_calendars();
+
+CREATE OR REPLACE TRIGGER market_holidays_refresh_days
+AFTER INSERT OR UPDATE OR DELETE ON tickagg.market_holidays
+FOR EACH ROW EXECUTE FUNCTION tickagg.calendar_days_from_holidays();

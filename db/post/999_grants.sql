@@ -38,8 +38,10 @@ TO tickagg_runner;
 
 -- Views call calendar_open_time and setting(), which run with the caller's rights
 -- (plain functions, inlined where they can be): the runner role reads the calendar
--- tables and the settings (thresholds and intervals, nothing secret).
-GRANT SELECT ON tickagg.market_calendars, tickagg.market_holidays, tickagg.settings TO tickagg_runner;
+-- tables and the sessions stored from them, and the settings (thresholds and
+-- intervals, nothing secret).
+GRANT SELECT ON tickagg.market_calendars, tickagg.market_holidays, tickagg.calendar_days, tickagg.settings
+TO tickagg_runner;
 
 -- /readyz and `tickagg doctor` compare applied migrations with db/migrations.
 GRANT SELECT ON tickagg._yoyo_migration TO tickagg_runner;

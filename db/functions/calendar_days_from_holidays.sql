@@ -1,0 +1,23 @@
+-- Row trigger on market_holidays: a holiday or early close added, changed or
+-- removed changes the session of its date, recomputed in calendar_days.
+-- SECURITY DEFINER: calendar_set_holiday's callers may not write calendar_days.
+CREATE OR REPLACE FUNCTION tickagg.calendar_days_from_holidays()
+RETURNS trigger
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, tickagg, pg_temp
+AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        PERFORM tickagg.calendar_days_refresh(OLD.calendar_code, daterange(OLD.holiday_date, OLD.holiday_date, '[]'));
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        PERFORM tickagg.calendar_days_refresh(NEW.calendar_code, daterange(NEW.holiday_date, NEW.holiday_date, '[]'));
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION tickagg.calendar_days_from_holidays() IS
+'Trigger: recompute the stored session of a date whose holiday or early close changed.';
