@@ -33,6 +33,7 @@ SET enable_mergejoin = on
 SET enable_hashjoin = on
 AS $$
 DECLARE
+    v_few_buckets boolean;
     v_buckets_with_data bigint;
     v_bars_written bigint;
     v_partial_bars bigint;
@@ -52,11 +53,12 @@ BEGIN
     -- told: a nested loop of index lookups per range, never a merge or hash join
     -- over the symbol's every bar (130 ms). The function's SET clause restores
     -- all three settings on exit.
-    IF (
+    v_few_buckets := (
         SELECT bool_and(tickagg.few_buckets(l.ranges, t.step))
         FROM unnest(p_timeframes, p_ranges) AS l (timeframe, ranges)
         INNER JOIN tickagg.timeframes AS t ON t.timeframe = l.timeframe
-    ) THEN
+    );
+    IF v_few_buckets THEN
         PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
         PERFORM set_config('enable_mergejoin', 'off', true);
         PERFORM set_config('enable_hashjoin', 'off', true);
@@ -65,8 +67,9 @@ BEGIN
     -- Catch-up past the cursor finds no bars of its own yet: then a plain insert
     -- does (an upsert costs 70% more per row) and nothing can need soft-deleting.
     -- A bar that a concurrent call commits meanwhile makes the insert fail on the
-    -- key; the upsert below then takes over, as if the probe had seen it.
-    IF NOT EXISTS (
+    -- key; the upsert below then takes over, as if the probe had seen it. For a
+    -- few buckets the probe would cost more than the upsert saves.
+    IF NOT v_few_buckets AND NOT EXISTS (
         SELECT 1
         FROM unnest(p_timeframes, p_ranges) AS l (timeframe, ranges)
         CROSS JOIN LATERAL unnest(l.ranges) AS r (span)
