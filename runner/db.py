@@ -5,6 +5,8 @@ autocommit connections (callers own transactions with ``conn.transaction()``).
 from __future__ import annotations
 
 import re
+import time
+import weakref
 
 import psycopg
 from psycopg.rows import dict_row
@@ -36,6 +38,24 @@ def connect(dsn: str, **kwargs) -> psycopg.Connection:
     return psycopg.connect(dsn, **kwargs)
 
 
+# A connection handed out again within this many seconds of its last hand-out is
+# not checked: the check is a round trip, and a runner task takes a connection
+# three times (two claims and the run), a tenth of a late bar's cost. One that
+# sat unused longer (a quiet market, a restarted server, a firewall dropping idle
+# sessions) is checked before use.
+CHECK_AFTER_IDLE_SECONDS = 2.0
+
+_handed_out_at: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _check_unless_just_used(conn: psycopg.Connection) -> None:
+    now = time.monotonic()
+    last = _handed_out_at.get(conn)
+    if last is None or now - last > CHECK_AFTER_IDLE_SECONDS:
+        ConnectionPool.check_connection(conn)
+    _handed_out_at[conn] = now
+
+
 def make_pool(
     dsn: str, max_size: int = 4, min_size: int = 1, name: str = "tickagg"
 ) -> ConnectionPool:
@@ -48,7 +68,7 @@ def make_pool(
         min_size=min(min_size, max_size),
         max_size=max_size,
         kwargs={"autocommit": True, "row_factory": dict_row, "application_name": APPLICATION_NAME},
-        check=ConnectionPool.check_connection,
+        check=_check_unless_just_used,
         name=name,
         open=False,
     )

@@ -1,5 +1,5 @@
-"""The runner loop: claim one due task, execute it in one transaction,
-finish it. Wakes on LISTEN tickagg_work or at the next due time; never
+"""The runner loop: claim one due task, execute it and finish it in one
+transaction. Wakes on LISTEN tickagg_work or at the next due time; never
 busy-polls. Safe with several workers and several processes (leases and
 claim-token fencing live in SQL)."""
 
@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 
 from psycopg_pool import ConnectionPool
@@ -84,12 +85,12 @@ def _step_result(task: dict, res: dict, what: str, counts: tuple[str, ...]) -> d
     }
 
 
-def _run_rollup(conn, task: dict, cfg: RunnerConfig) -> dict:
-    """rollup: catch up one symbol and timeframe; a run that redid late buckets also
-    redid those of the levels above it ("cascaded", their bars per timeframe)."""
-    res = queries.catchup_aggregation_range(
-        conn, task["canonical_symbol"], task["timeframe"], task["cursor_ts"], cfg.max_windows
-    )
+def _run_rollup(conn, task: dict, cfg: RunnerConfig, run_id, started_at) -> dict:
+    """rollup: catch up one symbol and timeframe, finished and logged in the same
+    statement (agg_run_rollup), which commits on its own. A run that redid late
+    buckets also redid those of the levels above it ("cascaded", their bars per
+    timeframe)."""
+    res = queries.agg_run_rollup(conn, task, run_id, started_at, cfg.max_windows)
     fin = _step_result(
         task,
         res or {},
@@ -207,14 +208,22 @@ def _run_ticks_retention(conn, task: dict, cfg: RunnerConfig) -> dict:
     }
 
 
+# task_kind -> fn(conn, task, config): runs inside the transaction that execute()
+# opens and finishes with agg_finish and the run log
 HANDLERS: dict[str, Callable[..., dict]] = {
-    "rollup": _run_rollup,
     "gap_scan": _run_gap_scan,
     "gap_scan_history": _run_gap_scan,
     "export": _run_export,
     "ticks_1m": _run_ticks_1m,
     "ticks_retention": _run_ticks_retention,
     "indicators": _run_indicators,
+}
+
+# task_kind -> fn(conn, task, config, run_id, started_at): runs, finishes and logs
+# the task in one statement of its own (the commonest task, so the fewest round
+# trips), outside any transaction of the caller's
+SELF_FINISHING_HANDLERS: dict[str, Callable[..., dict]] = {
+    "rollup": _run_rollup,
 }
 
 
@@ -233,6 +242,8 @@ class Runner:
         self.stats = RunStats()
         self._stats_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        # pooled connections whose session has the statement timeout set
+        self._timeout_set: weakref.WeakSet = weakref.WeakSet()
 
     # -- wake-ups -------------------------------------------------------------
     def wake(self) -> None:
@@ -289,6 +300,16 @@ class Runner:
         with self.pool.connection() as conn:
             rows = queries.get_due_tasks(conn, self.cfg.env, 1, self.cfg.lease_seconds)
         return rows[0] if rows else None
+
+    def run_due(self) -> list[dict]:
+        """Claim and execute due tasks in the calling thread until none is due, with
+        no listener and no sleeping (benchmarks time the runner's own path with
+        it). Returns the tasks run, in order."""
+        tasks = []
+        while (task := self._claim()) is not None:
+            self.execute(task)
+            tasks.append(task)
+        return tasks
 
     def _nothing_due(self) -> bool:
         with self.pool.connection() as conn:
@@ -352,6 +373,14 @@ class Runner:
             except TickaggError as exc:
                 log.warning("release failed (lease will expire): %s", exc)
 
+    def _bound_statements(self, conn) -> None:
+        """Every statement of the runner's connections runs under the statement
+        timeout: set once per connection, for its session, so that a task that is
+        one statement needs no transaction of its own around it."""
+        if conn not in self._timeout_set:
+            queries.set_statement_timeout(conn, self.cfg.statement_timeout)
+            self._timeout_set.add(conn)
+
     def execute(self, task: dict) -> None:
         """Run one claimed task: work + agg_finish('success') in ONE
         transaction; on failure roll back and record the outcome. Every
@@ -371,26 +400,32 @@ class Runner:
             try:
                 handler = HANDLERS.get(kind)
                 with self.pool.connection() as conn:
-                    with wrap_exceptions(), conn.transaction():
-                        if handler is None:
-                            raise UnknownTaskKind(
-                                f"runner has no handler for task_kind {kind!r} "
-                                f"(known: {', '.join(sorted(HANDLERS))})"
-                            )
-                        queries.set_statement_timeout(conn, self.cfg.statement_timeout)
-                        fin = handler(conn, task, self.cfg)
-                        cascaded = fin.pop("cascaded_bars", {})
-                        queries.agg_finish(conn, task, "success", **fin)
-                        queries.ops_log_run(
-                            conn,
-                            run_id,
-                            task,
-                            started_at,
-                            "success",
-                            bars_written=fin.get("bars_written", 0),
-                            cursor_from=fin.get("cursor_from"),
-                            cursor_to=fin.get("cursor_to"),
+                    self._bound_statements(conn)
+                    if kind in SELF_FINISHING_HANDLERS:
+                        fin = SELF_FINISHING_HANDLERS[kind](
+                            conn, task, self.cfg, run_id, started_at
                         )
+                    else:
+                        with wrap_exceptions(), conn.transaction():
+                            if handler is None:
+                                known = sorted({*HANDLERS, *SELF_FINISHING_HANDLERS})
+                                raise UnknownTaskKind(
+                                    f"runner has no handler for task_kind {kind!r} "
+                                    f"(known: {', '.join(known)})"
+                                )
+                            fin = handler(conn, task, self.cfg)
+                            queries.agg_finish(conn, task, "success", **fin)
+                            queries.ops_log_run(
+                                conn,
+                                run_id,
+                                task,
+                                started_at,
+                                "success",
+                                bars_written=fin.get("bars_written", 0),
+                                cursor_from=fin.get("cursor_from"),
+                                cursor_to=fin.get("cursor_to"),
+                            )
+                cascaded = fin.pop("cascaded_bars", {})
             except LeaseLost as exc:
                 with self._stats_lock:
                     self.stats.leases_lost += 1

@@ -34,6 +34,18 @@ SELECT tickagg.catchup_aggregation_range(
     p_max_windows => %(max_windows)s) AS result
 """
 
+# catch-up + agg_finish + run log: one statement, so one transaction
+AGG_RUN_ROLLUP = """
+SELECT tickagg.agg_run_rollup(
+    p_canonical_symbol => %(symbol)s,
+    p_timeframe => %(timeframe)s,
+    p_claim_token => %(claim_token)s,
+    p_cursor => %(cursor)s,
+    p_run_id => %(run_id)s,
+    p_started_at => %(started_at)s,
+    p_max_windows => %(max_windows)s) AS result
+"""
+
 INDICATORS_STEP = """
 SELECT tickagg.indicators_step(
     p_canonical_symbol => %(symbol)s,
@@ -56,8 +68,9 @@ SELECT tickagg.agg_finish(
     p_continue => %(continue)s) AS result
 """
 
+# for the session: the runner sets it once per pooled connection
 SET_STATEMENT_TIMEOUT = (
-    "SELECT set_config('statement_timeout', %(timeout)s, true) AS statement_timeout"
+    "SELECT set_config('statement_timeout', %(timeout)s, false) AS statement_timeout"
 )
 
 LISTEN_WORK = "LISTEN tickagg_work"
@@ -189,6 +202,24 @@ def catchup_aggregation_range(
         conn,
         CATCHUP_AGGREGATION_RANGE,
         {"symbol": symbol, "timeframe": timeframe, "cursor": cursor, "max_windows": max_windows},
+    )
+
+
+def agg_run_rollup(conn, task: dict, run_id, started_at, max_windows: int | None = None) -> dict:
+    """A claimed rollup run, finished and logged; call it outside a transaction
+    (autocommit) so that it commits on its own."""
+    return _one(
+        conn,
+        AGG_RUN_ROLLUP,
+        {
+            "symbol": task["canonical_symbol"],
+            "timeframe": task["timeframe"],
+            "claim_token": task["claim_token"],
+            "cursor": task["cursor_ts"],
+            "run_id": run_id,
+            "started_at": started_at,
+            "max_windows": max_windows,
+        },
     )
 
 

@@ -186,7 +186,9 @@ def test_unknown_task_kind_is_a_hard_failure(dsn, monkeypatch):
 
     end = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=1)
     sym = _load_symbol(dsn, 1, end)
-    monkeypatch.setattr(loop, "HANDLERS", {})  # the runner knows no kinds at all
+    # the runner knows no kinds at all
+    monkeypatch.setattr(loop, "HANDLERS", {})
+    monkeypatch.setattr(loop, "SELF_FINISHING_HANDLERS", {})
     r = _runner(dsn)
     try:
         task = r._claim()
