@@ -41,8 +41,9 @@ def connect(dsn: str, **kwargs) -> psycopg.Connection:
 # A connection handed out again within this many seconds of its last hand-out is
 # not checked: the check is a round trip, and a runner task takes a connection
 # three times (two claims and the run), a tenth of a late bar's cost. One that
-# sat unused longer (a quiet market, a restarted server, a firewall dropping idle
-# sessions) is checked before use.
+# sat unused longer (a quiet market, a firewall dropping idle sessions) is checked
+# before use; after a server restart a busy runner's next statement fails instead
+# (transient), and the runner checks the whole pool then (Runner._fail).
 CHECK_AFTER_IDLE_SECONDS = 2.0
 
 _handed_out_at: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -57,17 +58,26 @@ def _check_unless_just_used(conn: psycopg.Connection) -> None:
 
 
 def make_pool(
-    dsn: str, max_size: int = 4, min_size: int = 1, name: str = "tickagg"
+    dsn: str,
+    max_size: int = 4,
+    min_size: int = 1,
+    name: str = "tickagg",
+    statement_timeout: float | None = None,
 ) -> ConnectionPool:
+    """statement_timeout (seconds): set for every session of the pool."""
     # Probe once so a bad DSN fails fast with PostgreSQL's own message
     # instead of a pool timeout.
     with wrap_exceptions():
         connect(dsn, connect_timeout=10).close()
+    kwargs = {"autocommit": True, "row_factory": dict_row, "application_name": APPLICATION_NAME}
+    if statement_timeout is not None:
+        given = psycopg.conninfo.conninfo_to_dict(dsn).get("options") or ""
+        kwargs["options"] = f"{given} -c statement_timeout={int(statement_timeout * 1000)}".strip()
     pool = ConnectionPool(
         dsn,
         min_size=min(min_size, max_size),
         max_size=max_size,
-        kwargs={"autocommit": True, "row_factory": dict_row, "application_name": APPLICATION_NAME},
+        kwargs=kwargs,
         check=_check_unless_just_used,
         name=name,
         open=False,

@@ -12,7 +12,6 @@ import signal
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable
 
 from psycopg_pool import ConnectionPool
@@ -242,8 +241,6 @@ class Runner:
         self.stats = RunStats()
         self._stats_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        # pooled connections whose session has the statement timeout set
-        self._timeout_set: weakref.WeakSet = weakref.WeakSet()
 
     # -- wake-ups -------------------------------------------------------------
     def wake(self) -> None:
@@ -305,6 +302,7 @@ class Runner:
         """Claim and execute due tasks in the calling thread until none is due, with
         no listener and no sleeping (benchmarks time the runner's own path with
         it). Returns the tasks run, in order."""
+        self._ensure_pool()
         tasks = []
         while (task := self._claim()) is not None:
             self.execute(task)
@@ -373,13 +371,40 @@ class Runner:
             except TickaggError as exc:
                 log.warning("release failed (lease will expire): %s", exc)
 
-    def _bound_statements(self, conn) -> None:
-        """Every statement of the runner's connections runs under the statement
-        timeout: set once per connection, for its session, so that a task that is
-        one statement needs no transaction of its own around it."""
-        if conn not in self._timeout_set:
-            queries.set_statement_timeout(conn, self.cfg.statement_timeout)
-            self._timeout_set.add(conn)
+    def _ensure_pool(self) -> None:
+        """A pool of the runner's own: its sessions carry the statement timeout, so a
+        task that is one statement (a rollup run) needs no transaction around it."""
+        if self.pool is None:
+            self.pool = db.make_pool(
+                self.cfg.dsn,
+                max_size=self.cfg.workers + 1,
+                statement_timeout=self.cfg.statement_timeout,
+            )
+
+    def _run_and_finish(self, conn, task: dict, run_id, started_at) -> dict:
+        """The task's work, agg_finish and its run log row, in the caller's transaction."""
+        kind = task["task_kind"]
+        if kind in SELF_FINISHING_HANDLERS:
+            return SELF_FINISHING_HANDLERS[kind](conn, task, self.cfg, run_id, started_at)
+        handler = HANDLERS.get(kind)
+        if handler is None:
+            known = sorted({*HANDLERS, *SELF_FINISHING_HANDLERS})
+            raise UnknownTaskKind(
+                f"runner has no handler for task_kind {kind!r} (known: {', '.join(known)})"
+            )
+        fin = handler(conn, task, self.cfg)
+        queries.agg_finish(conn, task, "success", **fin)
+        queries.ops_log_run(
+            conn,
+            run_id,
+            task,
+            started_at,
+            "success",
+            bars_written=fin.get("bars_written", 0),
+            cursor_from=fin.get("cursor_from"),
+            cursor_to=fin.get("cursor_to"),
+        )
+        return fin
 
     def execute(self, task: dict) -> None:
         """Run one claimed task: work + agg_finish('success') in ONE
@@ -398,33 +423,16 @@ class Runner:
             with self._stats_lock:
                 self.stats.tasks_run += 1
             try:
-                handler = HANDLERS.get(kind)
                 with self.pool.connection() as conn:
-                    self._bound_statements(conn)
-                    if kind in SELF_FINISHING_HANDLERS:
+                    if kind in SELF_FINISHING_HANDLERS and self._own_pool:
+                        # one statement; the pool's sessions carry the statement timeout
                         fin = SELF_FINISHING_HANDLERS[kind](
                             conn, task, self.cfg, run_id, started_at
                         )
                     else:
                         with wrap_exceptions(), conn.transaction():
-                            if handler is None:
-                                known = sorted({*HANDLERS, *SELF_FINISHING_HANDLERS})
-                                raise UnknownTaskKind(
-                                    f"runner has no handler for task_kind {kind!r} "
-                                    f"(known: {', '.join(known)})"
-                                )
-                            fin = handler(conn, task, self.cfg)
-                            queries.agg_finish(conn, task, "success", **fin)
-                            queries.ops_log_run(
-                                conn,
-                                run_id,
-                                task,
-                                started_at,
-                                "success",
-                                bars_written=fin.get("bars_written", 0),
-                                cursor_from=fin.get("cursor_from"),
-                                cursor_to=fin.get("cursor_to"),
-                            )
+                            queries.set_statement_timeout(conn, self.cfg.statement_timeout)
+                            fin = self._run_and_finish(conn, task, run_id, started_at)
                 cascaded = fin.pop("cascaded_bars", {})
             except LeaseLost as exc:
                 with self._stats_lock:
@@ -462,6 +470,10 @@ class Runner:
         with self._stats_lock:
             self.stats.tasks_failed += 1
         log.error("task failed (%s): %s", outcome, exc, exc_info=not isinstance(exc, TickaggError))
+        if outcome == "transient":
+            # a restarted server leaves every pooled session dead, and connections in
+            # recent use are handed out unchecked (db.CHECK_AFTER_IDLE_SECONDS)
+            self.pool.check()
         try:
             with self.pool.connection() as conn, conn.transaction():
                 queries.agg_finish(conn, task, outcome, error=str(exc)[:2000])
@@ -501,8 +513,7 @@ class Runner:
                 cfg.statement_timeout,
                 cfg.lease_seconds,
             )
-        if self.pool is None:
-            self.pool = db.make_pool(cfg.dsn, max_size=cfg.workers + 1)
+        self._ensure_pool()
         old = {}
         if install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -549,6 +560,7 @@ class Runner:
                 signal.signal(sig, handler)
             if self._own_pool:
                 self.pool.close()
+                self.pool = None
         log.info("runner stopped: %s", dataclasses.asdict(self.stats))
         if errors:
             raise errors[0]

@@ -68,9 +68,8 @@ SELECT tickagg.agg_finish(
     p_continue => %(continue)s) AS result
 """
 
-# for the session: the runner sets it once per pooled connection
 SET_STATEMENT_TIMEOUT = (
-    "SELECT set_config('statement_timeout', %(timeout)s, false) AS statement_timeout"
+    "SELECT set_config('statement_timeout', %(timeout)s, true) AS statement_timeout"
 )
 
 LISTEN_WORK = "LISTEN tickagg_work"

@@ -322,8 +322,18 @@ def test_stored_sessions_follow_holiday_and_calendar_changes(conn):
     )
     assert session("lse_equity", D(2031, 3, 31))["close_utc"] == at(UTC, 2031, 3, 31, 15, 35)
     assert sessions_differ(conn, "lse_equity", at(UTC, 2031, 1, 1), at(UTC, 2032, 1, 1)) == 0
-    conn.execute("DELETE FROM tickagg.market_calendars WHERE calendar_code = 'lse_equity'")
+    conn.execute(
+        "UPDATE tickagg.market_calendars SET calendar_code = 'lse_main'"
+        " WHERE calendar_code = 'lse_equity'"
+    )
     assert session("lse_equity", D(2031, 3, 31)) is None
+    assert session("lse_main", D(2031, 3, 31))["close_utc"] == at(UTC, 2031, 3, 31, 15, 35)
+    conn.execute("DELETE FROM tickagg.market_calendars WHERE calendar_code = 'lse_main'")
+    assert session("lse_main", D(2031, 3, 31)) is None
+
+    conn.execute("SELECT tickagg.calendar_set_holiday('us_equity', '2031-07-03', NULL)")
+    conn.execute("TRUNCATE tickagg.market_holidays")
+    assert session("us_equity", D(2031, 7, 3)) == {"is_trading": True, "close_utc": normal_close}
 
 
 def test_a_session_far_from_its_date_is_refused(conn):

@@ -62,6 +62,7 @@ def test_failed_run_is_logged_with_its_error(dsn, conn, monkeypatch):
 
     _load_symbol(dsn, 1, _end())
     monkeypatch.setattr(loop, "HANDLERS", {})
+    monkeypatch.setattr(loop, "SELF_FINISHING_HANDLERS", {})
     r = _runner(dsn)
     r.metrics = Metrics()
     try:

@@ -27,6 +27,11 @@ BEGIN
         p_cursor => p_cursor,
         p_max_windows => p_max_windows
     );
+    IF (v_result ->> 'success')::boolean IS NOT TRUE THEN
+        -- rolls the run back before anything is finished or logged
+        RAISE EXCEPTION 'catch-up of % % failed: %', p_canonical_symbol, p_timeframe, v_result
+            USING ERRCODE = 'TK004', HINT = 'The runner records the failure and retries the task.';
+    END IF;
     PERFORM tickagg.agg_finish(
         p_canonical_symbol => p_canonical_symbol,
         p_timeframe => p_timeframe,

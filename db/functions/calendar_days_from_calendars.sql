@@ -9,6 +9,14 @@ SECURITY DEFINER
 SET search_path = pg_catalog, tickagg, pg_temp
 AS $$
 BEGIN
+    -- a new description changes no session (a renamed code cascades by the key)
+    IF TG_OP = 'UPDATE' AND (
+        OLD.time_zone, OLD.session_open_offset, OLD.session_close_offset, OLD.trading_isodows
+    ) IS NOT DISTINCT FROM (
+        NEW.time_zone, NEW.session_open_offset, NEW.session_close_offset, NEW.trading_isodows
+    ) THEN
+        RETURN NULL;
+    END IF;
     PERFORM tickagg.calendar_days_refresh(NEW.calendar_code);
     RETURN NULL;
 END

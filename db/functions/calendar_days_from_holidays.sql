@@ -1,5 +1,6 @@
--- Row trigger on market_holidays: a holiday or early close added, changed or
--- removed changes the session of its date, recomputed in calendar_days.
+-- Trigger on market_holidays: a holiday or early close added, changed or removed
+-- changes the session of its date, recomputed in calendar_days (per row); a
+-- TRUNCATE recomputes every calendar (per statement).
 -- SECURITY DEFINER: calendar_set_holiday's callers may not write calendar_days.
 CREATE OR REPLACE FUNCTION tickagg.calendar_days_from_holidays()
 RETURNS trigger
@@ -9,6 +10,10 @@ SECURITY DEFINER
 SET search_path = pg_catalog, tickagg, pg_temp
 AS $$
 BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        PERFORM tickagg.calendar_days_refresh(c.calendar_code) FROM tickagg.market_calendars AS c;
+        RETURN NULL;
+    END IF;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         PERFORM tickagg.calendar_days_refresh(OLD.calendar_code, daterange(OLD.holiday_date, OLD.holiday_date, '[]'));
     END IF;

@@ -22,7 +22,11 @@ BEGIN
     WITH computed AS MATERIALIZED (
         SELECT s.*
         -- the dates' sessions lie within two days of them
-        FROM tickagg.calendar_days_compute(p_calendar_code, lower(v_dates) - 3, upper(v_dates) + 3) AS s
+        FROM tickagg.calendar_days_compute(
+            p_calendar_code,
+            (lower(v_dates) - 3)::timestamp AT TIME ZONE 'UTC',
+            (upper(v_dates) + 3)::timestamp AT TIME ZONE 'UTC'
+        ) AS s
         WHERE s.trading_date <@ v_dates
     ),
     written AS (
@@ -31,6 +35,17 @@ BEGIN
         )
         SELECT p_calendar_code, c.trading_date, c.open_utc, c.close_utc, c.is_trading, c.week_open_utc, c.week_close_utc
         FROM computed AS c
+        -- rows already right are not even locked: a migrate with nothing to do
+        -- touches none of the ~117,000
+        WHERE NOT EXISTS (
+            SELECT 1
+            FROM tickagg.calendar_days AS k
+            WHERE
+                k.calendar_code = p_calendar_code
+                AND k.trading_date = c.trading_date
+                AND (k.open_utc, k.close_utc, k.is_trading, k.week_open_utc, k.week_close_utc)
+                IS NOT DISTINCT FROM (c.open_utc, c.close_utc, c.is_trading, c.week_open_utc, c.week_close_utc)
+        )
         ON CONFLICT (calendar_code, trading_date) DO UPDATE SET
             open_utc = excluded.open_utc,
             close_utc = excluded.close_utc,

@@ -36,7 +36,10 @@ BEGIN
     -- A session overlapping the range belongs to a date within two days of it
     -- (a CHECK on market_calendars); a week away from the window's edges, all
     -- those dates are kept.
-    IF p_from >= lower(tickagg.calendar_days_window()) + 7 AND p_to <= upper(tickagg.calendar_days_window()) - 7 THEN
+    IF
+        p_from >= (lower(tickagg.calendar_days_window()) + 7)::timestamp AT TIME ZONE 'UTC'
+        AND p_to <= (upper(tickagg.calendar_days_window()) - 7)::timestamp AT TIME ZONE 'UTC'
+    THEN
         RETURN QUERY
         SELECT d.trading_date, d.open_utc, d.close_utc, d.is_trading, d.week_open_utc, d.week_close_utc
         FROM tickagg.calendar_days AS d

@@ -6,7 +6,8 @@
 -- market_calendars and market_holidays keep it current, and every migrate
 -- recomputes it (db/post), which picks up time-zone rule changes.
 CREATE TABLE tickagg.calendar_days (
-    calendar_code text NOT NULL REFERENCES tickagg.market_calendars (calendar_code) ON DELETE CASCADE,
+    calendar_code text NOT NULL REFERENCES tickagg.market_calendars (calendar_code)
+    ON UPDATE CASCADE ON DELETE CASCADE,
     trading_date date NOT NULL,
     open_utc timestamptz NOT NULL,
     close_utc timestamptz NOT NULL,

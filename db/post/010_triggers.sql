@@ -61,3 +61,7 @@ FOR EACH ROW EXECUTE FUNCTION tickagg.calendar_days_from_calendars();
 CREATE OR REPLACE TRIGGER market_holidays_refresh_days
 AFTER INSERT OR UPDATE OR DELETE ON tickagg.market_holidays
 FOR EACH ROW EXECUTE FUNCTION tickagg.calendar_days_from_holidays();
+
+CREATE OR REPLACE TRIGGER market_holidays_truncate_refresh_days
+AFTER TRUNCATE ON tickagg.market_holidays
+FOR EACH STATEMENT EXECUTE FUNCTION tickagg.calendar_days_from_holidays();
