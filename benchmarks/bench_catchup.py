@@ -1,7 +1,7 @@
 """Catch-up benchmark: materialise derived bars from ~1M one-minute bars.
 
 Compares, in one process on the same data, the engine (claim -> catchup ->
-agg_finish, exactly the calls the runner makes) against a bare
+agg_finish, the SQL the runner's agg_run_rollup calls, as separate calls) against a bare
 INSERT ... SELECT ... GROUP BY into a plain table. Goals (docs: DESIGN.md,
 "Performance bars"): 5m within 1.3x of the baseline, all seven timeframes
 within 2.0x. Prints ratios; asserts nothing.
