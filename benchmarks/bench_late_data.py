@@ -76,18 +76,19 @@ SELECT tickagg.derived_rebuild_range(
 """
 
 
-_RUNNERS: dict[int, Runner] = {}  # by id() of the bench's connection
 BENCH_DSN: str | None = None  # bench_database's DSN (conn.info.dsn has no password)
+_RUNNER: Runner | None = None
 
 
 def drive(conn: psycopg.Connection) -> dict:
     """The runner's own code (Runner.run_due: claim, then each run as one
     agg_run_rollup statement) until nothing is due, on the bench connection's
     database. Returns runs, bars written (cascaded levels included), the tasks run."""
-    if id(conn) not in _RUNNERS:
+    global _RUNNER
+    if _RUNNER is None:
         cfg = RunnerConfig(dsn=BENCH_DSN or conn.info.dsn, max_windows=100000, lease_seconds=600)
-        _RUNNERS[id(conn)] = Runner(cfg)  # its own pool, as `tickagg run` has
-    runner = _RUNNERS[id(conn)]
+        _RUNNER = Runner(cfg)  # its own pool, as `tickagg run` has
+    runner = _RUNNER
     bars_before = runner.stats.bars_written
     failed_before = runner.stats.tasks_failed + runner.stats.leases_lost
     tasks = runner.run_due()
@@ -465,9 +466,8 @@ def main() -> None:
                 part_a(conn, args.reps)
                 part_b(conn, args.reps)
             finally:
-                for runner in _RUNNERS.values():
-                    if runner.pool is not None:
-                        runner.pool.close()
+                if _RUNNER is not None and _RUNNER.pool is not None:
+                    _RUNNER.pool.close()
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def _step_result(task: dict, res: dict, what: str, counts: tuple[str, ...]) -> d
 
 def _run_rollup(conn, task: dict, cfg: RunnerConfig, run_id, started_at) -> dict:
     """rollup: catch up one symbol and timeframe, finished and logged in the same
-    statement (agg_run_rollup), which commits on its own. A run that redid late
+    statement (agg_run_rollup). A run that redid late
     buckets also redid those of the levels above it ("cascaded", their bars per
     timeframe)."""
     res = queries.agg_run_rollup(conn, task, run_id, started_at, cfg.max_windows)
@@ -382,7 +382,8 @@ class Runner:
             )
 
     def _run_and_finish(self, conn, task: dict, run_id, started_at) -> dict:
-        """The task's work, agg_finish and its run log row, in the caller's transaction."""
+        """The task's work, agg_finish and its run log row: in the caller's transaction,
+        or for a self-finishing kind in autocommit, as one statement of its own."""
         kind = task["task_kind"]
         if kind in SELF_FINISHING_HANDLERS:
             return SELF_FINISHING_HANDLERS[kind](conn, task, self.cfg, run_id, started_at)
@@ -426,9 +427,7 @@ class Runner:
                 with self.pool.connection() as conn:
                     if kind in SELF_FINISHING_HANDLERS and self._own_pool:
                         # one statement; the pool's sessions carry the statement timeout
-                        fin = SELF_FINISHING_HANDLERS[kind](
-                            conn, task, self.cfg, run_id, started_at
-                        )
+                        fin = self._run_and_finish(conn, task, run_id, started_at)
                     else:
                         with wrap_exceptions(), conn.transaction():
                             queries.set_statement_timeout(conn, self.cfg.statement_timeout)

@@ -205,8 +205,8 @@ def catchup_aggregation_range(
 
 
 def agg_run_rollup(conn, task: dict, run_id, started_at, max_windows: int | None = None) -> dict:
-    """A claimed rollup run, finished and logged; call it outside a transaction
-    (autocommit) so that it commits on its own."""
+    """A claimed rollup run, finished and logged in one statement: in autocommit it
+    commits on its own."""
     return _one(
         conn,
         AGG_RUN_ROLLUP,

@@ -30,7 +30,7 @@ BEGIN
         WHERE s.trading_date <@ v_dates
     ),
     written AS (
-        INSERT INTO tickagg.calendar_days AS d (
+        INSERT INTO tickagg.calendar_days (
             calendar_code, trading_date, open_utc, close_utc, is_trading, week_open_utc, week_close_utc
         )
         SELECT p_calendar_code, c.trading_date, c.open_utc, c.close_utc, c.is_trading, c.week_open_utc, c.week_close_utc
@@ -52,10 +52,6 @@ BEGIN
             is_trading = excluded.is_trading,
             week_open_utc = excluded.week_open_utc,
             week_close_utc = excluded.week_close_utc
-        WHERE
-            (d.open_utc, d.close_utc, d.is_trading, d.week_open_utc, d.week_close_utc)
-            IS DISTINCT FROM
-            (excluded.open_utc, excluded.close_utc, excluded.is_trading, excluded.week_open_utc, excluded.week_close_utc)
         RETURNING 1
     ),
     removed AS (
