@@ -130,7 +130,8 @@ BEGIN
             -- Everything before the first source bar's bucket is closed and empty.
             v_cursor_to := v_start;
         END IF;
-    ELSIF v_frontier IS NOT NULL THEN
+    ELSIF v_frontier > v_cursor THEN
+        -- (a frontier at or behind the cursor leaves it where it is: no lookup)
         v_cursor_to := greatest(
             v_cursor,
             coalesce(lower(tickagg.bucket_bounds(v_calendar_code, p_timeframe, v_frontier)), v_frontier)

@@ -2,7 +2,7 @@
 -- Called in the transaction that finishes the task (agg_finish), so a rolled-back
 -- success leaves no row. Retention: each call first deletes up to 1000 rows older
 -- than the runlog_retention setting; when nothing is expired that is one probe of
--- idx_ops_runlog_started. SKIP LOCKED: concurrent runners never wait on each other.
+-- idx_ops_runlog_started (the oldest row). SKIP LOCKED: concurrent runners never wait on each other.
 CREATE OR REPLACE FUNCTION tickagg.ops_log_run(
     p_run_id uuid,
     p_canonical_symbol text,
@@ -35,7 +35,9 @@ BEGIN
     END IF;
 
     v_cutoff := now() - coalesce(tickagg.setting('runlog_retention'), '7 days')::interval;
-    IF EXISTS (SELECT 1 FROM tickagg.ops_runlog AS o WHERE o.started_at < v_cutoff) THEN
+    -- min() has one plan whatever the cutoff; the generic plan of "EXISTS ... <
+    -- v_cutoff" guessed a third of the table matched and scanned all of it per run
+    IF (SELECT min(o.started_at) FROM tickagg.ops_runlog AS o) < v_cutoff THEN
         DELETE FROM tickagg.ops_runlog AS o
         WHERE o.run_id IN (
             SELECT x.run_id FROM tickagg.ops_runlog AS x
