@@ -84,12 +84,19 @@ def _step_result(task: dict, res: dict, what: str, counts: tuple[str, ...]) -> d
     }
 
 
-def _run_rollup(conn, task: dict, cfg: RunnerConfig, run_id, started_at) -> dict:
+def _run_rollup(conn, task: dict, cfg: RunnerConfig, run_id, started_at, claim_next: bool) -> dict:
     """rollup: catch up one symbol and timeframe, finished and logged in the same
-    statement (agg_run_rollup). A run that redid late
-    buckets also redid those of the levels above it ("cascaded", their bars per
-    timeframe)."""
-    res = queries.agg_run_rollup(conn, task, run_id, started_at, cfg.max_windows)
+    statement (agg_run_rollup); with claim_next that statement also claims the
+    runner's next task ("claimed": [task], or [] when nothing is due). A run that
+    redid late buckets also redid those of the levels above it ("cascaded", their
+    bars per timeframe)."""
+    claimed = None
+    if claim_next:
+        res, claimed = queries.agg_run_rollup_and_claim(
+            conn, task, run_id, started_at, cfg.max_windows, cfg.env, cfg.lease_seconds
+        )
+    else:
+        res = queries.agg_run_rollup(conn, task, run_id, started_at, cfg.max_windows)
     fin = _step_result(
         task,
         res or {},
@@ -106,6 +113,7 @@ def _run_rollup(conn, task: dict, cfg: RunnerConfig, run_id, started_at) -> dict
             " ".join(f"{tf}={c['bars_written']}/{c['bars_deleted']}" for tf, c in cascaded.items()),
         )
         fin["cascaded_bars"] = {tf: int(c["bars_written"]) for tf, c in cascaded.items()}
+    fin["claimed"] = claimed
     return fin
 
 
@@ -218,9 +226,10 @@ HANDLERS: dict[str, Callable[..., dict]] = {
     "indicators": _run_indicators,
 }
 
-# task_kind -> fn(conn, task, config, run_id, started_at): runs, finishes and logs
-# the task in one statement of its own (the commonest task, so the fewest round
-# trips), outside any transaction of the caller's
+# task_kind -> fn(conn, task, config, run_id, started_at, claim_next): runs,
+# finishes and logs the task in one statement of its own (the commonest task, so
+# the fewest round trips), outside any transaction of the caller's; with claim_next
+# the same statement claims the next task (returned as "claimed")
 SELF_FINISHING_HANDLERS: dict[str, Callable[..., dict]] = {
     "rollup": _run_rollup,
 }
@@ -294,9 +303,12 @@ class Runner:
         return max(0.05, min(delta, self.cfg.poll_max))
 
     def _claim(self) -> dict | None:
-        with self.pool.connection() as conn:
-            rows = queries.get_due_tasks(conn, self.cfg.env, 1, self.cfg.lease_seconds)
+        rows = self._claim_rows()
         return rows[0] if rows else None
+
+    def _claim_rows(self) -> list[dict]:
+        with self.pool.connection() as conn:
+            return queries.get_due_tasks(conn, self.cfg.env, 1, self.cfg.lease_seconds)
 
     def run_due(self) -> list[dict]:
         """Claim and execute due tasks in the calling thread until none is due, with
@@ -304,9 +316,12 @@ class Runner:
         it). Returns the tasks run, in order."""
         self._ensure_pool()
         tasks = []
-        while (task := self._claim()) is not None:
-            self.execute(task)
-            tasks.append(task)
+        claimed = self._claim_rows()
+        while claimed:
+            tasks.append(claimed[0])
+            claimed = self.execute(claimed[0], claim_next=True)
+            if claimed is None:
+                claimed = self._claim_rows()
         return tasks
 
     def _nothing_due(self) -> bool:
@@ -314,31 +329,46 @@ class Runner:
             return not queries.get_due_tasks(conn, self.cfg.env, 1, None)
 
     def _worker(self, worker_no: int) -> None:
+        # What the statement that ran the previous task claimed: [task], [] when
+        # nothing was due, None when it claimed nothing (then this loop claims). A
+        # task held here stays counted busy, so no idle check elsewhere ends the run.
+        claimed: list[dict] | None = None
         with log_context(worker=worker_no):
-            while not self.stop_event.is_set():
+            while not self.stop_event.is_set() or claimed:
                 with self._cond:
                     seq = self._wake_seq
-                try:
-                    task = None if self.stop_event.is_set() else self._claim()
-                except TickaggError as exc:
-                    log.warning("claim failed: %s", exc)
-                    task = None
-                    if not isinstance(exc, TransientDatabaseError):
-                        raise
-                if task is not None:
-                    with self._cond:
-                        self._busy += 1
+                if claimed is None:
+                    try:
+                        claimed = [] if self.stop_event.is_set() else self._claim_rows()
+                    except TickaggError as exc:
+                        log.warning("claim failed: %s", exc)
+                        if not isinstance(exc, TransientDatabaseError):
+                            raise
+                        claimed = []
+                    if claimed:
+                        with self._cond:
+                            self._busy += 1
+                if claimed:
+                    task, claimed = claimed[0], None
                     try:
                         if self.stop_event.is_set():
                             self._release(task)
                         else:
-                            self.execute(task)
+                            claimed = self.execute(task, claim_next=True)
                     finally:
                         with self._cond:
-                            self._busy -= 1
+                            if not claimed:
+                                self._busy -= 1
+                            # a wake-up during the run may be for work committed after
+                            # its claim: then the wait below returns at once
+                            woken = self._wake_seq != seq
                             self._wake_seq += 1
                             self._cond.notify_all()
-                    continue
+                            if not woken:
+                                seq = self._wake_seq
+                    if claimed != []:
+                        continue
+                claimed = None
                 # nothing claimed
                 if self.cfg.until_idle:
                     with self._cond:
@@ -381,12 +411,15 @@ class Runner:
                 statement_timeout=self.cfg.statement_timeout,
             )
 
-    def _run_and_finish(self, conn, task: dict, run_id, started_at) -> dict:
+    def _run_and_finish(self, conn, task: dict, run_id, started_at, claim_next: bool) -> dict:
         """The task's work, agg_finish and its run log row: in the caller's transaction,
-        or for a self-finishing kind in autocommit, as one statement of its own."""
+        or for a self-finishing kind in autocommit, as one statement of its own (which
+        with claim_next claims the next task too: "claimed")."""
         kind = task["task_kind"]
         if kind in SELF_FINISHING_HANDLERS:
-            return SELF_FINISHING_HANDLERS[kind](conn, task, self.cfg, run_id, started_at)
+            return SELF_FINISHING_HANDLERS[kind](
+                conn, task, self.cfg, run_id, started_at, claim_next
+            )
         handler = HANDLERS.get(kind)
         if handler is None:
             known = sorted({*HANDLERS, *SELF_FINISHING_HANDLERS})
@@ -407,10 +440,14 @@ class Runner:
         )
         return fin
 
-    def execute(self, task: dict) -> None:
+    def execute(self, task: dict, claim_next: bool = False) -> list[dict] | None:
         """Run one claimed task: work + agg_finish('success') in ONE
         transaction; on failure roll back and record the outcome. Every
-        outcome gets an ops_runlog row under the run id the log lines carry."""
+        outcome gets an ops_runlog row under the run id the log lines carry.
+        With claim_next, a run that is one statement (a rollup on the runner's own
+        pool) also claims the next due task: returns what it claimed ([task], or []
+        when nothing was due; the caller runs or releases the task), or None when
+        nothing was claimed (another kind, or the run failed)."""
         run_id = uuid.uuid4()
         kind = task["task_kind"]
         with log_context(
@@ -427,23 +464,24 @@ class Runner:
                 with self.pool.connection() as conn:
                     if kind in SELF_FINISHING_HANDLERS and self._own_pool:
                         # one statement; the pool's sessions carry the statement timeout
-                        fin = self._run_and_finish(conn, task, run_id, started_at)
+                        fin = self._run_and_finish(conn, task, run_id, started_at, claim_next)
                     else:
                         with wrap_exceptions(), conn.transaction():
                             queries.set_statement_timeout(conn, self.cfg.statement_timeout)
-                            fin = self._run_and_finish(conn, task, run_id, started_at)
+                            fin = self._run_and_finish(conn, task, run_id, started_at, False)
                 cascaded = fin.pop("cascaded_bars", {})
+                claimed = fin.pop("claimed", None)
             except LeaseLost as exc:
                 with self._stats_lock:
                     self.stats.leases_lost += 1
                 log.warning("lease lost, work rolled back: %s", exc)
                 self._log_run(run_id, task, started_at, "lease_lost", error=str(exc))
                 self._observe(task, "lease_lost", time.monotonic() - t0, 0)
-                return
+                return None
             except Exception as exc:  # noqa: BLE001 - classified below
                 outcome = self._fail(task, exc, run_id, started_at)
                 self._observe(task, outcome, time.monotonic() - t0, 0)
-                return
+                return None
             elapsed = time.monotonic() - t0
             self._observe(task, "success", elapsed, fin.get("bars_written", 0))
             if self.metrics is not None:
@@ -463,6 +501,7 @@ class Runner:
                 fin.get("cursor_to"),
                 fin.get("cont"),
             )
+            return claimed
 
     def _fail(self, task: dict, exc: BaseException, run_id=None, started_at=None) -> str:
         outcome = "transient" if isinstance(exc, TransientDatabaseError) else "hard"

@@ -204,3 +204,95 @@ def test_unknown_task_kind_is_a_hard_failure(dsn, monkeypatch):
     assert row["status"] != "running"
     assert row["hard_fail_streak"] == 1
     assert "no handler for task_kind 'rollup'" in row["last_error"]
+
+
+def _own_pool_runner(dsn: str):
+    """A runner with a pool of its own, as `tickagg run` has: rollup runs are one
+    statement there, which claims the next task too."""
+    from runner.loop import Runner, RunnerConfig
+
+    r = Runner(RunnerConfig(dsn=dsn, env="test", lease_seconds=60, statement_timeout=30))
+    r._ensure_pool()
+    return r
+
+
+def _only_5m_due(dsn: str, sym: str) -> None:
+    """Rollups only (a derived bar written wakes its indicators task), and of them
+    only 5m due."""
+    with db.connect(dsn) as conn:
+        conn.execute(
+            "UPDATE tickagg.data_agg_state SET enabled = (task_kind = 'rollup'),"
+            " next_run_at = CASE WHEN timeframe = '5m' THEN next_run_at"
+            " ELSE now() + interval '1 day' END"
+            " WHERE canonical_symbol = %s",
+            (sym,),
+        )
+
+
+def _running(dsn: str, sym: str) -> list[dict]:
+    with db.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT timeframe, task_kind, claim_token FROM tickagg.data_agg_state"
+            " WHERE canonical_symbol = %s AND status = 'running'",
+            (sym,),
+        ).fetchall()
+
+
+def test_rollup_run_claims_the_next_task_after_the_run(dsn):
+    """The statement that runs a rollup also claims the runner's next task, after
+    the run: the 15m task that the 5m run made due (its source moved on) is the one
+    it claims, committed with the run; a claim made before the run would find none."""
+    end = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=1)
+    sym = _load_symbol(dsn, 1, end)
+    _only_5m_due(dsn, sym)
+    r = _own_pool_runner(dsn)
+    try:
+        task = r._claim()
+        assert (task["timeframe"], task["task_kind"]) == ("5m", "rollup")
+        claimed = r.execute(task, claim_next=True)
+        assert [(t["timeframe"], t["task_kind"]) for t in claimed] == [("15m", "rollup")]
+        assert _running(dsn, sym) == [
+            {"timeframe": "15m", "task_kind": "rollup", "claim_token": claimed[0]["claim_token"]}
+        ]
+        # each claimed task runs like any other and claims the level above it, up to
+        # the top, whose run's claim finds nothing due: []
+        order = ["5m"]
+        while claimed:
+            order.append(claimed[0]["timeframe"])
+            claimed = r.execute(claimed[0], claim_next=True)
+        assert claimed == []
+        assert order == ["5m", "15m", "30m", "1h", "4h", "1d", "1w"]
+        assert r.run_due() == []
+    finally:
+        r.pool.close()
+    assert r.stats.tasks_failed == 0 and _running(dsn, sym) == []
+    tasks = {t["timeframe"]: t for t in _tasks(dsn, sym) if t["task_kind"] == "rollup"}
+    assert tasks["1h"]["bars_written_total"] >= 23
+
+
+def test_worker_releases_the_task_its_last_run_claimed_when_stopping(dsn, monkeypatch):
+    """A stop requested while a run is in flight: the task that run's statement
+    claimed is released, not left running until its lease expires."""
+    from runner.loop import Runner
+
+    end = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=1)
+    sym = _load_symbol(dsn, 1, end)
+    _only_5m_due(dsn, sym)
+    r = _own_pool_runner(dsn)
+    real_execute = Runner.execute
+
+    def execute_then_stop(self, task, claim_next=False):
+        claimed = real_execute(self, task, claim_next=claim_next)
+        assert claimed and claimed[0]["timeframe"] == "15m"
+        self.request_stop("test")
+        return claimed
+
+    monkeypatch.setattr(Runner, "execute", execute_then_stop)
+    try:
+        r._worker(0)
+    finally:
+        r.pool.close()
+    assert (r.stats.tasks_succeeded, r.stats.released) == (1, 1)
+    assert _running(dsn, sym) == []
+    tasks = {t["timeframe"]: t for t in _tasks(dsn, sym) if t["task_kind"] == "rollup"}
+    assert tasks["5m"]["runs_total"] == 1 and tasks["15m"]["runs_total"] == 0
