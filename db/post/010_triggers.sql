@@ -16,42 +16,38 @@ AFTER DELETE ON tickagg.data_bars
 REFERENCING OLD TABLE AS changed_rows
 FOR EACH STATEMENT EXECUTE FUNCTION tickagg.invalidate_from_data_bars();
 
-CREATE OR REPLACE TRIGGER derived_data_bars_invalidate_insert
+-- Derived bars: the level above and the series' indicators (see derived_bars_changed).
+-- Before 0010 two functions did this, each with its own triggers: dropped here,
+-- in the transaction that creates their replacement.
+DROP TRIGGER IF EXISTS derived_data_bars_invalidate_insert ON tickagg.derived_data_bars;
+DROP TRIGGER IF EXISTS derived_data_bars_invalidate_update ON tickagg.derived_data_bars;
+DROP TRIGGER IF EXISTS derived_data_bars_invalidate_delete ON tickagg.derived_data_bars;
+DROP TRIGGER IF EXISTS derived_data_bars_indicators_rewind_insert ON tickagg.derived_data_bars;
+DROP TRIGGER IF EXISTS derived_data_bars_indicators_rewind_update ON tickagg.derived_data_bars;
+DROP TRIGGER IF EXISTS derived_data_bars_indicators_rewind_delete ON tickagg.derived_data_bars;
+DROP FUNCTION IF EXISTS tickagg.invalidate_from_derived_bars();
+DROP FUNCTION IF EXISTS tickagg.indicators_rewind_from_derived_bars();
+
+CREATE OR REPLACE TRIGGER derived_data_bars_changed_insert
 AFTER INSERT ON tickagg.derived_data_bars
 REFERENCING NEW TABLE AS changed_rows
-FOR EACH STATEMENT EXECUTE FUNCTION tickagg.invalidate_from_derived_bars();
+FOR EACH STATEMENT EXECUTE FUNCTION tickagg.derived_bars_changed();
 
-CREATE OR REPLACE TRIGGER derived_data_bars_invalidate_update
+CREATE OR REPLACE TRIGGER derived_data_bars_changed_update
 AFTER UPDATE ON tickagg.derived_data_bars
 REFERENCING NEW TABLE AS changed_rows
-FOR EACH STATEMENT EXECUTE FUNCTION tickagg.invalidate_from_derived_bars();
+FOR EACH STATEMENT EXECUTE FUNCTION tickagg.derived_bars_changed();
 
-CREATE OR REPLACE TRIGGER derived_data_bars_invalidate_delete
+CREATE OR REPLACE TRIGGER derived_data_bars_changed_delete
 AFTER DELETE ON tickagg.derived_data_bars
 REFERENCING OLD TABLE AS changed_rows
-FOR EACH STATEMENT EXECUTE FUNCTION tickagg.invalidate_from_derived_bars();
+FOR EACH STATEMENT EXECUTE FUNCTION tickagg.derived_bars_changed();
 
 -- Ticks: late minutes and wake-ups for the ticks_1m task (see ticks_record_late).
 CREATE OR REPLACE TRIGGER ticks_record_late_insert
 AFTER INSERT ON tickagg.ticks
 REFERENCING NEW TABLE AS new_ticks
 FOR EACH STATEMENT EXECUTE FUNCTION tickagg.ticks_record_late();
-
--- Derived bars written, rewritten or deleted rewind the indicators of their series.
-CREATE OR REPLACE TRIGGER derived_data_bars_indicators_rewind_insert
-AFTER INSERT ON tickagg.derived_data_bars
-REFERENCING NEW TABLE AS changed_rows
-FOR EACH STATEMENT EXECUTE FUNCTION tickagg.indicators_rewind_from_derived_bars();
-
-CREATE OR REPLACE TRIGGER derived_data_bars_indicators_rewind_update
-AFTER UPDATE ON tickagg.derived_data_bars
-REFERENCING NEW TABLE AS changed_rows
-FOR EACH STATEMENT EXECUTE FUNCTION tickagg.indicators_rewind_from_derived_bars();
-
-CREATE OR REPLACE TRIGGER derived_data_bars_indicators_rewind_delete
-AFTER DELETE ON tickagg.derived_data_bars
-REFERENCING OLD TABLE AS changed_rows
-FOR EACH STATEMENT EXECUTE FUNCTION tickagg.indicators_rewind_from_derived_bars();
 
 -- Stored sessions follow the calendars and their holidays (see calendar_days).
 CREATE OR REPLACE TRIGGER market_calendars_refresh_days
