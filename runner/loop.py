@@ -338,16 +338,7 @@ class Runner:
                 with self._cond:
                     seq = self._wake_seq
                 if claimed is None:
-                    try:
-                        claimed = [] if self.stop_event.is_set() else self._claim_rows()
-                    except TickaggError as exc:
-                        log.warning("claim failed: %s", exc)
-                        if not isinstance(exc, TransientDatabaseError):
-                            raise
-                        claimed = []
-                    if claimed:
-                        with self._cond:
-                            self._busy += 1
+                    claimed = self._claim_counted()
                 if claimed:
                     task, claimed = claimed[0], None
                     try:
@@ -366,7 +357,7 @@ class Runner:
                             self._cond.notify_all()
                             if not woken:
                                 seq = self._wake_seq
-                    if claimed != []:
+                    if claimed != [] or self.stop_event.is_set():
                         continue
                 claimed = None
                 # nothing claimed
@@ -381,6 +372,26 @@ class Runner:
                                 return
                 timeout = self._sleep_seconds()
                 self._wait(seq, timeout)
+
+    def _claim_counted(self) -> list[dict]:
+        """A worker's own claim, counted busy from before it is sent, so an idle
+        check in another worker never sees nobody busy while a task is being
+        claimed (and then released unrun when that check stops the runner)."""
+        with self._cond:
+            self._busy += 1
+        claimed: list[dict] = []
+        try:
+            if not self.stop_event.is_set():
+                claimed = self._claim_rows()
+        except TickaggError as exc:
+            log.warning("claim failed: %s", exc)
+            if not isinstance(exc, TransientDatabaseError):
+                raise
+        finally:
+            if not claimed:
+                with self._cond:
+                    self._busy -= 1
+        return claimed
 
     def _wait(self, seq: int, timeout: float) -> None:
         with self._cond:
@@ -482,26 +493,34 @@ class Runner:
                 outcome = self._fail(task, exc, run_id, started_at)
                 self._observe(task, outcome, time.monotonic() - t0, 0)
                 return None
-            elapsed = time.monotonic() - t0
-            self._observe(task, "success", elapsed, fin.get("bars_written", 0))
-            if self.metrics is not None:
-                for timeframe, bars in cascaded.items():
-                    self.metrics.bars_written.labels(timeframe=timeframe).inc(bars)
-            with self._stats_lock:
-                self.stats.tasks_succeeded += 1
-                self.stats.bars_written += fin.get("bars_written", 0) + sum(cascaded.values())
-                k = self.stats.by_kind.setdefault(kind, {"runs": 0, "bars": 0})
-                k["runs"] += 1
-                k["bars"] += fin.get("bars_written", 0)
-            log.info(
-                "task done in %.3fs: bars=%s cursor %s -> %s continue=%s",
-                elapsed,
-                fin.get("bars_written"),
-                fin.get("cursor_from"),
-                fin.get("cursor_to"),
-                fin.get("cont"),
-            )
+            try:
+                self._record_success(task, fin, cascaded, time.monotonic() - t0)
+            except BaseException:
+                for claimed_task in claimed or ():
+                    self._release(claimed_task)  # not left running until its lease ends
+                raise
             return claimed
+
+    def _record_success(self, task: dict, fin: dict, cascaded: dict, elapsed: float) -> None:
+        """Metrics, stats and the log line of a successful run."""
+        self._observe(task, "success", elapsed, fin.get("bars_written", 0))
+        if self.metrics is not None:
+            for timeframe, bars in cascaded.items():
+                self.metrics.bars_written.labels(timeframe=timeframe).inc(bars)
+        with self._stats_lock:
+            self.stats.tasks_succeeded += 1
+            self.stats.bars_written += fin.get("bars_written", 0) + sum(cascaded.values())
+            k = self.stats.by_kind.setdefault(task["task_kind"], {"runs": 0, "bars": 0})
+            k["runs"] += 1
+            k["bars"] += fin.get("bars_written", 0)
+        log.info(
+            "task done in %.3fs: bars=%s cursor %s -> %s continue=%s",
+            elapsed,
+            fin.get("bars_written"),
+            fin.get("cursor_from"),
+            fin.get("cursor_to"),
+            fin.get("cont"),
+        )
 
     def _fail(self, task: dict, exc: BaseException, run_id=None, started_at=None) -> str:
         outcome = "transient" if isinstance(exc, TransientDatabaseError) else "hard"

@@ -50,7 +50,10 @@ SELECT tickagg.agg_run_rollup(
 # The run, then the runner's next claim in the same statement and transaction:
 # one round trip per task instead of two. The claim sees what the run queued (the
 # level above made due). run.result in the claim's arguments makes it a lateral
-# call, made after the run; a run that raises claims nothing.
+# call, made after the run; a run that raises claims nothing. The two stand or fall
+# together: a claim that fails (a timeout inside it) rolls the run back too, and a
+# reply lost after the commit (the connection drops) leaves the claimed task
+# running until its lease expires, as for any claim whose reply is lost.
 AGG_RUN_ROLLUP_AND_CLAIM = """
 WITH run AS MATERIALIZED (
     SELECT tickagg.agg_run_rollup(

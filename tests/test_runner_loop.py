@@ -296,3 +296,61 @@ def test_worker_releases_the_task_its_last_run_claimed_when_stopping(dsn, monkey
     assert _running(dsn, sym) == []
     tasks = {t["timeframe"]: t for t in _tasks(dsn, sym) if t["task_kind"] == "rollup"}
     assert tasks["5m"]["runs_total"] == 1 and tasks["15m"]["runs_total"] == 0
+
+
+def test_a_claim_in_flight_counts_as_busy(dsn, monkeypatch):
+    """A worker's claim is counted busy from before it is sent (an idle check in
+    another worker must not stop the runner while a task is being claimed), and
+    uncounted when it claims nothing or fails."""
+    from runner.loop import Runner
+
+    end = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=1)
+    sym = _load_symbol(dsn, 1, end)
+    _only_5m_due(dsn, sym)
+    r = _own_pool_runner(dsn)
+    busy_while_claiming = []
+    real_claim_rows = Runner._claim_rows
+
+    def spy(self):
+        busy_while_claiming.append(self._busy)
+        return real_claim_rows(self)
+
+    monkeypatch.setattr(Runner, "_claim_rows", spy)
+    try:
+        (task,) = r._claim_counted()
+        assert (busy_while_claiming, r._busy) == ([1], 1)
+        assert r._claim_counted() == [] and r._busy == 1  # nothing else due
+
+        def broken(self):
+            raise errors.TickaggDatabaseError("claim broke")
+
+        monkeypatch.setattr(Runner, "_claim_rows", broken)
+        with pytest.raises(errors.TickaggDatabaseError):
+            r._claim_counted()
+        assert r._busy == 1
+        r._release(task)
+    finally:
+        r.pool.close()
+
+
+def test_a_task_claimed_by_a_run_is_released_if_its_bookkeeping_fails(dsn, monkeypatch):
+    from runner.loop import Runner
+
+    end = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=1)
+    sym = _load_symbol(dsn, 1, end)
+    _only_5m_due(dsn, sym)
+    r = _own_pool_runner(dsn)
+
+    def broken(self, *args):
+        raise RuntimeError("metrics broke")
+
+    monkeypatch.setattr(Runner, "_record_success", broken)
+    try:
+        with pytest.raises(RuntimeError):
+            r.execute(r._claim(), claim_next=True)
+    finally:
+        r.pool.close()
+    # the 5m run committed; the 15m task its statement claimed is idle again
+    assert r.stats.released == 1 and _running(dsn, sym) == []
+    tasks = {t["timeframe"]: t for t in _tasks(dsn, sym) if t["task_kind"] == "rollup"}
+    assert tasks["5m"]["runs_total"] == 1 and tasks["5m"]["bars_written_total"] > 0
