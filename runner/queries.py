@@ -54,17 +54,8 @@ SELECT tickagg.agg_run_rollup(
 # together: a claim that fails (a timeout inside it) rolls the run back too, and a
 # reply lost after the commit (the connection drops) leaves the claimed task
 # running until its lease expires, as for any claim whose reply is lost.
-AGG_RUN_ROLLUP_AND_CLAIM = """
-WITH run AS MATERIALIZED (
-    SELECT tickagg.agg_run_rollup(
-        p_canonical_symbol => %(symbol)s,
-        p_timeframe => %(timeframe)s,
-        p_claim_token => %(claim_token)s,
-        p_cursor => %(cursor)s,
-        p_run_id => %(run_id)s,
-        p_started_at => %(started_at)s,
-        p_max_windows => %(max_windows)s) AS result
-)
+AGG_RUN_ROLLUP_AND_CLAIM = sql.SQL("""
+WITH run AS MATERIALIZED ({run})
 SELECT run.result, claimed.*
 FROM run
 LEFT JOIN LATERAL tickagg.agg_get_due_tasks(
@@ -72,7 +63,7 @@ LEFT JOIN LATERAL tickagg.agg_get_due_tasks(
     p_now => clock_timestamp(),
     p_limit => CASE WHEN run.result IS NULL THEN 0 ELSE 1 END,
     p_lease_seconds => %(lease_seconds)s) AS claimed ON true
-"""
+""").format(run=sql.SQL(AGG_RUN_ROLLUP))
 
 INDICATORS_STEP = """
 SELECT tickagg.indicators_step(
