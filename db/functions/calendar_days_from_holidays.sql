@@ -14,7 +14,10 @@ BEGIN
         PERFORM tickagg.calendar_days_refresh(c.calendar_code) FROM tickagg.market_calendars AS c;
         RETURN NULL;
     END IF;
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+    -- an update in place (same calendar and date) refreshes that date once, below
+    IF TG_OP = 'DELETE' OR (
+        TG_OP = 'UPDATE' AND (OLD.calendar_code, OLD.holiday_date) IS DISTINCT FROM (NEW.calendar_code, NEW.holiday_date)
+    ) THEN
         PERFORM tickagg.calendar_days_refresh(OLD.calendar_code, daterange(OLD.holiday_date, OLD.holiday_date, '[]'));
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN

@@ -29,7 +29,6 @@ DECLARE
     v_unparsed bigint := 0;
     v_rejected bigint;
     v_landed bigint;
-    v_had_duplicates boolean := false;
     v_min timestamptz;
     v_max timestamptz;
     v_rejects jsonb;
@@ -129,13 +128,12 @@ BEGIN
         ORDER BY s.row_no
         ON CONFLICT DO NOTHING;
         GET DIAGNOSTICS v_landed = ROW_COUNT;
-        v_had_duplicates := true;
     END;
 
-    -- The plain insert landed every good row: when it landed all of them, no row
-    -- is bad and judging them again would only cost a second pass.
+    -- Every good row landed (a duplicate did not): when all of them landed, no row
+    -- is bad or a duplicate, and judging them again would only cost a second pass.
     v_rejected := 0;
-    IF v_had_duplicates OR v_landed < v_total THEN
+    IF v_landed < v_total THEN
         WITH rejected AS (
             INSERT INTO tickagg.tick_rejects (batch_id, line_no, canonical_symbol, raw_row, reason)
             SELECT

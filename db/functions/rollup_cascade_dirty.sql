@@ -52,6 +52,7 @@ DECLARE
     v_taken_spans tstzmultirange[];
     v_requeue_timeframes text[] := '{}';
     v_requeue_spans tstzmultirange[] := '{}';
+    v_own tstzmultirange;
     v_dirty tstzmultirange;
     v_buckets tstzmultirange;
     v_requeue tstzmultirange;
@@ -126,17 +127,18 @@ BEGIN
             FOR v_i IN 1 .. cardinality(v_tasks) LOOP
                 v_task := v_tasks[v_i];
                 v_frame := v_frames[v_i];
-                v_dirty := coalesce(
+                v_own := coalesce(
                     v_taken_spans[array_position(v_taken_timeframes, v_frame.timeframe)], '{}'::tstzmultirange
                 );
                 IF NOT v_frame.source_timeframe = ANY(v_cascaded) THEN
                     -- its source is left to its own run: so is this level
                     v_requeue_timeframes := v_requeue_timeframes || v_frame.timeframe;
-                    v_requeue_spans := v_requeue_spans || v_dirty;
+                    v_requeue_spans := v_requeue_spans || v_own;
                     CONTINUE;
                 END IF;
-                -- its own spans and the buckets redone below it
-                v_dirty := v_dirty + coalesce(
+                -- its own spans and the buckets redone below it (what those change, the
+                -- trigger records for this level: only its own spans are queued again)
+                v_dirty := v_own + coalesce(
                     v_ranges[array_position(v_timeframes, v_frame.source_timeframe)], '{}'::tstzmultirange
                 );
                 SELECT b.dirty_buckets, b.requeue INTO v_buckets, v_requeue
@@ -146,9 +148,9 @@ BEGIN
                 ) AS b;
                 IF NOT tickagg.few_buckets(v_buckets, v_frame.step) THEN
                     -- a backfill at this level: its own run does it, and the levels above
-                    v_requeue := v_dirty;
+                    v_requeue := v_own;
                 ELSE
-                    v_requeue := v_requeue + v_dirty * tstzmultirange(tstzrange(v_task.last_agg_bar_ts_utc, NULL));
+                    v_requeue := v_requeue + v_own * tstzmultirange(tstzrange(v_task.last_agg_bar_ts_utc, NULL));
                     v_cascaded := v_cascaded || v_frame.timeframe;
                 END IF;
                 IF NOT isempty(v_requeue) THEN

@@ -4,9 +4,10 @@
 -- changed), bars whose source vanished are soft-deleted. The ranges must start
 -- and end on bucket boundaries or in closed market time. Each timeframe is read
 -- from its own source timeframe, or from p_source_timeframe for all of them: a
--- late-data cascade rebuilds the dirty buckets of every level above 5m from the
--- 5m bars in one statement (the hierarchy nests, so the bars are the same; sums
--- can differ in float rounding only, which the revision check ignores).
+-- late-data cascade (rollup_cascade_dirty) rebuilds the dirty buckets of levels
+-- that nest in one source in one statement (5m to 1h from 1m, then 4h to 1w from
+-- 1h; the bars are the same, sums can differ in float rounding only, which the
+-- revision check ignores).
 -- Returns totals and, per timeframe, bars written and deleted.
 CREATE OR REPLACE FUNCTION tickagg.rollup_ranges(
     p_canonical_symbol text,
@@ -118,11 +119,10 @@ BEGIN
                 )
             INTO v_bars_written, v_partial_bars, v_per_timeframe
             FROM (
-                SELECT
-                    l.timeframe,
-                    (SELECT count(*) FROM inserted AS i WHERE i.timeframe = l.timeframe) AS bars,
-                    (SELECT count(*) FROM inserted AS i WHERE i.timeframe = l.timeframe AND i.is_partial) AS partial
+                SELECT l.timeframe, count(i.timeframe) AS bars, count(*) FILTER (WHERE i.is_partial) AS partial
                 FROM unnest(p_timeframes) AS l (timeframe)
+                LEFT JOIN inserted AS i ON i.timeframe = l.timeframe
+                GROUP BY l.timeframe
             ) AS c;
             RETURN jsonb_build_object(
                 'buckets_with_data', v_bars_written,
