@@ -39,7 +39,8 @@ BEGIN
     );
 
     -- The earliest bucket start at or after v_start among the sessions of the next
-    -- 15 days, computed per session (catch-up asks for it on every run).
+    -- 15 days, computed per session (catch-up asks for it while its cursor is
+    -- within those 15 days, through rollup_first_bucket).
     SELECT min(c.bucket_start) INTO v_cursor
     FROM tickagg.timeframes AS t
     CROSS JOIN LATERAL tickagg.calendar_sessions(v_calendar_code, v_start, v_start + interval '15 days') AS s

@@ -4,8 +4,8 @@
 -- few times per run, so it must not generate the session's buckets.
 --
 -- PL/pgSQL so its plan is cached per session: as a SQL function its query was
--- planned on every call, 0.25 ms each, and catch-up of one late bucket calls it
--- four times.
+-- planned on every call, 0.25 ms each, and a late bar's run calls it for every
+-- level it redoes.
 CREATE OR REPLACE FUNCTION tickagg.bucket_bounds(
     p_calendar_code text,
     p_timeframe text,
@@ -15,8 +15,8 @@ RETURNS tstzrange
 LANGUAGE plpgsql
 STABLE
 PARALLEL SAFE
--- callers force custom plans for their own statements; this one has a single
--- good plan (two primary-key lookups and a few generated days)
+-- whatever plan_cache_mode a caller sets: this one has a single good plan (a
+-- primary-key lookup and a few stored days)
 SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN

@@ -8,8 +8,9 @@
 -- ('-infinity', 'infinity'). It holds a key-share lock on the task row: a
 -- late-data cascade (rollup_cascade_dirty) that holds the row makes it wait until
 -- the cascade commits, and one that finds it held leaves this level alone, so the
--- two never rewrite a bucket from different snapshots. A task's own run is not
--- blocked (agg_finish's update does not conflict with the lock).
+-- two never rewrite a bucket from different snapshots. A run of the task itself
+-- waits for the rebuild at agg_finish (its FOR UPDATE conflicts with the lock),
+-- and claims skip the task meanwhile.
 CREATE OR REPLACE FUNCTION tickagg.derived_rebuild_range(
     p_canonical_symbol text,
     p_timeframe text,
