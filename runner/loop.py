@@ -227,9 +227,10 @@ HANDLERS: dict[str, Callable[..., dict]] = {
 }
 
 # task_kind -> fn(conn, task, config, run_id, started_at, claim_next): runs,
-# finishes and logs the task in one statement of its own (the commonest task, so
-# the fewest round trips), outside any transaction of the caller's; with claim_next
-# the same statement claims the next task (returned as "claimed")
+# finishes and logs the task in one statement (the commonest task, so the fewest
+# round trips): in autocommit on the runner's own pool, with claim_next claiming the
+# next task in it too (returned as "claimed"); inside execute()'s transaction on a
+# pool passed in
 SELF_FINISHING_HANDLERS: dict[str, Callable[..., dict]] = {
     "rollup": _run_rollup,
 }
@@ -238,7 +239,8 @@ SELF_FINISHING_HANDLERS: dict[str, Callable[..., dict]] = {
 class Runner:
     def __init__(self, cfg: RunnerConfig, pool: ConnectionPool | None = None, metrics=None):
         self.cfg = cfg
-        # optional runner.metrics.Metrics: observe_task(kind, timeframe, outcome, seconds, bars)
+        # optional runner.metrics.Metrics: observe_task(kind, timeframe, outcome, seconds,
+        # bars) and bars_written (per timeframe, cascaded levels included)
         self.metrics = metrics
         self._own_pool = pool is None
         self.pool = pool
@@ -423,9 +425,9 @@ class Runner:
             )
 
     def _run_and_finish(self, conn, task: dict, run_id, started_at, claim_next: bool) -> dict:
-        """The task's work, agg_finish and its run log row: in the caller's transaction,
-        or for a self-finishing kind in autocommit, as one statement of its own (which
-        with claim_next claims the next task too: "claimed")."""
+        """The task's work, agg_finish and its run log row, in the caller's transaction
+        or for a self-finishing kind as one statement (which with claim_next claims
+        the next task too: "claimed")."""
         kind = task["task_kind"]
         if kind in SELF_FINISHING_HANDLERS:
             return SELF_FINISHING_HANDLERS[kind](
@@ -478,7 +480,8 @@ class Runner:
                         fin = self._run_and_finish(conn, task, run_id, started_at, claim_next)
                     else:
                         with wrap_exceptions(), conn.transaction():
-                            queries.set_statement_timeout(conn, self.cfg.statement_timeout)
+                            if not self._own_pool:  # the own pool's sessions carry it
+                                queries.set_statement_timeout(conn, self.cfg.statement_timeout)
                             fin = self._run_and_finish(conn, task, run_id, started_at, False)
                 cascaded = fin.pop("cascaded_bars", {})
                 claimed = fin.pop("claimed", None)

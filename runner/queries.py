@@ -49,12 +49,14 @@ SELECT tickagg.agg_run_rollup(
 
 # The run, then the runner's next claim in the same statement and transaction:
 # one round trip per task instead of two. The claim sees what the run queued (the
-# level above made due). run.result in the claim's arguments makes it a lateral
-# call, made after the run; a run that raises claims nothing. The two stand or fall
+# level above made due). run.result in the claim's arguments (never NULL: the CASE
+# is only there to name it) makes the claim a lateral call, made after the run; a
+# run that raises claims nothing. The two stand or fall
 # together: a claim that fails (a timeout inside it) rolls the run back too, and a
 # reply lost after the commit (the connection drops) leaves the claimed task
 # running until its lease expires, as for any claim whose reply is lost.
-AGG_RUN_ROLLUP_AND_CLAIM = sql.SQL("""
+AGG_RUN_ROLLUP_AND_CLAIM = (
+    sql.SQL("""
 WITH run AS MATERIALIZED ({run})
 SELECT run.result, claimed.*
 FROM run
@@ -63,7 +65,10 @@ LEFT JOIN LATERAL tickagg.agg_get_due_tasks(
     p_now => clock_timestamp(),
     p_limit => CASE WHEN run.result IS NULL THEN 0 ELSE 1 END,
     p_lease_seconds => %(lease_seconds)s) AS claimed ON true
-""").format(run=sql.SQL(AGG_RUN_ROLLUP))
+""")
+    .format(run=sql.SQL(AGG_RUN_ROLLUP))
+    .as_string()
+)  # composed once, at import
 
 INDICATORS_STEP = """
 SELECT tickagg.indicators_step(
