@@ -335,3 +335,16 @@ def run_until_idle_after_kills(dsn: str, conn, *run_args: str, attempts: int = 5
         # wait for the killed runner's lease to expire (not an assertion on time)
         now = conn.execute("SELECT now() AS n").fetchone()["n"]
         time.sleep(max(0.0, (left["until"] - now).total_seconds()) + 0.2)
+
+
+def wait_until_blocked(conn, waiter_pid: int, blocker_pid: int, timeout: float = 30) -> None:
+    """Poll until session waiter_pid waits on a lock session blocker_pid holds: a
+    test of what happens while one session waits on another sets that state up
+    for certain instead of sleeping and hoping."""
+    deadline = time.monotonic() + timeout
+    while (
+        blocker_pid
+        not in conn.execute("SELECT pg_blocking_pids(%s) AS pids", (waiter_pid,)).fetchone()["pids"]
+    ):
+        assert time.monotonic() < deadline, f"session {waiter_pid} never waited on {blocker_pid}"
+        time.sleep(0.02)

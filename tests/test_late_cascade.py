@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 import threading
-import time
 
 import helpers as h
 import psycopg
@@ -47,7 +46,8 @@ def land_late_high(conn, bars: dict[dt.datetime, Bar1m]) -> dt.datetime:
 
 
 def run_5m(conn) -> dict:
-    """The 5m task's run as the runner makes it: claim, catch-up, finish."""
+    """The 5m task's run, as agg_run_rollup makes it, in separate calls: claim,
+    catch-up, finish."""
     tasks = conn.execute(
         "SELECT * FROM tickagg.agg_get_due_tasks('prod', now(), 100, 300)"
     ).fetchall()
@@ -217,8 +217,8 @@ def test_a_failing_level_rolls_back_the_cascade_alone(dsn, conn):
 
 def test_the_runner_logs_and_counts_cascaded_bars(dsn, conn):
     """`tickagg run` over one late minute: one task run, seven bars, each counted
-    under its own timeframe in the metrics."""
-    from runner import db
+    under its own timeframe in the metrics. The runner has its own pool, as `tickagg
+    run` has: the run and its next claim are one statement."""
     from runner.loop import Runner, RunnerConfig
     from runner.metrics import Metrics
 
@@ -226,11 +226,7 @@ def test_the_runner_logs_and_counts_cascaded_bars(dsn, conn):
     land_late_high(conn, bars)
     metrics = Metrics()
     cfg = RunnerConfig(dsn=dsn, lease_seconds=60, statement_timeout=30, until_idle=True)
-    runner = Runner(cfg, db.make_pool(dsn, max_size=2), metrics=metrics)
-    try:
-        stats = runner.run(install_signals=False)
-    finally:
-        runner.pool.close()
+    stats = Runner(cfg, metrics=metrics).run(install_signals=False)
     assert (stats.tasks_succeeded, stats.bars_written) == (1, len(TIMEFRAMES)), stats
     written = {tf: metrics.bars_written.labels(timeframe=tf)._value.get() for tf in TIMEFRAMES}
     assert written == dict.fromkeys(TIMEFRAMES, 1)
@@ -248,8 +244,10 @@ def test_a_rebuild_during_a_cascade_waits_for_it(dsn, conn):
     ).fetchall()
     rebuilt = {}
 
+    other_session = psycopg.connect(dsn, autocommit=True)
+
     def rebuild_1h() -> None:
-        with psycopg.connect(dsn, autocommit=True) as other:
+        with other_session as other:
             rebuilt["r"] = other.execute(
                 "SELECT tickagg.derived_rebuild_range(%s, '1h', %s, %s)",
                 (SYM, t, t + dt.timedelta(minutes=1)),
@@ -263,7 +261,8 @@ def test_a_rebuild_during_a_cascade_waits_for_it(dsn, conn):
         assert "1h" in res["cascaded"], res
         other = threading.Thread(target=rebuild_1h)
         other.start()
-        time.sleep(0.5)
+        with h.connect(dsn) as watcher:
+            h.wait_until_blocked(watcher, other_session.info.backend_pid, conn.info.backend_pid)
         assert "r" not in rebuilt, "the rebuild did not wait for the cascade"
         h._finish(conn, task, res)
     other.join(timeout=30)

@@ -77,18 +77,7 @@ def test_sigkill_while_ticks_stream_in(dsn, conn):
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=30)
     producer.join()
-    time.sleep(2.2)  # the last killed runner's leases expire (not an assertion on time)
-    for _ in range(5):
-        p = h.run_cli(dsn, "run", "--until-idle", "--workers", "1", "--lease-seconds", "2")
-        assert p.returncode == 0, p.stderr[-3000:]
-        if (
-            conn.execute(
-                "SELECT count(*) AS n FROM tickagg.data_agg_state WHERE status = 'running'"
-            ).fetchone()["n"]
-            == 0
-        ):
-            break
-        time.sleep(2.2)
+    h.run_until_idle_after_kills(dsn, conn)
 
     ticks = [
         Tick(r["canonical_symbol"], r["ts_utc"].astimezone(dt.UTC), r["bid"], r["ask"],

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 
 import helpers as h
 
@@ -189,7 +188,8 @@ def test_two_sessions_creating_the_same_day_both_succeed(conn, dsn):
 
         waiter = threading.Thread(target=create_too)
         waiter.start()
-        time.sleep(0.5)  # the second session is now waiting on the advisory lock
+        with h.connect(dsn) as watcher:
+            h.wait_until_blocked(watcher, second.info.backend_pid, first.info.backend_pid)
         first.commit()
         waiter.join(10)
     assert outcome == {"created": []}, outcome
