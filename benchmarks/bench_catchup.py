@@ -20,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg  # noqa: E402
 from _benchlib import (  # noqa: E402
+    BASELINE_SQL,
+    BASELINE_TABLE_SQL,
     bench_database,
     captured_plans,
     print_plan,
@@ -87,38 +89,6 @@ FROM (
         )
     OFFSET 0
 ) AS p
-"""
-
-BASELINE_TABLE_SQL = """
-CREATE TABLE public.bench_5m (
-    canonical_symbol text NOT NULL,
-    ts_utc timestamptz NOT NULL,
-    open double precision NOT NULL,
-    high double precision NOT NULL,
-    low double precision NOT NULL,
-    close double precision NOT NULL,
-    volume double precision NOT NULL,
-    vwap double precision,
-    source_candles integer NOT NULL,
-    PRIMARY KEY (canonical_symbol, ts_utc)
-)
-"""
-
-BASELINE_SQL = """
-INSERT INTO public.bench_5m
-SELECT
-    b.canonical_symbol,
-    date_bin('5 minutes', b.ts_utc, timestamptz '2000-01-02 22:00:00+00'),
-    (min(ARRAY[extract(EPOCH FROM b.ts_utc)::double precision, b.open]))[2],
-    max(b.high),
-    min(b.low),
-    (max(ARRAY[extract(EPOCH FROM b.ts_utc)::double precision, b.close]))[2],
-    sum(b.volume),
-    sum(b.vwap * b.volume) / nullif(sum(b.volume), 0),
-    count(*)
-FROM tickagg.data_bars AS b
-WHERE b.timeframe = '1m'{where}
-GROUP BY 1, 2
 """
 
 BASELINE_COUNT_SQL = "SELECT count(*) AS n FROM public.bench_5m"

@@ -28,6 +28,41 @@ from runner.migrate import migrate  # noqa: E402
 
 DSN_ENV = "TICKAGG_BENCH_DSN"
 
+# The floor the catch-up goals are measured against: a bare INSERT ... SELECT ...
+# GROUP BY of the 5m level into a plain keyed table, first/last by the same
+# [epoch, price] array trick the engine uses. `where` narrows it (or is "").
+BASELINE_TABLE_SQL = """
+CREATE TABLE public.bench_5m (
+    canonical_symbol text NOT NULL,
+    ts_utc timestamptz NOT NULL,
+    open double precision NOT NULL,
+    high double precision NOT NULL,
+    low double precision NOT NULL,
+    close double precision NOT NULL,
+    volume double precision NOT NULL,
+    vwap double precision,
+    source_candles integer NOT NULL,
+    PRIMARY KEY (canonical_symbol, ts_utc)
+)
+"""
+
+BASELINE_SQL = """
+INSERT INTO public.bench_5m
+SELECT
+    b.canonical_symbol,
+    date_bin('5 minutes', b.ts_utc, timestamptz '2000-01-02 22:00:00+00'),
+    (min(ARRAY[extract(EPOCH FROM b.ts_utc)::double precision, b.open]))[2],
+    max(b.high),
+    min(b.low),
+    (max(ARRAY[extract(EPOCH FROM b.ts_utc)::double precision, b.close]))[2],
+    sum(b.volume),
+    sum(b.vwap * b.volume) / nullif(sum(b.volume), 0),
+    count(*)
+FROM tickagg.data_bars AS b
+WHERE b.timeframe = '1m'{where}
+GROUP BY 1, 2
+"""
+
 
 @contextlib.contextmanager
 def bench_database(name: str) -> Iterator[str]:
@@ -52,6 +87,13 @@ def bench_database(name: str) -> Iterator[str]:
             yield dsn
         finally:
             cluster.stop()
+
+
+@contextlib.contextmanager
+def sibling_database(dsn: str, name: str) -> Iterator[str]:
+    """Another fresh, migrated database on the server of `dsn` (which must be
+    allowed to CREATE DATABASE); dropped afterwards."""
+    yield from _on_server(dsn, f"{name}_{uuid.uuid4().hex[:8]}")
 
 
 def _on_server(base: str, dbname: str) -> Iterator[str]:
