@@ -10,12 +10,12 @@ import logging
 import click
 
 from . import db, queries
-from .errors import InputFormatError, TickaggError
+from .errors import DatabaseUnavailable, InputFormatError, TickaggError
 from .logging_setup import configure as configure_logging
 
 log = logging.getLogger("tickagg")
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_REJECTED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 
 
 class Ctx:
@@ -40,14 +40,17 @@ class Ctx:
             self._pool = None
 
 
-def _fail(exc: TickaggError) -> None:
-    click.echo(f"error: {db.mask_dsn(str(exc))}", err=True)
-    raise SystemExit(EXIT_ERROR)
+def _fail(exc: TickaggError, code: int = EXIT_ERROR) -> None:
+    text = str(exc)
+    if isinstance(exc, DatabaseUnavailable):
+        text = " ".join(text.split())  # libpq's connection errors span several lines
+    click.echo(f"error: {db.mask_dsn(text)}", err=True)
+    raise SystemExit(code)
 
 
 class TickaggGroup(click.Group):
     """Turns tickagg errors into one clean line on stderr and exit 1
-    (exit 2 for bad input files)."""
+    (exit 2 for bad input files, 4 when the database cannot be reached)."""
 
     def invoke(self, ctx):
         try:
@@ -55,6 +58,8 @@ class TickaggGroup(click.Group):
         except InputFormatError as exc:
             click.echo(f"error: {exc}", err=True)
             raise SystemExit(EXIT_USAGE) from None
+        except DatabaseUnavailable as exc:
+            _fail(exc, EXIT_UNAVAILABLE)
         except TickaggError as exc:
             _fail(exc)
 
@@ -410,6 +415,26 @@ def ingest_ticks(obj: Ctx, file, as_json):
     help="Longest sleep between checks when no notification arrives.",
 )
 @click.option(
+    "--connect-timeout",
+    type=click.FloatRange(0),
+    default=60,
+    show_default=True,
+    envvar="TICKAGG_CONNECT_TIMEOUT",
+    show_envvar=True,
+    help="With --until-idle: seconds the database may stay unreachable before the run "
+    "gives up (exit 4). Without it the runner waits for the database however long.",
+)
+@click.option(
+    "--pool-timeout",
+    type=click.FloatRange(0.1),
+    default=30,
+    show_default=True,
+    envvar="TICKAGG_POOL_TIMEOUT",
+    show_envvar=True,
+    help="Seconds a worker waits for a pooled connection before it treats the database "
+    "as unreachable.",
+)
+@click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
     default=None,
@@ -443,6 +468,8 @@ def run(
     statement_timeout,
     max_windows,
     poll_max,
+    connect_timeout,
+    pool_timeout,
     metrics_port,
     metrics_host,
     metrics_interval,
@@ -460,6 +487,8 @@ def run(
         max_windows=max_windows,
         poll_max=poll_max,
         until_idle=until_idle,
+        connect_timeout=connect_timeout,
+        pool_timeout=pool_timeout,
         clickhouse_url=getattr(obj, "clickhouse_url", None),
         clickhouse_database=getattr(obj, "clickhouse_database", "tickagg"),
     )
