@@ -137,6 +137,7 @@ def cli(ctx, dsn, env, log_format, log_level, clickhouse_url, clickhouse_databas
     obj = Ctx(dsn, env)
     obj.clickhouse_url = clickhouse_url
     obj.clickhouse_database = clickhouse_database
+    obj.log_format = log_format
     ctx.obj = obj
     ctx.call_on_close(obj.close)
 
@@ -475,8 +476,8 @@ def run(
     metrics_interval,
 ):
     """Claim and execute due tasks until stopped (SIGTERM/SIGINT: finish, exit 0)."""
-    from .loop import RunnerConfig
-    from .loop import run as run_loop
+    from .loop import Runner, RunnerConfig
+    from .run_progress import RunProgress
 
     cfg = RunnerConfig(
         dsn=obj.require_dsn(),
@@ -497,8 +498,15 @@ def run(
         from .metrics import MetricsServer
 
         server = MetricsServer(cfg.dsn, metrics_host, metrics_port, metrics_interval).start()
+    runner = Runner(cfg, metrics=server.metrics if server else None)
     try:
-        stats = run_loop(cfg, metrics=server.metrics if server else None)
+        # on a terminal, what is left and how fast it goes (not for a daemon's log)
+        with RunProgress(
+            cfg.dsn,
+            lambda: (runner.stats.bars_written, runner.stats.tasks_succeeded),
+            enabled=until_idle and obj.log_format != "json",
+        ):
+            stats = runner.run()
     finally:
         if server is not None:
             server.stop()
