@@ -503,6 +503,7 @@ def run(
         # on a terminal, what is left and how fast it goes (not for a daemon's log)
         with RunProgress(
             cfg.dsn,
+            cfg.env,
             lambda: (runner.stats.bars_written, runner.stats.tasks_succeeded),
             enabled=until_idle and obj.log_format != "json",
         ):

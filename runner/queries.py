@@ -970,29 +970,9 @@ def ingest_ticks(conn, ticks: list[tuple]) -> dict:
     return _one(conn, INGEST_TICKS, dict(zip(names, cols, strict=True)))
 
 
-# `run --until-idle` progress: one pass over the task table (task_status, which the
-# runner role may read), none over the bar tables; the slowest cursor is among the
-# tasks with work left (due or running) of the kinds whose cursor is a time.
-RUN_PROGRESS = """
-SELECT
-    task_kind,
-    count(*) FILTER (WHERE status = 'idle' AND next_run_at <= now()) AS due,
-    count(*) FILTER (WHERE status = 'running') AS running,
-    min(cursor_ts) FILTER (WHERE behind) AS slowest_cursor,
-    (array_agg(timeframe ORDER BY cursor_ts) FILTER (WHERE behind))[1] AS slowest_timeframe
-FROM (
-    SELECT
-        task_kind, status, next_run_at, cursor_ts, timeframe,
-        task_kind IN ('rollup', 'indicators', 'ticks_1m')
-        AND (status = 'running' OR (status = 'idle' AND next_run_at <= now())) AS behind
-    FROM tickagg.task_status
-    WHERE enabled
-) AS t
-GROUP BY task_kind
-ORDER BY task_kind
-"""
+RUN_PROGRESS = "SELECT * FROM tickagg.run_progress(%(env)s)"
 
 
-def run_progress(conn) -> list[dict]:
+def run_progress(conn, env: str) -> list[dict]:
     """Per task kind: tasks due, running, and the slowest cursor among them."""
-    return _all(conn, RUN_PROGRESS)
+    return _all(conn, RUN_PROGRESS, {"env": env})

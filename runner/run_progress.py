@@ -1,7 +1,7 @@
 """`tickagg run --until-idle` progress on a terminal: tasks due and running per
 kind, the slowest cursor among them, bars written so far and their rate,
-redrawn about once a second from one query over the task table (never the bar
-tables). Log lines keep scrolling above it."""
+redrawn about once a second from tickagg.run_progress (the task table, never the
+bar tables). Log lines keep scrolling above it."""
 
 from __future__ import annotations
 
@@ -66,9 +66,11 @@ class RunProgress:
     """Context manager: while open, a thread redraws the display on stderr, on
     its own connection. Disabled (does nothing) unless stderr is a terminal."""
 
-    def __init__(self, dsn: str, counts: Callable[[], tuple[int, int]], enabled: bool = True):
+    def __init__(
+        self, dsn: str, env: str, counts: Callable[[], tuple[int, int]], enabled: bool = True
+    ):
         """counts() -> (bars written, runs done) of the runner so far."""
-        self.dsn, self.counts = dsn, counts
+        self.dsn, self.env, self.counts = dsn, env, counts
         self.console = Console(stderr=True)
         self.enabled = enabled and self.console.is_terminal
         self._stop = threading.Event()
@@ -108,7 +110,7 @@ class RunProgress:
             try:
                 if conn is None or conn.closed:
                     conn = db.connect(self.dsn, connect_timeout=5)
-                rows = queries.run_progress(conn)
+                rows = queries.run_progress(conn, self.env)
                 now = dt.datetime.now(dt.UTC)
                 bars, done = self.counts()
                 self._live.update(render(rows, bars, done, time.monotonic() - started, now))

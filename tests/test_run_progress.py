@@ -52,7 +52,7 @@ def test_progress_query_counts_due_and_running_and_finds_the_slowest_cursor(conn
     _set(conn, "PB", "15m", "indicators", next_run_at=T0, last_agg_bar_ts_utc=T0 + dt.timedelta(7))
     _set(conn, "PA", "1m", "gap_scan", next_run_at=T0)
     _set(conn, "PB", "5m", "rollup", next_run_at=T0, last_agg_bar_ts_utc=T0, enabled=False)
-    rows = {r["task_kind"]: r for r in queries.run_progress(conn)}
+    rows = {r["task_kind"]: r for r in queries.run_progress(conn, "prod")}
     got = {
         k: (r["due"], r["running"], r["slowest_timeframe"], r["slowest_cursor"])
         for k, r in rows.items()
