@@ -1,7 +1,7 @@
 """Database outages: a `tickagg run` daemon rides out a stopped server for longer
 than its pool timeout (no exit, no traceback, a few log lines) and catches up
-exactly once the server is back; `run --until-idle` gives up after
---connect-timeout with one error line and exit 4."""
+exactly once the server is back; a daemon started before its server waits for it;
+`run --until-idle` gives up after --connect-timeout with one error line and exit 4."""
 
 from __future__ import annotations
 
@@ -96,3 +96,45 @@ def test_until_idle_gives_up_after_the_connect_timeout():
     assert last.startswith("error: database unavailable for "), p.stderr
     assert "--connect-timeout 2" in last and "Connection refused" in last
     assert "Traceback" not in p.stderr
+
+
+def test_daemon_started_before_its_database_waits_for_it(embedded_pg, dsn, conn, tmp_path):
+    agg_start = dt.datetime(2025, 3, 1, tzinfo=UTC)
+    bars = random_bars("crypto_24x7", dt.date(2025, 3, 1), dt.date(2025, 3, 1), random.Random(7))
+    h.register(conn, "OUT", "crypto_24x7")
+    h.sync(conn, agg_start)
+    h.insert_bars(conn, "OUT", bars)
+    expected = expected_bars("OUT", "crypto_24x7", bars, agg_start)
+    log_path = tmp_path / "runner.log"
+    embedded_pg.stop()
+    try:
+        with log_path.open("w") as log_file:
+            proc = subprocess.Popen(
+                h.tickagg_cmd(dsn, "run", "--poll-max", "1", "--pool-timeout", str(POOL_TIMEOUT)),
+                cwd=h.ROOT,
+                env=h.cli_env(),
+                stderr=log_file,
+            )
+        _wait_until(
+            "the wait reported",
+            proc,
+            log_path,
+            lambda: "database unavailable" in log_path.read_text(),
+        )
+    finally:
+        embedded_pg.start()
+    try:
+        with h.connect(dsn) as c:
+            _wait_until(
+                "caught up with the oracle",
+                proc,
+                log_path,
+                lambda: not diff(expected, h.derived(c, ["OUT"])),
+            )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log_path.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log_path.read_text()
+    assert "Traceback" not in text and "database available again" in text, text[-3000:]
