@@ -10,12 +10,12 @@ import logging
 import click
 
 from . import db, queries
-from .errors import InputFormatError, TickaggError
+from .errors import DatabaseUnavailable, InputFormatError, TickaggError
 from .logging_setup import configure as configure_logging
 
 log = logging.getLogger("tickagg")
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_REJECTED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 
 
 class Ctx:
@@ -40,14 +40,17 @@ class Ctx:
             self._pool = None
 
 
-def _fail(exc: TickaggError) -> None:
-    click.echo(f"error: {db.mask_dsn(str(exc))}", err=True)
-    raise SystemExit(EXIT_ERROR)
+def _fail(exc: TickaggError, code: int = EXIT_ERROR) -> None:
+    text = str(exc)
+    if isinstance(exc, DatabaseUnavailable):
+        text = " ".join(text.split())  # libpq's connection errors span several lines
+    click.echo(f"error: {db.mask_dsn(text)}", err=True)
+    raise SystemExit(code)
 
 
 class TickaggGroup(click.Group):
     """Turns tickagg errors into one clean line on stderr and exit 1
-    (exit 2 for bad input files)."""
+    (exit 2 for bad input files, 4 when the database cannot be reached)."""
 
     def invoke(self, ctx):
         try:
@@ -55,6 +58,8 @@ class TickaggGroup(click.Group):
         except InputFormatError as exc:
             click.echo(f"error: {exc}", err=True)
             raise SystemExit(EXIT_USAGE) from None
+        except DatabaseUnavailable as exc:
+            _fail(exc, EXIT_UNAVAILABLE)
         except TickaggError as exc:
             _fail(exc)
 
@@ -132,6 +137,7 @@ def cli(ctx, dsn, env, log_format, log_level, clickhouse_url, clickhouse_databas
     obj = Ctx(dsn, env)
     obj.clickhouse_url = clickhouse_url
     obj.clickhouse_database = clickhouse_database
+    obj.log_format = log_format
     ctx.obj = obj
     ctx.call_on_close(obj.close)
 
@@ -410,6 +416,26 @@ def ingest_ticks(obj: Ctx, file, as_json):
     help="Longest sleep between checks when no notification arrives.",
 )
 @click.option(
+    "--connect-timeout",
+    type=click.FloatRange(0),
+    default=60,
+    show_default=True,
+    envvar="TICKAGG_CONNECT_TIMEOUT",
+    show_envvar=True,
+    help="With --until-idle: seconds the database may stay unreachable before the run "
+    "gives up (exit 4). Without it the runner waits for the database however long.",
+)
+@click.option(
+    "--pool-timeout",
+    type=click.FloatRange(0.1),
+    default=30,
+    show_default=True,
+    envvar="TICKAGG_POOL_TIMEOUT",
+    show_envvar=True,
+    help="Seconds a worker waits for a pooled connection before it treats the database "
+    "as unreachable.",
+)
+@click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
     default=None,
@@ -443,13 +469,15 @@ def run(
     statement_timeout,
     max_windows,
     poll_max,
+    connect_timeout,
+    pool_timeout,
     metrics_port,
     metrics_host,
     metrics_interval,
 ):
     """Claim and execute due tasks until stopped (SIGTERM/SIGINT: finish, exit 0)."""
-    from .loop import RunnerConfig
-    from .loop import run as run_loop
+    from .loop import Runner, RunnerConfig
+    from .run_progress import RunProgress
 
     cfg = RunnerConfig(
         dsn=obj.require_dsn(),
@@ -460,6 +488,8 @@ def run(
         max_windows=max_windows,
         poll_max=poll_max,
         until_idle=until_idle,
+        connect_timeout=connect_timeout,
+        pool_timeout=pool_timeout,
         clickhouse_url=getattr(obj, "clickhouse_url", None),
         clickhouse_database=getattr(obj, "clickhouse_database", "tickagg"),
     )
@@ -468,8 +498,16 @@ def run(
         from .metrics import MetricsServer
 
         server = MetricsServer(cfg.dsn, metrics_host, metrics_port, metrics_interval).start()
+    runner = Runner(cfg, metrics=server.metrics if server else None)
     try:
-        stats = run_loop(cfg, metrics=server.metrics if server else None)
+        # on a terminal, what is left and how fast it goes (not for a daemon's log)
+        with RunProgress(
+            cfg.dsn,
+            cfg.env,
+            lambda: (runner.stats.bars_written, runner.stats.tasks_succeeded),
+            enabled=until_idle and obj.log_format != "json",
+        ):
+            stats = runner.run()
     finally:
         if server is not None:
             server.stop()

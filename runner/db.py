@@ -57,14 +57,33 @@ def _check_unless_just_used(conn: psycopg.Connection) -> None:
     _handed_out_at[conn] = now
 
 
+# How long the pool keeps retrying a lost connection in the background before it
+# gives the slot up; a slot given up is re-grown on the next request. Short, so that
+# after a long outage the pool does not sit out a grown backoff delay (psycopg_pool
+# doubles it up to its default 5 minutes) once the server is back.
+RECONNECT_TIMEOUT_SECONDS = 5.0
+
+
+class Pool(ConnectionPool):
+    """A ConnectionPool whose wait for a connection, when it runs out, raises
+    DatabaseUnavailable (a TickaggError) instead of psycopg_pool's PoolTimeout."""
+
+    def getconn(self, timeout: float | None = None) -> psycopg.Connection:
+        with wrap_exceptions():
+            return super().getconn(timeout)
+
+
 def make_pool(
     dsn: str,
     max_size: int = 4,
     min_size: int = 1,
     name: str = "tickagg",
     statement_timeout: float | None = None,
-) -> ConnectionPool:
-    """statement_timeout (seconds): set for every session of the pool."""
+    timeout: float = 30,
+) -> Pool:
+    """statement_timeout (seconds): set for every session of the pool. timeout
+    (seconds): the longest wait for a connection, after which the database counts
+    as unavailable."""
     # Probe once so a bad DSN fails fast with PostgreSQL's own message
     # instead of a pool timeout.
     with wrap_exceptions():
@@ -73,7 +92,7 @@ def make_pool(
     if statement_timeout is not None:
         given = psycopg.conninfo.conninfo_to_dict(dsn).get("options") or ""
         kwargs["options"] = f"{given} -c statement_timeout={int(statement_timeout * 1000)}".strip()
-    pool = ConnectionPool(
+    pool = Pool(
         dsn,
         min_size=min(min_size, max_size),
         max_size=max_size,
@@ -81,6 +100,13 @@ def make_pool(
         check=_check_unless_just_used,
         name=name,
         open=False,
+        timeout=timeout,
+        reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
     )
-    pool.open(wait=True, timeout=30)
+    try:
+        with wrap_exceptions():
+            pool.open(wait=True, timeout=timeout)
+    except BaseException:
+        pool.close()
+        raise
     return pool

@@ -76,6 +76,12 @@ class TransientDatabaseError(TickaggDatabaseError):
     operator intervention, statement timeout: worth retrying later."""
 
 
+class DatabaseUnavailable(TransientDatabaseError):
+    """The server cannot be reached or is going away (connection refused or lost,
+    shutting down or starting up, no pooled connection in time): an outage, waited
+    out as a whole rather than retried task by task."""
+
+
 _BY_SQLSTATE: dict[str, type[TickaggDatabaseError]] = {
     "TK001": LeaseLost,
     "TK002": UnknownSymbol,
@@ -85,6 +91,8 @@ _BY_SQLSTATE: dict[str, type[TickaggDatabaseError]] = {
     "57014": TransientDatabaseError,  # query_canceled (statement_timeout)
 }
 _TRANSIENT_CLASSES = ("08", "40", "53", "57")
+# admin_shutdown, crash_shutdown, cannot_connect_now (starting up / shutting down)
+_UNAVAILABLE_SQLSTATES = ("57P01", "57P02", "57P03")
 
 
 def translate(exc: BaseException) -> TickaggDatabaseError:
@@ -92,7 +100,7 @@ def translate(exc: BaseException) -> TickaggDatabaseError:
     if isinstance(exc, TickaggDatabaseError):
         return exc
     if isinstance(exc, psycopg_pool.PoolTimeout):
-        return TransientDatabaseError(f"connection pool: {exc}", None)
+        return DatabaseUnavailable(f"connection pool: {exc}", None)
     sqlstate = getattr(exc, "sqlstate", None)
     diag = getattr(exc, "diag", None)
     message = (getattr(diag, "message_primary", None) or str(exc)).strip()
@@ -100,13 +108,15 @@ def translate(exc: BaseException) -> TickaggDatabaseError:
     detail = getattr(diag, "message_detail", None)
     cls = _BY_SQLSTATE.get(sqlstate or "")
     if cls is None:
-        if sqlstate and sqlstate[:2] in _TRANSIENT_CLASSES:
+        if sqlstate in _UNAVAILABLE_SQLSTATES or (sqlstate or "")[:2] == "08":
+            cls = DatabaseUnavailable
+        elif sqlstate and sqlstate[:2] in _TRANSIENT_CLASSES:
             cls = TransientDatabaseError
         elif sqlstate is None and isinstance(
             exc, (psycopg.OperationalError, psycopg.InterfaceError)
         ):
             # connection refused / closed: no SQLSTATE at all
-            cls = TransientDatabaseError
+            cls = DatabaseUnavailable
         else:
             cls = TickaggDatabaseError
     return cls(message, sqlstate, hint, detail)

@@ -93,3 +93,6 @@ def configure(fmt: str = "text", level: str = "INFO") -> None:
     # psycopg's pool is chatty at INFO
     for noisy in ("psycopg", "yoyo"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # and at WARNING logs every reconnection attempt: during an outage the runner
+    # reports instead, once when it goes and every minute while it lasts
+    logging.getLogger("psycopg.pool").setLevel(max(logging.ERROR, root.level))

@@ -14,10 +14,12 @@ import time
 import uuid
 from collections.abc import Callable
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from . import db, queries
 from .errors import (
+    DatabaseUnavailable,
     LeaseLost,
     TickaggError,
     TransientDatabaseError,
@@ -30,6 +32,14 @@ from .logging_setup import log_context
 log = logging.getLogger(__name__)
 
 WORK_CHANNEL = "tickagg_work"
+
+# While the database is unavailable: the wait between attempts grows from the first
+# to the last value; one log line when it goes, one every OUTAGE_REPORT_SECONDS
+# while it stays away, one when it is back.
+OUTAGE_BACKOFF_SECONDS = (0.5, 5.0)
+OUTAGE_REPORT_SECONDS = 60.0
+# connect_timeout of an attempt while waiting (a server that drops packets)
+PROBE_TIMEOUT_SECONDS = 5
 
 
 @dataclasses.dataclass
@@ -46,6 +56,12 @@ class RunnerConfig:
     clickhouse_url: str | None = None
     clickhouse_database: str = "tickagg"
     export_batch_size: int = 50000
+    # seconds a worker waits for a pooled connection before the database counts as
+    # unavailable (then the runner waits it out)
+    pool_timeout: float = 30
+    # until_idle only: how long the database may stay unavailable before the run
+    # gives up (DatabaseUnavailable); a daemon waits for it however long it takes
+    connect_timeout: float = 60
 
 
 @dataclasses.dataclass
@@ -57,6 +73,46 @@ class RunStats:
     released: int = 0
     bars_written: int = 0
     by_kind: dict = dataclasses.field(default_factory=dict)
+
+
+def _reason(exc: BaseException) -> str:
+    """An error on one line (libpq's connection errors span several)."""
+    if isinstance(exc, psycopg.Error):
+        exc = translate(exc)
+    return " ".join(str(exc).split())
+
+
+class _OutageReport:
+    """The log lines of one outage of `what`: the first failure, then one line every
+    OUTAGE_REPORT_SECONDS however often it is retried, then the recovery."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.since: float | None = None
+        self._reported_at = 0.0
+
+    def failed(self, exc: BaseException) -> float:
+        """Note a failed attempt; returns the seconds since the outage began."""
+        now = time.monotonic()
+        if self.since is None:
+            self.since = self._reported_at = now
+            log.warning(
+                "%s unavailable: %s; retrying with backoff (reported every %.0fs)",
+                self.what,
+                _reason(exc),
+                OUTAGE_REPORT_SECONDS,
+            )
+        elif now - self._reported_at >= OUTAGE_REPORT_SECONDS:
+            self._reported_at = now
+            log.warning(
+                "%s still unavailable after %.0fs: %s", self.what, now - self.since, _reason(exc)
+            )
+        return now - self.since
+
+    def recovered(self) -> None:
+        if self.since is not None:
+            log.warning("%s available again after %.0fs", self.what, time.monotonic() - self.since)
+            self.since = None
 
 
 # --- task handlers: task_kind -> fn(conn, task, config) -> finish kwargs ------
@@ -252,6 +308,11 @@ class Runner:
         self.stats = RunStats()
         self._stats_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        # one worker waits out an outage (_ride_out_outage), the others wait for it
+        self._outage_lock = threading.Lock()
+        # failures of runs the outage interrupted, recorded once it is over:
+        # (task, exception, run_id, started_at)
+        self._unrecorded_failures: list[tuple] = []
 
     # -- wake-ups -------------------------------------------------------------
     def wake(self) -> None:
@@ -269,13 +330,15 @@ class Runner:
 
     # -- listener ---------------------------------------------------------------
     def _listen(self) -> None:
-        backoff = 1.0
+        outage = _OutageReport("listener connection")
+        backoff = OUTAGE_BACKOFF_SECONDS[0]
         while not self.stop_event.is_set():
             try:
-                with db.connect(self.cfg.dsn) as conn:
+                with db.connect(self.cfg.dsn, connect_timeout=PROBE_TIMEOUT_SECONDS) as conn:
                     conn.execute(queries.LISTEN_WORK)
                     log.debug("listening on %s", WORK_CHANNEL)
-                    backoff = 1.0
+                    outage.recovered()
+                    backoff = OUTAGE_BACKOFF_SECONDS[0]
                     self.wake()  # we may have missed notifications meanwhile
                     while not self.stop_event.is_set():
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
@@ -283,19 +346,18 @@ class Runner:
             except Exception as exc:  # noqa: BLE001 - reconnect on anything
                 if self.stop_event.is_set():
                     break
-                log.warning(
-                    "listener connection lost: %s; retry in %.0fs",
-                    translate(exc) if hasattr(exc, "sqlstate") else exc,
-                    backoff,
-                )
+                outage.failed(exc)
                 self.stop_event.wait(backoff)
-                backoff = min(backoff * 2, 30)
+                backoff = min(backoff * 2, OUTAGE_BACKOFF_SECONDS[1])
 
     # -- workers ----------------------------------------------------------------
     def _sleep_seconds(self) -> float:
         try:
             with self.pool.connection() as conn:
                 nxt = queries.next_due_at(conn, self.cfg.env)
+        except DatabaseUnavailable as exc:
+            self._ride_out_outage(exc)
+            return 0  # back: claim at once
         except TickaggError as exc:
             log.warning("agg_next_due_at failed: %s", exc)
             return min(5.0, self.cfg.poll_max)
@@ -327,8 +389,52 @@ class Runner:
         return tasks
 
     def _nothing_due(self) -> bool:
-        with self.pool.connection() as conn:
-            return not queries.get_due_tasks(conn, self.cfg.env, 1, None)
+        try:
+            with self.pool.connection() as conn:
+                return not queries.get_due_tasks(conn, self.cfg.env, 1, None)
+        except DatabaseUnavailable as exc:
+            self._ride_out_outage(exc)
+            return False
+
+    def _ride_out_outage(self, exc: DatabaseUnavailable) -> None:
+        """Wait, without a log line per attempt, until the database can be connected
+        to again (or the runner stops); then check the pool (its sessions died with
+        the server) and record the failures of the runs the outage cut short. A
+        task whose failure cannot be recorded stays claimed until its lease ends.
+        One worker waits; the others wait for it and find the database back. With
+        --until-idle, raises DatabaseUnavailable once it has been unavailable for
+        connect_timeout."""
+        with self._outage_lock:
+            outage = _OutageReport("database")
+            backoff = OUTAGE_BACKOFF_SECONDS[0]
+            while not self.stop_event.is_set():
+                try:
+                    db.connect(self.cfg.dsn, connect_timeout=PROBE_TIMEOUT_SECONDS).close()
+                    break
+                except Exception as probe_exc:  # noqa: BLE001 - any failure: still away
+                    exc = probe_exc
+                down = outage.failed(exc)
+                wait = backoff
+                if self.cfg.until_idle:
+                    if down >= self.cfg.connect_timeout:
+                        self.request_stop("database unavailable")
+                        raise DatabaseUnavailable(
+                            f"database unavailable for {down:.0f}s, giving up "
+                            f"(--connect-timeout {self.cfg.connect_timeout:g}): {_reason(exc)}"
+                        )
+                    wait = min(wait, self.cfg.connect_timeout - down)
+                self.stop_event.wait(wait)
+                backoff = min(backoff * 2, OUTAGE_BACKOFF_SECONDS[1])
+            if self.stop_event.is_set():
+                return
+            outage.recovered()
+            if self.pool is not None:
+                self.pool.check()
+                with self._stats_lock:
+                    unrecorded, self._unrecorded_failures = self._unrecorded_failures, []
+                for task, failure, run_id, started_at in unrecorded:
+                    self._record_failure(task, "transient", failure, run_id, started_at)
+        self.wake()
 
     def _worker(self, worker_no: int) -> None:
         # What the statement that ran the previous task claimed: [task], [] when
@@ -385,6 +491,8 @@ class Runner:
         try:
             if not self.stop_event.is_set():
                 claimed = self._claim_rows()
+        except DatabaseUnavailable as exc:
+            self._ride_out_outage(exc)  # then claim again: the worker wakes at once
         except TickaggError as exc:
             log.warning("claim failed: %s", exc)
             if not isinstance(exc, TransientDatabaseError):
@@ -422,6 +530,7 @@ class Runner:
                 self.cfg.dsn,
                 max_size=self.cfg.workers + 1,
                 statement_timeout=self.cfg.statement_timeout,
+                timeout=self.cfg.pool_timeout,
             )
 
     def _run_and_finish(self, conn, task: dict, run_id, started_at, claim_next: bool) -> dict:
@@ -529,25 +638,41 @@ class Runner:
         outcome = "transient" if isinstance(exc, TransientDatabaseError) else "hard"
         with self._stats_lock:
             self.stats.tasks_failed += 1
-        log.error("task failed (%s): %s", outcome, exc, exc_info=not isinstance(exc, TickaggError))
+        if isinstance(exc, DatabaseUnavailable):
+            log.warning("run cut short by the database going away: %s", _reason(exc))
+        else:
+            log.error(
+                "task failed (%s): %s", outcome, exc, exc_info=not isinstance(exc, TickaggError)
+            )
         if outcome == "transient":
             # a restarted server leaves every pooled session dead, and connections in
             # recent use are handed out unchecked (db.CHECK_AFTER_IDLE_SECONDS)
             self.pool.check()
+        self._record_failure(task, outcome, exc, run_id, started_at)
+        return outcome
+
+    def _record_failure(self, task: dict, outcome: str, exc: BaseException, run_id, started_at):
+        """agg_finish with the failure and its run log row; while the database is
+        unavailable, kept for _ride_out_outage to record once it is back (a short
+        wait for a connection: the worker goes on to notice the outage)."""
         try:
-            with self.pool.connection() as conn, conn.transaction():
+            timeout = PROBE_TIMEOUT_SECONDS if isinstance(exc, DatabaseUnavailable) else None
+            with self.pool.connection(timeout=timeout) as conn, conn.transaction():
                 queries.agg_finish(conn, task, outcome, error=str(exc)[:2000])
                 if run_id is not None:
                     queries.ops_log_run(
                         conn, run_id, task, started_at, outcome, error=str(exc)[:2000]
                     )
+        except DatabaseUnavailable:
+            log.warning("failure of the run recorded once the database is back")
+            with self._stats_lock:
+                self._unrecorded_failures.append((task, exc, run_id, started_at))
         except LeaseLost as exc2:
             log.warning("lease lost while recording failure: %s", exc2)
             if run_id is not None:
                 self._log_run(run_id, task, started_at, "lease_lost", error=str(exc)[:2000])
         except TickaggError as exc2:
             log.error("could not record failure (lease will expire): %s", exc2)
-        return outcome
 
     def _log_run(self, run_id, task: dict, started_at, outcome: str, error: str) -> None:
         """A run log row in its own transaction (when no task transaction can carry it)."""
@@ -573,13 +698,38 @@ class Runner:
                 cfg.statement_timeout,
                 cfg.lease_seconds,
             )
-        self._ensure_pool()
         old = {}
         if install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 old[sig] = signal.signal(
                     sig, lambda s, f: self.request_stop(signal.Signals(s).name)
                 )
+        errors: list[BaseException] = []
+        try:
+            # a runner started before its database waits for it like for any outage
+            while self.pool is None and not self.stop_event.is_set():
+                try:
+                    self._ensure_pool()
+                except DatabaseUnavailable as exc:
+                    self._ride_out_outage(exc)
+            if self.pool is not None:
+                self._run_threads(errors)
+        finally:
+            self.stop_event.set()
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+            if self._own_pool and self.pool is not None:
+                self.pool.close()
+                self.pool = None
+        log.info("runner stopped: %s", dataclasses.asdict(self.stats))
+        if errors:
+            raise errors[0]
+        return self.stats
+
+    def _run_threads(self, errors: list[BaseException]) -> None:
+        """The listener and the workers, until the workers end; what a thread died of
+        goes to errors."""
+        cfg = self.cfg
         log.info(
             "runner starting: env=%s workers=%s lease=%ss timeout=%ss%s",
             cfg.env,
@@ -588,12 +738,13 @@ class Runner:
             cfg.statement_timeout,
             " until-idle" if cfg.until_idle else "",
         )
-        errors: list[BaseException] = []
 
         def guarded(fn, *args):
             def inner():
                 try:
                     fn(*args)
+                except DatabaseUnavailable as exc:  # --until-idle gave up: said once, by the CLI
+                    errors.append(exc)
                 except BaseException as exc:  # noqa: BLE001
                     errors.append(exc)
                     log.exception("thread crashed: %s", exc)
@@ -616,15 +767,6 @@ class Runner:
         finally:
             self.stop_event.set()
             listener.join(3)
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
-            if self._own_pool:
-                self.pool.close()
-                self.pool = None
-        log.info("runner stopped: %s", dataclasses.asdict(self.stats))
-        if errors:
-            raise errors[0]
-        return self.stats
 
 
 def run(

@@ -968,3 +968,11 @@ def ingest_ticks(conn, ticks: list[tuple]) -> dict:
     cols = [list(c) for c in zip(*ticks, strict=True)] if ticks else [[]] * 6
     names = ("symbols", "ts", "bid", "ask", "last", "size")
     return _one(conn, INGEST_TICKS, dict(zip(names, cols, strict=True)))
+
+
+RUN_PROGRESS = "SELECT * FROM tickagg.run_progress(%(env)s)"
+
+
+def run_progress(conn, env: str) -> list[dict]:
+    """Per task kind: tasks due, running, and the slowest cursor among them."""
+    return _all(conn, RUN_PROGRESS, {"env": env})
