@@ -316,10 +316,9 @@ def ingest_bars(obj: Ctx, file, source, as_json):
 
     Exit 0 when every row landed or was unchanged, 3 when rows were rejected,
     2 when the file itself is unreadable."""
-    from .ingest import format_result, ingest_bars_file, iter_file_rows
+    from .ingest import format_result, ingest_bars_file, open_bars_file
 
-    # validate header first (exit 2) without needing a database
-    next(iter(iter_file_rows(file)), None)
+    open_bars_file(file)  # header problems exit 2 before touching the database
     res = ingest_bars_file(obj.pool(), file, source)
     if as_json:
         _echo_json(res)
