@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import psycopg
 
@@ -110,7 +111,7 @@ def ingest_chunk(
         return queries.ingest_staged_ticks(conn, file_name, batch_id, line_offset, text_stage)
 
 
-def ingest_ticks_file(pool, path: str) -> dict:
+def ingest_ticks_file(pool, path: str, progress: Callable[[dict], None] | None = None) -> dict:
     columns, chunks = open_ticks_file(path)
     name = os.path.basename(path)
     total: dict = {
@@ -122,6 +123,7 @@ def ingest_ticks_file(pool, path: str) -> dict:
         "rejects": [],
     }
     line_offset = 1  # the header is line 1
+    started = time.monotonic()
     with pool.connection() as conn:
         for chunk in chunks:
             res = ingest_chunk(conn, chunk, columns, name, total["batch_id"], line_offset)
@@ -130,6 +132,8 @@ def ingest_ticks_file(pool, path: str) -> dict:
                 total[k] += int(res.get(k) or 0)
             total["rejects"] = (total["rejects"] + list(res.get("rejects") or []))[:20]
             line_offset += chunk.count(b"\n")
+            if progress is not None:
+                progress({**total, "seconds": time.monotonic() - started})
     log.info(
         "ingested ticks %s: landed=%s duplicates=%s rejected=%s",
         name,
