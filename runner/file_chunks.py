@@ -85,14 +85,7 @@ def parquet_chunks(path: str, batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[
     pf = pq.ParquetFile(path)
     names = list(pf.schema_arrow.names)
     for batch in pf.iter_batches(batch_size=batch_rows):
-        arrays = []
-        for col in batch.columns:
-            if pa.types.is_timestamp(col.type):
-                # ISO text with an explicit offset: no reading of zone-less values
-                if col.type.tz is None:
-                    col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))
-                col = col.cast(pa.timestamp("us", tz="UTC"))
-            arrays.append(col)
+        arrays = [_as_csv_text(col) for col in batch.columns]
         buf = io.BytesIO()
         pacsv.write_csv(
             pa.RecordBatch.from_arrays(arrays, names=names),
@@ -100,6 +93,26 @@ def parquet_chunks(path: str, batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[
             write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed"),
         )
         yield buf.getvalue()
+
+
+def _as_csv_text(col):
+    """A column as pyarrow should write it for the stage: timestamps in UTC with
+    an explicit offset (whole seconds without a fraction, as most files write
+    them), non-finite floats spelled as PostgreSQL and Python spell them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_timestamp(col.type):
+        if col.type.tz is None:  # zone-less values are UTC
+            col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))
+        try:
+            return col.cast(pa.timestamp("s", tz="UTC"))
+        except pa.ArrowInvalid:  # fractions of a second
+            return col.cast(pa.timestamp("us", tz="UTC"))
+    if pa.types.is_floating(col.type) and not pc.all(pc.is_finite(col), skip_nulls=True).as_py():
+        text = pc.replace_substring_regex(col.cast(pa.string()), "^(-?)inf$", r"\1Infinity")
+        return pc.replace_substring(text, "nan", "NaN")
+    return col
 
 
 def copy_chunk(conn: psycopg.Connection, copy_sql, chunk: bytes) -> None:

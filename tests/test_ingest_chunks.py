@@ -243,3 +243,51 @@ def test_chunked_ingest_matches_the_rules_row_by_row(dsn, conn, tmp_path, monkey
     assert (
         conn.execute("SELECT count(*) AS n FROM tickagg.agg_invalidations").fetchone()["n"] == inval
     )
+
+
+def test_typed_parquet_values_are_judged_as_their_python_text(dsn, conn, tmp_path):
+    """Typed columns reach the rules as the reader always wrote them: non-finite
+    floats as NaN / Infinity, timestamps in UTC (zone-less ones read as UTC)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sym = f"CK{uuid.uuid4().hex[:6].upper()}"
+    with conn.transaction():
+        queries.register_symbol(conn, sym, "crypto_24x7", asset_class="crypto", active=False,
+                                test_active=True)  # fmt: skip
+    n = 6
+    opens = [100.0, float("nan"), float("inf"), 100.0, -float("inf"), 100.0]
+    ts = [dt.datetime(2024, 4, 2, 0, i) for i in range(n)]
+    ts[3] = ts[3].replace(second=0, microsecond=500)  # a fraction of a second
+    table = pa.table(
+        {
+            "canonical_symbol": [sym] * n,
+            "ts_utc": pa.array(ts, type=pa.timestamp("us")),
+            "open": opens,
+            "high": [110.0] * n,
+            "low": [90.0] * n,
+            "close": [100.5] * n,
+            "volume": pa.array(list(range(n)), type=pa.int64()),
+        }
+    )
+    path = tmp_path / "typed.parquet"
+    pq.write_table(table, path)
+    with db.make_pool(dsn, max_size=1) as pool:
+        res = ingest.ingest_bars_file(pool, str(path))
+    got = {
+        r["line_no"]: r["reason"]
+        for r in conn.execute(
+            "SELECT line_no, reason FROM tickagg.ingest_rejects WHERE batch_id = %s",
+            (res["batch_id"],),
+        )
+    }
+    assert got == {
+        3: "open 'NaN' is not a finite number",
+        4: "open 'Infinity' is not a finite number",
+        5: "ts_utc is not on a whole minute",
+        6: "open '-Infinity' is not a finite number",
+    }
+    stored = conn.execute(
+        "SELECT ts_utc FROM tickagg.data_bars WHERE canonical_symbol = %s ORDER BY ts_utc", (sym,)
+    ).fetchall()
+    assert [r["ts_utc"] for r in stored] == [ts[0].replace(tzinfo=UTC), ts[5].replace(tzinfo=UTC)]
