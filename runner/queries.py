@@ -155,6 +155,12 @@ CREATE TEMP TABLE tickagg_bars_seen (
     ts_list timestamptz[], line_list bigint[])
 """
 
+# uncompressed: compressing the arrays cost 5x what writing them does
+STORE_BARS_SEEN_PLAIN = """
+ALTER TABLE pg_temp.tickagg_bars_seen
+    ALTER COLUMN ts_list SET STORAGE EXTERNAL, ALTER COLUMN line_list SET STORAGE EXTERNAL
+"""
+
 DROP_BARS_SEEN = "DROP TABLE IF EXISTS pg_temp.tickagg_bars_seen"
 
 INGEST_STAGED_BARS = """
@@ -372,6 +378,7 @@ def copy_bars_chunk_sql(columns: list[str]) -> sql.Composed:
 def create_bars_seen(conn) -> None:
     with wrap_exceptions():
         conn.execute(CREATE_BARS_SEEN)
+        conn.execute(STORE_BARS_SEEN_PLAIN)
 
 
 def drop_bars_seen(conn) -> None:

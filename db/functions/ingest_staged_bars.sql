@@ -29,6 +29,7 @@ AS $$
 DECLARE
     v_batch_id bigint := p_batch_id;
     v_fast boolean;
+    v_keep_seen boolean;
     v_now timestamptz := now();
     v_future_tolerance interval := tickagg.setting('future_tolerance')::interval;
     v_total bigint;
@@ -40,15 +41,19 @@ BEGIN
     PERFORM 'PRAGMA:TABLE: tickagg_bars_stage (line_no bigint, canonical_symbol text, ts_utc text, open text, high text, low text, close text, volume text, source text, vwap text, trade_count text)';
     PERFORM 'PRAGMA:TABLE: tickagg_bars_seen (canonical_symbol text, first_ts timestamptz, last_ts timestamptz, ts_list timestamptz[], line_list bigint[])';
     PERFORM tickagg.assert_plain_stage('tickagg_bars_stage');
-    -- A caller that sends one chunk needs no seen keys; one that sends more creates
-    -- the table first (runner/queries.py), so it outlives each chunk's commit.
-    CREATE TEMP TABLE IF NOT EXISTS tickagg_bars_seen (
-        canonical_symbol text,
-        first_ts timestamptz,
-        last_ts timestamptz,
-        ts_list timestamptz [],
-        line_list bigint []
-    ) ON COMMIT DROP;
+    -- A caller that sends a file in chunks creates tickagg_bars_seen first
+    -- (runner/queries.py), so it outlives each chunk's commit; for a caller that
+    -- sends all its rows at once it stays empty.
+    v_keep_seen := to_regclass('pg_temp.tickagg_bars_seen') IS NOT NULL;
+    IF NOT v_keep_seen THEN
+        CREATE TEMP TABLE tickagg_bars_seen (
+            canonical_symbol text,
+            first_ts timestamptz,
+            last_ts timestamptz,
+            ts_list timestamptz [],
+            line_list bigint []
+        ) ON COMMIT DROP;
+    END IF;
     PERFORM tickagg.assert_plain_stage('tickagg_bars_seen');
     IF v_batch_id IS NULL THEN
         INSERT INTO tickagg.ingest_batches (file_name) VALUES (p_file_name) RETURNING batch_id INTO v_batch_id;
@@ -207,7 +212,7 @@ BEGIN
                 INSERT INTO pg_temp.tickagg_bars_seen (canonical_symbol, first_ts, last_ts, ts_list, line_list)
                 SELECT k.canonical_symbol, min(k.ts_utc), max(k.ts_utc), array_agg(k.ts_utc), array_agg(k.line_no)
                 FROM ranked AS k
-                WHERE k.reason IS NULL AND k.line_no = k.first_line
+                WHERE v_keep_seen AND k.reason IS NULL AND k.line_no = k.first_line
                 GROUP BY k.canonical_symbol
             ),
             -- Only rows that would change a stored bar go to the INSERT: the
