@@ -130,6 +130,9 @@ def counters(dsn: str) -> dict:
                 0
             ],
             "bars": c.execute("SELECT count(*) FROM tickagg.data_bars").fetchone()[0],
+            "locked": c.execute(
+                "SELECT count(*) FROM tickagg.data_bars WHERE xmax::text <> '0'"
+            ).fetchone()[0],
             "n_tup_upd": c.execute(
                 "SELECT n_tup_upd + n_tup_hot_upd FROM pg_stat_user_tables"
                 " WHERE relid = 'tickagg.data_bars'::regclass"
@@ -162,42 +165,36 @@ def run(dsn: str, args) -> None:
         size_mb = os.path.getsize(files[("csv", "fresh")]) / 1e6
         print(f"{args.rows:,} rows, {args.symbols} symbols, {size_mb:.0f} MB CSV; "
               f"median of {args.reps}")  # fmt: skip
-        results: dict = {}
+        print(f"{'case':<24}{'ingest s':>10}{'COPY s':>9}{'ratio':>8}{'goal':>7}"
+              f"{'RSS MB':>9}{'exit':>6}", flush=True)  # fmt: skip
         for fmt in formats:
+            results: dict = {}
+            writes: dict = {}
             for _ in range(args.reps):
                 reset(dsn)
-                floor = bare_copy(dsn, files[("csv", "fresh")])
-                t, rss, rc = cli_ingest(dsn, files[(fmt, "fresh")])
-                results.setdefault((fmt, "fresh"), []).append((t, floor, rss, rc))
-                before = counters(dsn)
-                floor = bare_copy(dsn, files[("csv", "fresh")])
-                t, rss, rc = cli_ingest(dsn, files[(fmt, "fresh")])
-                after = counters(dsn)
-                results.setdefault((fmt, "re-ingest"), []).append((t, floor, rss, rc))
-                results.setdefault((fmt, "re-ingest writes"), []).append(
-                    {k: after[k] - before[k] for k in before}
-                )
-                floor = bare_copy(dsn, files[("csv", "corrections")])
-                t, rss, rc = cli_ingest(dsn, files[(fmt, "corrections")])
-                results.setdefault((fmt, "corrections"), []).append((t, floor, rss, rc))
-                floor = bare_copy(dsn, files[("csv", "rejected")])
-                t, rss, rc = cli_ingest(dsn, files[(fmt, "rejected")])
-                results.setdefault((fmt, "rejected"), []).append((t, floor, rss, rc))
-        print(f"{'case':<24}{'ingest s':>10}{'COPY s':>9}{'ratio':>8}{'goal':>7}"
-              f"{'RSS MB':>9}{'exit':>6}")  # fmt: skip
-        for fmt in formats:
+                for case in GOALS:
+                    variant = "fresh" if case in ("fresh", "re-ingest") else case
+                    before = counters(dsn)
+                    floor = bare_copy(dsn, files[("csv", variant)])
+                    t, rss, rc = cli_ingest(dsn, files[(fmt, variant)])
+                    if case == "re-ingest":
+                        after = counters(dsn)
+                        writes = {k: after[k] - before[k] for k in before}
+                    results.setdefault(case, []).append((t, floor, rss, rc))
             for case, goal in GOALS.items():
-                samples = results[(fmt, case)]
+                samples = results[case]
                 ratio = median([t / f for t, f, _, _ in samples])
                 print(
                     f"{fmt + ' ' + case:<24}{median([s[0] for s in samples]):>10.2f}"
                     f"{median([s[1] for s in samples]):>9.2f}{ratio:>7.2f}x{goal:>6.1f}x"
-                    f"{max(s[2] for s in samples):>9.0f}{samples[-1][3]:>6}"
+                    f"{max(s[2] for s in samples):>9.0f}{samples[-1][3]:>6}",
+                    flush=True,
                 )
-            writes = results[(fmt, "re-ingest writes")][-1]
             print(
                 f"  {fmt} re-ingest wrote: {writes['change_no']} change numbers, "
-                f"{writes['invalidations']} invalidations, {writes['n_tup_upd']} row updates"
+                f"{writes['invalidations']} invalidations, {writes['n_tup_upd']} row updates, "
+                f"{writes['locked']} rows locked or updated (xmax set)",
+                flush=True,
             )
         if args.rss_rows:
             for rows in sorted({args.rows, args.rss_rows}):

@@ -291,3 +291,45 @@ def test_typed_parquet_values_are_judged_as_their_python_text(dsn, conn, tmp_pat
         "SELECT ts_utc FROM tickagg.data_bars WHERE canonical_symbol = %s ORDER BY ts_utc", (sym,)
     ).fetchall()
     assert [r["ts_utc"] for r in stored] == [ts[0].replace(tzinfo=UTC), ts[5].replace(tzinfo=UTC)]
+
+
+def test_two_sessions_ingesting_the_same_keys_land_each_once(dsn, conn, tmp_path, monkeypatch):
+    """Two processes' worth of sessions race on the same new keys: the plain INSERT
+    of one fails on a key the other wrote, its chunk is judged again, and in the
+    end every bar is stored once, counted as landed by exactly one of them."""
+    import threading
+
+    sym = f"CK{uuid.uuid4().hex[:6].upper()}"
+    with conn.transaction():
+        queries.register_symbol(conn, sym, "crypto_24x7", asset_class="crypto", active=False,
+                                test_active=True)  # fmt: skip
+    n = 3000
+    stamps = [(BASE + dt.timedelta(minutes=i)).strftime("%Y-%m-%d %H:%M:%S") for i in range(n)]
+    lines = [f"{sym},{ts},100,101,99,100.5,{i}" for i, ts in enumerate(stamps)]
+    path = tmp_path / "same.csv"
+    path.write_text(",".join(HEADER[:7]) + "\n" + "\n".join(lines) + "\n")
+    monkeypatch.setattr(ingest, "CHUNK_BYTES", 4096)
+    results, errors = [], []
+    start = threading.Barrier(2)
+
+    def run():
+        try:
+            with db.make_pool(dsn, max_size=1) as pool:
+                start.wait()
+                results.append(ingest.ingest_bars_file(pool, str(path)))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(r["rows_landed"] for r in results) == n
+    assert all(r["rows_rejected"] == 0 for r in results)
+    stored = conn.execute(
+        "SELECT count(*) AS n, sum(volume) AS v FROM tickagg.data_bars WHERE canonical_symbol = %s",
+        (sym,),
+    ).fetchone()
+    assert stored["n"] == n and stored["v"] == sum(range(n))

@@ -28,7 +28,8 @@ SET jit = off
 AS $$
 DECLARE
     v_batch_id bigint := p_batch_id;
-    v_fast boolean;
+    v_fast boolean := true;
+    v_attempts integer := 0;
     v_keep_seen boolean;
     v_now timestamptz := now();
     v_future_tolerance interval := tickagg.setting('future_tolerance')::interval;
@@ -68,7 +69,7 @@ BEGIN
     -- parse_float8 by construction and cast to the same values; anything else goes
     -- through those functions. A cast of such a field can still fail (a 31st of
     -- February, "1.2.3"): then the chunk is judged again by the functions alone.
-    FOREACH v_fast IN ARRAY ARRAY[true, false] LOOP
+    LOOP
         BEGIN
             WITH shaped AS (
                 SELECT
@@ -215,10 +216,12 @@ BEGIN
                 WHERE v_keep_seen AND k.reason IS NULL AND k.line_no = k.first_line
                 GROUP BY k.canonical_symbol
             ),
-            -- Only rows that would change a stored bar go to the INSERT: the
-            -- conflict arm re-checks the same rule against rows written meanwhile.
+            -- Only rows that would change a stored bar are written. New keys take a
+            -- plain INSERT (ON CONFLICT's speculative insertion doubled its cost); a key
+            -- another session wrote meanwhile fails it, and the chunk is judged again.
+            -- Changes of stored bars re-check the rank rule in the conflict arm.
             changed AS (
-                SELECT k.*
+                SELECT k.*, b.canonical_symbol IS NOT NULL AS stored
                 FROM ranked AS k
                 LEFT JOIN tickagg.data_bars AS b
                     ON b.canonical_symbol = k.canonical_symbol AND b.timeframe = '1m' AND b.ts_utc = k.ts_utc
@@ -234,7 +237,19 @@ BEGIN
                         )
                     )
             ),
-            landed AS (
+            inserted AS (
+                INSERT INTO tickagg.data_bars (
+                    canonical_symbol, timeframe, ts_utc, open, high, low, close, volume, vwap, trade_count,
+                    source, source_rank
+                )
+                SELECT
+                    k.canonical_symbol, '1m', k.ts_utc, k.open, k.high, k.low, k.close, k.volume, k.vwap,
+                    k.trade_count, k.source, k.source_rank
+                FROM changed AS k
+                WHERE NOT k.stored
+                RETURNING 1
+            ),
+            upserted AS (
                 INSERT INTO tickagg.data_bars AS b (
                     canonical_symbol, timeframe, ts_utc, open, high, low, close, volume, vwap, trade_count,
                     source, source_rank
@@ -243,6 +258,7 @@ BEGIN
                     k.canonical_symbol, '1m', k.ts_utc, k.open, k.high, k.low, k.close, k.volume, k.vwap,
                     k.trade_count, k.source, k.source_rank
                 FROM changed AS k
+                WHERE k.stored
                 ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
                     open = excluded.open,
                     high = excluded.high,
@@ -268,7 +284,7 @@ BEGIN
             )
             SELECT
                 (SELECT count(*) FROM ranked),
-                (SELECT count(*) FROM landed),
+                (SELECT count(*) FROM inserted) + (SELECT count(*) FROM upserted),
                 (SELECT count(*) FROM rejected),
                 (
                     SELECT coalesce(jsonb_agg(jsonb_build_object('line_no', f.line_no, 'reason', f.reason)), '[]')
@@ -279,6 +295,12 @@ BEGIN
         EXCEPTION
             WHEN data_exception THEN
                 IF NOT v_fast THEN
+                    RAISE;
+                END IF;
+                v_fast := false;
+            WHEN unique_violation THEN
+                v_attempts := v_attempts + 1;
+                IF v_attempts > 3 THEN
                     RAISE;
                 END IF;
         END;
