@@ -136,6 +136,7 @@ def cli(ctx, dsn, env, log_format, log_level, clickhouse_url, clickhouse_databas
     configure_logging(log_format, log_level)
     obj = Ctx(dsn, env)
     obj.clickhouse_url = clickhouse_url
+    obj.log_format = log_format
     obj.clickhouse_database = clickhouse_database
     obj.log_format = log_format
     ctx.obj = obj
@@ -322,11 +323,12 @@ def ingest_bars(obj: Ctx, file, source, as_json):
 
     Exit 0 when every row landed or was unchanged, 3 when rows were rejected,
     2 when the file itself is unreadable."""
-    from .ingest import format_result, ingest_bars_file, iter_file_rows
+    from .ingest import format_result, ingest_bars_file, open_bars_file
+    from .ingest_progress import ingest_progress
 
-    # validate header first (exit 2) without needing a database
-    next(iter(iter_file_rows(file)), None)
-    res = ingest_bars_file(obj.pool(), file, source)
+    open_bars_file(file)  # header problems exit 2 before touching the database
+    with ingest_progress("ingest bars", quiet=obj.log_format == "json") as progress:
+        res = ingest_bars_file(obj.pool(), file, source, progress)
     if as_json:
         _echo_json(res)
     else:
@@ -348,10 +350,12 @@ def ingest_ticks(obj: Ctx, file, as_json):
     rejected (see the view tickagg.tick_rejects_recent), 2 when the file itself
     is unreadable."""
     from .ingest import format_result
+    from .ingest_progress import ingest_progress
     from .ingest_ticks import ingest_ticks_file, open_ticks_file
 
     open_ticks_file(file)  # header problems exit 2 before touching the database
-    res = ingest_ticks_file(obj.pool(), file)
+    with ingest_progress("ingest ticks", quiet=obj.log_format == "json") as progress:
+        res = ingest_ticks_file(obj.pool(), file, progress)
     if as_json:
         _echo_json(res)
     else:

@@ -1,35 +1,47 @@
-"""Bar ingest: stream a CSV or Parquet file into a temp stage table with COPY,
-then let ``tickagg.ingest_staged_bars`` validate and land it. Python only
-moves text; every check (timestamps, NaN, ranges, unknown symbols,
-duplicates) happens in SQL."""
+"""Bar ingest: a CSV or Parquet file goes to the database chunk by chunk.
+
+The file's bytes (a Parquet file's rows written as CSV by pyarrow) are COPYed
+straight into a text temp stage (runner.file_chunks), and
+``tickagg.ingest_staged_bars`` validates and lands each chunk set-based in
+SQL: every check (timestamps, NaN, ranges, unknown symbols, duplicates) happens
+there, with one definition. Only a chunk that does not COPY (a record with too
+few or too many fields, a blank line, broken quoting) is re-read here, record
+by record, so its rows still get their line numbers. Each chunk commits on its
+own: memory stays flat for any file size, and a re-run after a crash is
+harmless (identical rows write nothing)."""
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
-import decimal
-import gzip
 import io
 import logging
-import math
 import os
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 
-from . import queries
+import psycopg
+
+from . import file_chunks, queries
 from .errors import InputFormatError, wrap_exceptions
 
 log = logging.getLogger(__name__)
 
+# module attributes, so tests can make chunks small
+CHUNK_BYTES = file_chunks.CHUNK_BYTES
+PARQUET_BATCH_ROWS = file_chunks.PARQUET_BATCH_ROWS
+
 REQUIRED_COLUMNS = ("canonical_symbol", "ts_utc", "open", "high", "low", "close", "volume")
 OPTIONAL_COLUMNS = ("source", "vwap", "trade_count")
-PARQUET_BATCH_ROWS = 65_536
 
 # Stage row: (line_no, canonical_symbol, ts_utc, open, high, low, close, volume, source, vwap,
 # trade_count)
 StageRow = tuple
+# Called after each chunk with the running totals.
+Progress = Callable[[dict], None]
 
 
-def _column_positions(header: list[str], path: str) -> dict[str, int]:
+def stage_columns(header: list[str], path: str) -> list[str]:
+    """The stage column each field of a record goes to, in file order. Columns
+    bars do not use (and repeats of one) go to ignored_<n> columns."""
     names = [h.strip().lower() for h in header]
     missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
@@ -38,130 +50,135 @@ def _column_positions(header: list[str], path: str) -> dict[str, int]:
             f"(header has: {', '.join(h.strip() for h in header) or 'nothing'}; "
             f"expected {', '.join(REQUIRED_COLUMNS)}[, source, vwap, trade_count])"
         )
-    return {c: names.index(c) for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if c in names}
+    columns: list[str] = []
+    ignored = 0
+    for name in names:
+        if name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS and name not in columns:
+            columns.append(name)
+        else:
+            columns.append(f"ignored_{ignored}")
+            ignored += 1
+    return columns
 
 
-def _open_text(path: str):
-    if path.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+def open_bars_file(path: str) -> tuple[list[str], Iterator[bytes]]:
+    """(stage columns, chunks of CSV lines without header). Header problems raise
+    InputFormatError here, before anything touches the database."""
+    if not os.path.exists(path):
+        raise InputFormatError(f"{path}: no such file")
+    if file_chunks.file_kind(path) == "parquet":
+        columns = stage_columns(file_chunks.parquet_names(path), path)
+        return columns, file_chunks.parquet_chunks(path, PARQUET_BATCH_ROWS)
+    columns = stage_columns(file_chunks.csv_header(path), path)
+    return columns, file_chunks.csv_chunks(path, CHUNK_BYTES)
 
 
-def iter_csv_rows(path: str) -> Iterator[StageRow]:
-    """Yield stage rows; line_no is the physical line the record starts on
-    (the header is line 1)."""
-    with _open_text(path) as fh:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise InputFormatError(f"{path}: file is empty (no header)") from None
-        pos = _column_positions(header, path)
-        order = [pos.get(c) for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
-        start = reader.line_num + 1
-        for record in reader:
-            line_no = start
-            start = reader.line_num + 1
-            if not record or (len(record) == 1 and not record[0].strip()):
-                continue  # blank line
-            values = []
-            for i in order:
-                v = record[i] if i is not None and i < len(record) else None
-                values.append(v if v not in ("",) else None)
-            yield (line_no, *values)
+def _stage_rows(
+    records: Iterator[tuple[int, list[str]]], columns: list[str], line_offset: int
+) -> Iterator[StageRow]:
+    """A re-read chunk's records as stage rows, the way this reader always read a
+    file: a missing field is empty, fields past the header's are ignored, an empty
+    field is NULL."""
+    wanted = queries.STAGE_COLUMNS[1:]
+    for line_no, record in records:
+        values = dict.fromkeys(wanted)
+        for col, v in zip(columns, record, strict=False):
+            if col in values:
+                values[col] = v if v != "" else None
+        yield (line_no - line_offset, *(values[c] for c in wanted))
 
 
-def _to_text(v) -> str | None:
-    if v is None:
-        return None
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "NaN"
-        if math.isinf(v):
-            return "Infinity" if v > 0 else "-Infinity"
-        return repr(v)
-    if isinstance(v, dt.datetime):
-        if v.tzinfo is None:
-            v = v.replace(tzinfo=dt.UTC)
-        return v.isoformat()
-    if isinstance(v, (dt.date, decimal.Decimal, int)):
-        return str(v) if not isinstance(v, dt.date) else v.isoformat()
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "replace")
-    if hasattr(v, "isoformat"):  # pandas.Timestamp and friends
-        return _to_text(v.to_pydatetime()) if hasattr(v, "to_pydatetime") else v.isoformat()
-    return str(v)
+def _write_stage_rows(conn: psycopg.Connection, rows: Iterable[StageRow]) -> None:
+    with wrap_exceptions(), conn.cursor() as cur:
+        with cur.copy(queries.COPY_BARS_STAGE) as copy:
+            for row in rows:
+                copy.write_row(row)
 
 
-def iter_parquet_rows(path: str) -> Iterator[StageRow]:
-    """Yield stage rows batch by batch; line_no = row number + 1 (as if the
-    file had a header line)."""
-    import pyarrow.parquet as pq
-
-    pf = pq.ParquetFile(path)
-    names = list(pf.schema_arrow.names)
-    pos = _column_positions(names, path)
-    wanted = [names[pos[c]] if c in pos else None for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
-    line_no = 1
-    for batch in pf.iter_batches(
-        batch_size=PARQUET_BATCH_ROWS, columns=[w for w in wanted if w is not None]
-    ):
-        cols = []
-        for w in wanted:
-            if w is None:
-                cols.append([None] * batch.num_rows)
-            else:
-                cols.append(batch.column(batch.schema.get_field_index(w)).to_pylist())
-        for values in zip(*cols, strict=True):
-            line_no += 1
-            yield (line_no, *(_to_text(v) for v in values))
-
-
-def iter_file_rows(path: str) -> Iterator[StageRow]:
-    lower = path.lower()
-    if lower.endswith((".parquet", ".pq", ".parq")):
-        return iter_parquet_rows(path)
-    if lower.endswith((".csv", ".csv.gz", ".txt")):
-        return iter_csv_rows(path)
-    raise InputFormatError(f"{path}: unknown file type (expected .csv, .csv.gz or .parquet)")
+def ingest_chunk(
+    conn: psycopg.Connection,
+    chunk: bytes,
+    columns: list[str],
+    file_name: str,
+    default_source: str | None,
+    batch_id: int | None,
+    line_offset: int,
+) -> dict:
+    """Land one chunk in ONE transaction (committed on return)."""
+    ignored = sum(c.startswith("ignored_") for c in columns)
+    with conn.transaction():
+        file_chunks.stage_chunk(
+            conn,
+            chunk,
+            line_offset,
+            create_stage=lambda: queries.create_bars_stage(conn, ignored),
+            copy_sql=queries.copy_bars_chunk_sql(columns),
+            write_records=lambda recs: _write_stage_rows(
+                conn, _stage_rows(recs, columns, line_offset)
+            ),
+        )
+        return queries.ingest_staged_bars(conn, file_name, default_source, batch_id, line_offset)
 
 
 def ingest_rows(
     conn, rows: Iterable[StageRow], file_name: str, default_source: str | None = None
 ) -> dict:
-    """Stage rows with COPY and land them, all in ONE transaction."""
+    """Stage rows a producer hands (each with its line number) and land them, all
+    in ONE transaction, through the same set-based judging as a file."""
     with conn.transaction():
         queries.create_bars_stage(conn)
-        with wrap_exceptions(), conn.cursor() as cur:
-            with cur.copy(queries.COPY_BARS_STAGE) as copy:
-                for row in rows:
-                    copy.write_row(row)
+        _write_stage_rows(conn, rows)
         return queries.ingest_staged_bars(conn, file_name, default_source)
 
 
-def ingest_bars_file(pool, path: str, default_source: str | None = None) -> dict:
-    if not os.path.exists(path):
-        raise InputFormatError(f"{path}: no such file")
-    rows = iter_file_rows(path)
-    # Read the header before opening a transaction so format errors are
-    # reported without touching the database.
-    first = next(rows, None)
-    chained = rows if first is None else _prepend(first, rows)
+def ingest_bars_file(
+    pool,
+    path: str,
+    default_source: str | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    columns, chunks = open_bars_file(path)
+    name = os.path.basename(path)
+    total: dict = {
+        "batch_id": None,
+        "rows_total": 0,
+        "rows_landed": 0,
+        "rows_unchanged": 0,
+        "rows_rejected": 0,
+        "rejects": [],
+    }
+    started = time.monotonic()
+    line_offset = 1  # the header is line 1
     with pool.connection() as conn:
-        result = ingest_rows(conn, chained, os.path.basename(path), default_source)
+        with conn.transaction():
+            queries.create_bars_seen(conn)
+        try:
+            for chunk in chunks:
+                res = ingest_chunk(
+                    conn, chunk, columns, name, default_source, total["batch_id"], line_offset
+                )
+                total["batch_id"] = res["batch_id"]
+                for k in ("rows_total", "rows_landed", "rows_unchanged", "rows_rejected"):
+                    total[k] += int(res.get(k) or 0)
+                total["rejects"] = (total["rejects"] + list(res.get("rejects") or []))[:20]
+                line_offset += chunk.count(b"\n")
+                if progress is not None:
+                    progress({**total, "seconds": time.monotonic() - started})
+        finally:
+            if not conn.broken:
+                with conn.transaction():
+                    queries.drop_bars_seen(conn)
+    if total["batch_id"] is None:  # a file with a header and nothing else
+        with pool.connection() as conn:
+            total = ingest_rows(conn, [], name, default_source)
     log.info(
         "ingested %s: landed=%s unchanged=%s rejected=%s",
-        os.path.basename(path),
-        result.get("rows_landed"),
-        result.get("rows_unchanged"),
-        result.get("rows_rejected"),
+        name,
+        total.get("rows_landed"),
+        total.get("rows_unchanged"),
+        total.get("rows_rejected"),
     )
-    return result
-
-
-def _prepend(first, rest):
-    yield first
-    yield from rest
+    return total
 
 
 def format_result(result: dict, rejects_view: str = "tickagg.ingest_rejects_recent") -> str:

@@ -11,22 +11,20 @@ re-run after a crash is harmless (exact duplicate ticks count once)."""
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import logging
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import psycopg
 
-from . import queries
+from . import file_chunks, queries
 from .errors import InputFormatError, wrap_exceptions
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 16 * 1024 * 1024
-PARQUET_BATCH_ROWS = 250_000
+CHUNK_BYTES = file_chunks.CHUNK_BYTES  # a module attribute, so tests can make chunks small
+
 # file header name -> stage column
 COLUMN_NAMES = {
     "canonical_symbol": "canonical_symbol",
@@ -58,91 +56,23 @@ def stage_columns(header: list[str], path: str) -> list[str]:
     return cols
 
 
-def _open_binary(path: str):
-    return gzip.open(path, "rb") if path.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
-
-
-def _csv_chunks(path: str) -> tuple[list[str], Iterator[bytes]]:
-    with _open_binary(path) as fh:
-        header_line = fh.readline().decode("utf-8-sig")
-    if not header_line.strip():
-        raise InputFormatError(f"{path}: file is empty (no header)")
-    columns = stage_columns(next(csv.reader([header_line])), path)
-
-    def chunks() -> Iterator[bytes]:
-        with _open_binary(path) as fh:
-            fh.readline()  # the header
-            rest = b""
-            while True:
-                block = fh.read(CHUNK_BYTES)
-                if not block:
-                    if rest.strip():
-                        yield rest if rest.endswith(b"\n") else rest + b"\n"
-                    return
-                block = rest + block
-                cut = block.rfind(b"\n")
-                if cut < 0:
-                    rest = block
-                    continue
-                rest = block[cut + 1 :]
-                yield block[: cut + 1]
-
-    return columns, chunks()
-
-
-def _parquet_chunks(path: str) -> tuple[list[str], Iterator[bytes]]:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    pf = pq.ParquetFile(path)
-    names = list(pf.schema_arrow.names)
-    columns = stage_columns(names, path)
-
-    def chunks() -> Iterator[bytes]:
-        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-            arrays = []
-            for col in batch.columns:
-                if pa.types.is_timestamp(col.type):
-                    # ISO text with an explicit offset: no reading of zone-less values
-                    if col.type.tz is None:
-                        col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))
-                    col = col.cast(pa.timestamp("us", tz="UTC"))
-                arrays.append(col)
-            buf = io.BytesIO()
-            pacsv.write_csv(
-                pa.RecordBatch.from_arrays(arrays, names=names),
-                buf,
-                write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed"),
-            )
-            yield buf.getvalue()
-
-    return columns, chunks()
-
-
 def open_ticks_file(path: str) -> tuple[list[str], Iterator[bytes]]:
     """(stage columns, chunks of CSV bytes without header, each ending at a line end)."""
     if not os.path.exists(path):
         raise InputFormatError(f"{path}: no such file")
-    lower = path.lower()
-    if lower.endswith((".parquet", ".pq", ".parq")):
-        return _parquet_chunks(path)
-    if lower.endswith((".csv", ".csv.gz", ".txt")):
-        return _csv_chunks(path)
-    raise InputFormatError(f"{path}: unknown file type (expected .csv, .csv.gz or .parquet)")
+    if file_chunks.file_kind(path) == "parquet":
+        columns = stage_columns(file_chunks.parquet_names(path), path)
+        return columns, file_chunks.parquet_chunks(path)
+    return stage_columns(file_chunks.csv_header(path), path), file_chunks.csv_chunks(
+        path, CHUNK_BYTES
+    )
 
 
-def _text_rows(chunk: bytes, columns: list[str], line_offset: int) -> Iterator[tuple]:
-    """Re-read a chunk in Python: one text-stage row per record, with its line
-    number and, for a record with the wrong number of fields, the problem."""
-    reader = csv.reader(io.StringIO(chunk.decode("utf-8", "replace")))
+def _text_rows(records: Iterator[tuple[int, list[str]]], columns: list[str]) -> Iterator[tuple]:
+    """One text-stage row per re-read record, with its line number and, for a
+    record with the wrong number of fields, the problem."""
     stage = queries.TICKS_TEXT_STAGE_COLUMNS[1:7]
-    start = 1
-    for record in reader:
-        line_no = line_offset + start
-        start = reader.line_num + 1
-        if not record or (len(record) == 1 and not record[0].strip()):
-            continue
+    for line_no, record in records:
         values = dict.fromkeys(stage)
         problem = None
         if len(record) != len(columns):
@@ -150,6 +80,14 @@ def _text_rows(chunk: bytes, columns: list[str], line_offset: int) -> Iterator[t
         for col, v in zip(columns, record, strict=False):
             values[col] = v if v != "" else None
         yield (line_no, *(values[c] for c in stage), problem)
+
+
+def _write_text_stage(conn: psycopg.Connection, records, columns: list[str]) -> None:
+    queries.create_ticks_stage(conn, text=True)
+    with wrap_exceptions(), conn.cursor() as cur:
+        with cur.copy(queries.COPY_TICKS_TEXT_STAGE) as cp:
+            for row in _text_rows(records, columns):
+                cp.write_row(row)
 
 
 def ingest_chunk(
@@ -162,26 +100,18 @@ def ingest_chunk(
 ) -> dict:
     """Land one chunk in ONE transaction (committed on return)."""
     with conn.transaction():
-        try:
-            with conn.transaction():  # savepoint: a chunk that does not COPY is re-read
-                queries.create_ticks_stage(conn)
-                with conn.cursor() as cur, cur.copy(queries.copy_ticks_stage_sql(columns)) as cp:
-                    cp.write(chunk)
-            text_stage = False
-        except psycopg.errors.DataError as exc:
-            log.info("chunk after line %s did not COPY (%s); re-reading it row by row",
-                     line_offset, str(exc).splitlines()[0])  # fmt: skip
-            queries.create_ticks_stage(conn)
-            queries.create_ticks_stage(conn, text=True)
-            with wrap_exceptions(), conn.cursor() as cur:
-                with cur.copy(queries.COPY_TICKS_TEXT_STAGE) as cp:
-                    for row in _text_rows(chunk, columns, line_offset):
-                        cp.write_row(row)
-            text_stage = True
+        text_stage = file_chunks.stage_chunk(
+            conn,
+            chunk,
+            line_offset,
+            create_stage=lambda: queries.create_ticks_stage(conn),
+            copy_sql=queries.copy_ticks_stage_sql(columns),
+            write_records=lambda records: _write_text_stage(conn, records, columns),
+        )
         return queries.ingest_staged_ticks(conn, file_name, batch_id, line_offset, text_stage)
 
 
-def ingest_ticks_file(pool, path: str) -> dict:
+def ingest_ticks_file(pool, path: str, progress: Callable[[dict], None] | None = None) -> dict:
     columns, chunks = open_ticks_file(path)
     name = os.path.basename(path)
     total: dict = {
@@ -193,6 +123,7 @@ def ingest_ticks_file(pool, path: str) -> dict:
         "rejects": [],
     }
     line_offset = 1  # the header is line 1
+    started = time.monotonic()
     with pool.connection() as conn:
         for chunk in chunks:
             res = ingest_chunk(conn, chunk, columns, name, total["batch_id"], line_offset)
@@ -201,6 +132,8 @@ def ingest_ticks_file(pool, path: str) -> dict:
                 total[k] += int(res.get(k) or 0)
             total["rejects"] = (total["rejects"] + list(res.get("rejects") or []))[:20]
             line_offset += chunk.count(b"\n")
+            if progress is not None:
+                progress({**total, "seconds": time.monotonic() - started})
     log.info(
         "ingested ticks %s: landed=%s duplicates=%s rejected=%s",
         name,

@@ -1,4 +1,6 @@
 -- The one definition of a valid 1-minute bar: why it is invalid, or NULL.
+-- p_future_tolerance: the future_tolerance setting, which a caller judging many
+-- rows passes once (read per row, the setting cost more than every other check).
 CREATE OR REPLACE FUNCTION tickagg.bar_rejection_reason(
     p_ts_utc timestamptz,
     p_open double precision,
@@ -8,7 +10,8 @@ CREATE OR REPLACE FUNCTION tickagg.bar_rejection_reason(
     p_volume double precision,
     p_vwap double precision DEFAULT NULL,
     p_trade_count bigint DEFAULT NULL,
-    p_now timestamptz DEFAULT now()
+    p_now timestamptz DEFAULT now(),
+    p_future_tolerance interval DEFAULT NULL
 )
 RETURNS text
 LANGUAGE sql
@@ -17,7 +20,8 @@ AS $$
     SELECT CASE
         WHEN p_ts_utc IS NULL THEN 'ts_utc is missing'
         WHEN date_trunc('minute', p_ts_utc) <> p_ts_utc THEN 'ts_utc is not on a whole minute'
-        WHEN p_ts_utc > p_now + tickagg.setting('future_tolerance')::interval THEN 'ts_utc is in the future'
+        WHEN p_ts_utc > p_now + coalesce(p_future_tolerance, tickagg.setting('future_tolerance')::interval)
+            THEN 'ts_utc is in the future'
         WHEN p_open IS NULL OR p_high IS NULL OR p_low IS NULL OR p_close IS NULL THEN 'a price is missing'
         WHEN 'NaN' IN (p_open, p_high, p_low, p_close) THEN 'a price is NaN'
         WHEN greatest(p_open, p_high, p_low, p_close) = 'Infinity'
@@ -36,5 +40,5 @@ $$;
 
 COMMENT ON FUNCTION tickagg.bar_rejection_reason(
     timestamptz, double precision, double precision, double precision, double precision, double precision,
-    double precision, bigint, timestamptz
+    double precision, bigint, timestamptz, interval
 ) IS 'Why a 1-minute bar is invalid (NULL when valid): the single definition ingest and producers use.';

@@ -1,0 +1,169 @@
+"""A data file as chunks of CSV lines for COPY, shared by bar and tick ingest.
+
+Python never parses a record on this path: a CSV file's bytes are cut at line
+ends into chunks of about CHUNK_BYTES, a Parquet file is written out as CSV
+batch by batch (pyarrow), and each chunk goes straight into COPY (FORMAT csv)
+of a temp stage. Only a chunk that does not COPY is re-read record by record
+(``records``), so its bad rows are judged with their line numbers."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Callable, Iterator
+
+import psycopg
+
+from .errors import InputFormatError
+
+CHUNK_BYTES = 16 * 1024 * 1024
+PARQUET_BATCH_ROWS = 250_000
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+CSV_SUFFIXES = (".csv", ".csv.gz", ".txt")
+
+
+class MisalignedChunk(Exception):
+    """A chunk COPYed into fewer rows than it has lines (a quoted line break):
+    its row numbers would not be line numbers."""
+
+
+def open_binary(path: str):
+    return gzip.open(path, "rb") if path.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
+
+
+def file_kind(path: str) -> str:
+    lower = path.lower()
+    if lower.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if lower.endswith(CSV_SUFFIXES):
+        return "csv"
+    raise InputFormatError(f"{path}: unknown file type (expected .csv, .csv.gz or .parquet)")
+
+
+def csv_header(path: str) -> list[str]:
+    with open_binary(path) as fh:
+        header_line = fh.readline().decode("utf-8-sig")
+    if not header_line.strip():
+        raise InputFormatError(f"{path}: file is empty (no header)")
+    return next(csv.reader([header_line]))
+
+
+def csv_chunks(path: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The lines after the header, in chunks of about chunk_bytes that each end at a line end."""
+    size = chunk_bytes
+    with open_binary(path) as fh:
+        fh.readline()  # the header
+        rest = b""
+        while True:
+            block = fh.read(size)
+            if not block:
+                if rest.strip():
+                    yield rest if rest.endswith(b"\n") else rest + b"\n"
+                return
+            block = rest + block
+            cut = block.rfind(b"\n")
+            if cut < 0:
+                rest = block
+                continue
+            rest = block[cut + 1 :]
+            yield block[: cut + 1]
+
+
+def parquet_names(path: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return list(pq.ParquetFile(path).schema_arrow.names)
+
+
+def parquet_chunks(path: str, batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[bytes]:
+    """Each batch of rows as CSV lines without header, one line per row."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    names = list(pf.schema_arrow.names)
+    for batch in pf.iter_batches(batch_size=batch_rows):
+        arrays = [_as_csv_text(col) for col in batch.columns]
+        buf = io.BytesIO()
+        pacsv.write_csv(
+            pa.RecordBatch.from_arrays(arrays, names=names),
+            buf,
+            write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed"),
+        )
+        yield buf.getvalue()
+
+
+def _as_csv_text(col):
+    """A column as pyarrow should write it for the stage: timestamps in UTC with
+    an explicit offset (whole seconds without a fraction, as most files write
+    them), non-finite floats spelled as PostgreSQL and Python spell them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_timestamp(col.type):
+        if col.type.tz is None:  # zone-less values are UTC
+            col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))
+        try:
+            return col.cast(pa.timestamp("s", tz="UTC"))
+        except pa.ArrowInvalid:  # fractions of a second
+            return col.cast(pa.timestamp("us", tz="UTC"))
+    if pa.types.is_floating(col.type) and not pc.all(pc.is_finite(col), skip_nulls=True).as_py():
+        text = pc.replace_substring_regex(col.cast(pa.string()), "^(-?)inf$", r"\1Infinity")
+        return pc.replace_substring(text, "nan", "NaN")
+    return col
+
+
+def copy_chunk(conn: psycopg.Connection, copy_sql, chunk: bytes) -> None:
+    """COPY one chunk; DataError (or MisalignedChunk) when it does not COPY row for line."""
+    with conn.cursor() as cur:
+        with cur.copy(copy_sql) as cp:
+            cp.write(chunk)
+        if cur.rowcount != chunk.count(b"\n"):
+            raise MisalignedChunk
+
+
+def records(chunk: bytes, line_offset: int) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of every non-blank record of a chunk, read by Python;
+    a record's line is the physical line it starts on."""
+    reader = csv.reader(io.StringIO(chunk.decode("utf-8", "replace"), newline=""))
+    start = 1
+    for record in reader:
+        line_no = line_offset + start
+        start = reader.line_num + 1
+        if not record or (len(record) == 1 and not record[0].strip()):
+            continue  # blank line
+        yield line_no, record
+
+
+def stage_chunk(
+    conn: psycopg.Connection,
+    chunk: bytes,
+    line_offset: int,
+    create_stage: Callable[[], None],
+    copy_sql,
+    write_records: Callable[[Iterator[tuple[int, list[str]]]], None],
+) -> bool:
+    """Stage a chunk in the caller's transaction: COPY it straight in, or (when it
+    does not COPY) re-read it and let write_records stage its records. True when
+    the chunk was re-read."""
+    try:
+        with conn.transaction():  # savepoint: a chunk that does not COPY is re-read
+            create_stage()
+            copy_chunk(conn, copy_sql, chunk)
+        return False
+    except (psycopg.errors.DataError, MisalignedChunk) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "a quoted line break"
+        log_reread(line_offset, first)
+        create_stage()
+        write_records(records(chunk, line_offset))
+        return True
+
+
+def log_reread(line_offset: int, why: str) -> None:
+    import logging
+
+    logging.getLogger(__name__).info(
+        "chunk after line %s did not COPY (%s); re-reading it row by row", line_offset, why
+    )
