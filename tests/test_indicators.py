@@ -298,10 +298,14 @@ def test_json_names_and_warmup(conn):
     for key, lookback in warmup.items():
         first = next(i for i, r in enumerate(rows) if r["indicators"][key] is not None)
         assert first == lookback, key
-    raw = conn.execute(
-        "SELECT indicators::text AS t FROM tickagg.derived_bar_indicators"
-    ).fetchall()
+    raw = conn.execute("SELECT indicators::text AS t FROM tickagg.bar_indicators").fetchall()
     assert not any("NaN" in r["t"] or "Infinity" in r["t"] for r in raw)
+    # the stored arrays hold NULL, never the NaN the step uses while computing
+    stored = conn.execute(
+        "SELECT count(*) AS n FROM tickagg.derived_bar_indicators AS i, unnest(i.vals) AS v"
+        " WHERE v IN ('NaN', 'Infinity', '-Infinity')"
+    ).fetchone()
+    assert stored["n"] == 0
 
 
 def test_indicator_writes_leave_bars_and_rollups_alone(conn, dsn):
