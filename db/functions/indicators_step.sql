@@ -157,6 +157,7 @@ DECLARE
     v_last_ts timestamptz;
     v_last_end timestamptz;
     v_written bigint := 0;
+    v_stored_to timestamptz;
     v_cursor_to timestamptz;
 BEGIN
     v_task := tickagg.rollup_task(p_canonical_symbol, p_timeframe);
@@ -308,28 +309,34 @@ BEGIN
             w.*,
             max(w.high) OVER range_window AS highest,
             min(w.low) OVER range_window AS lowest,
-            -- population deviation; exactly 0 on a flat window, as TA-Lib 0.8
+            -- population deviation; exactly 0 on a flat window, as TA-Lib 0.8 (no
+            -- close changed within it: a running count, where max = min would
+            -- rescan the window for every bar)
             CASE
-                WHEN max(w.close) OVER bb_window = min(w.close) OVER bb_window THEN 0
+                WHEN sum(w.changed) OVER bb_changes = 0 THEN 0
                 ELSE stddev_pop(w.close) OVER bb_window
             END AS bb_dev
         FROM (
-            SELECT r.ts_utc, r.bucket_end, r.high, r.low, r.close, r.volume, r.vwap, true AS in_run
-            FROM run_bars AS r
-            UNION ALL
-            (
-                SELECT b.ts_utc, NULL, b.high, b.low, b.close, NULL, NULL, false
-                FROM tickagg.derived_data_bars AS b
-                WHERE
-                    b.canonical_symbol = p_canonical_symbol AND b.timeframe = p_timeframe
-                    AND b.ts_utc <= v_after AND b.deleted_at IS NULL
-                ORDER BY b.ts_utc DESC
-                LIMIT v_lookback
-            )
+            SELECT c.*, (c.close IS DISTINCT FROM lag(c.close) OVER (ORDER BY c.ts_utc))::integer AS changed
+            FROM (
+                SELECT r.ts_utc, r.bucket_end, r.high, r.low, r.close, r.volume, r.vwap, true AS in_run
+                FROM run_bars AS r
+                UNION ALL
+                (
+                    SELECT b.ts_utc, NULL, b.high, b.low, b.close, NULL, NULL, false
+                    FROM tickagg.derived_data_bars AS b
+                    WHERE
+                        b.canonical_symbol = p_canonical_symbol AND b.timeframe = p_timeframe
+                        AND b.ts_utc <= v_after AND b.deleted_at IS NULL
+                    ORDER BY b.ts_utc DESC
+                    LIMIT v_lookback
+                )
+            ) AS c
         ) AS w
         WINDOW
             range_window AS (ORDER BY w.ts_utc ROWS BETWEEN v_fk - 1 PRECEDING AND CURRENT ROW),
-            bb_window AS (ORDER BY w.ts_utc ROWS BETWEEN v_bb_n - 1 PRECEDING AND CURRENT ROW)
+            bb_window AS (ORDER BY w.ts_utc ROWS BETWEEN v_bb_n - 1 PRECEDING AND CURRENT ROW),
+            bb_changes AS (ORDER BY w.ts_utc ROWS BETWEEN v_bb_n - 2 PRECEDING AND CURRENT ROW)
     ),
     sessions AS MATERIALIZED (
         SELECT s.open_utc, s.close_utc
@@ -699,22 +706,41 @@ BEGIN
     END IF;
 
     IF v_count > 0 THEN
+        -- Bars after the newest stored row have none yet: a plain insert (an
+        -- upsert's conflict check cost 40% more per row). The others are
+        -- upserted where their values changed.
+        SELECT max(i.ts_utc) INTO v_stored_to
+        FROM tickagg.derived_bar_indicators AS i
+        WHERE i.canonical_symbol = p_canonical_symbol AND i.timeframe = p_timeframe;
         -- the values as one flat array read once (a PL/pgSQL array parameter would be
         -- flattened again for every slice)
-        WITH computed AS MATERIALIZED (SELECT v_out AS vals)
-        INSERT INTO tickagg.derived_bar_indicators AS d (canonical_symbol, timeframe, ts_utc, key_set_id, vals)
-        SELECT
-            p_canonical_symbol, p_timeframe, t.ts_utc, v_key_set_id,
-            array_replace(c.vals[(t.o - 1) * v_nv + 1:t.o * v_nv], 'NaN', NULL)
-        FROM computed AS c
-        CROSS JOIN LATERAL unnest(v_ts) WITH ORDINALITY AS t (ts_utc, o)
-        ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
-            key_set_id = excluded.key_set_id,
-            vals = excluded.vals,
-            change_no = nextval('tickagg.bar_change_seq'),
-            computed_at = now()
-        WHERE (d.key_set_id, d.vals) IS DISTINCT FROM (excluded.key_set_id, excluded.vals);
-        GET DIAGNOSTICS v_written = ROW_COUNT;
+        WITH computed AS MATERIALIZED (SELECT v_out AS vals),
+        bar_values AS (
+            SELECT t.ts_utc, array_replace(c.vals[(t.o - 1) * v_nv + 1:t.o * v_nv], 'NaN', NULL) AS vals
+            FROM computed AS c
+            CROSS JOIN LATERAL unnest(v_ts) WITH ORDINALITY AS t (ts_utc, o)
+        ),
+        upserted AS (
+            INSERT INTO tickagg.derived_bar_indicators AS d (canonical_symbol, timeframe, ts_utc, key_set_id, vals)
+            SELECT p_canonical_symbol, p_timeframe, v.ts_utc, v_key_set_id, v.vals
+            FROM bar_values AS v
+            WHERE v.ts_utc <= v_stored_to
+            ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
+                key_set_id = excluded.key_set_id,
+                vals = excluded.vals,
+                change_no = nextval('tickagg.bar_change_seq'),
+                computed_at = now()
+            WHERE (d.key_set_id, d.vals) IS DISTINCT FROM (excluded.key_set_id, excluded.vals)
+            RETURNING 1
+        ),
+        inserted AS (
+            INSERT INTO tickagg.derived_bar_indicators (canonical_symbol, timeframe, ts_utc, key_set_id, vals)
+            SELECT p_canonical_symbol, p_timeframe, v.ts_utc, v_key_set_id, v.vals
+            FROM bar_values AS v
+            WHERE v.ts_utc > v_stored_to OR v_stored_to IS NULL
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM upserted) + (SELECT count(*) FROM inserted) INTO v_written;
     END IF;
 
     -- The cursor follows the last bar computed; after a rewind it may move back.
