@@ -1,6 +1,13 @@
-"""Indicator benchmark: the indicators step over a million bars against TA-Lib.
+"""Indicator benchmark: the indicators catch-up against the rollups' and TA-Lib.
 
-One symbol on crypto_24x7 with N 5-minute bars of a random walk (default
+Backfill (issue 16's goal): --symbols crypto_24x7 symbols with --minutes
+1-minute bars each (default 10 x 100,000 = 1M rows) loaded into data_bars;
+then the rollup tasks of all 7 levels catch up (claim, catchup_aggregation_range,
+agg_finish: what the runner calls), then the indicators tasks over the same
+derived bars (claim, indicators_step, agg_finish). Prints both times, the
+microseconds per derived bar and the ratio indicators / rollups.
+
+Deep series: one symbol on crypto_24x7 with N 5-minute bars of a random walk (default
 1,000,000, ~9.5 years), loaded straight into derived_data_bars with one
 INSERT ... SELECT. Measures:
 
@@ -16,7 +23,8 @@ INSERT ... SELECT. Measures:
 
 Checks that the last bars agree with TA-Lib (relative error < 1e-9).
 
-    .venv/bin/python benchmarks/bench_indicators.py [--bars N] [--chunk N] [--live N]
+    .venv/bin/python benchmarks/bench_indicators.py [--symbols N] [--minutes N]
+        [--bars N] [--chunk N] [--live N]
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import numpy as np  # noqa: E402
 import psycopg  # noqa: E402
 import talib  # noqa: E402
 from _benchlib import bench_database, median, server_info, timed  # noqa: E402
+from bench_catchup import CATCHUP_SQL, CLAIM_SQL, FINISH_SQL  # noqa: E402
 from psycopg.rows import dict_row  # noqa: E402
 
 SYMBOL = "BENCHIND"
@@ -62,6 +71,110 @@ FROM (
 """
 
 STEP = "SELECT tickagg.indicators_step(%s, '5m', %s, %s) AS r"
+
+BACKFILL_START = "2024-01-01 00:00+00"
+
+# A random walk of 1-minute bars per symbol, every minute from BACKFILL_START.
+BACKFILL_LOAD_SQL = """
+INSERT INTO tickagg.data_bars (
+    canonical_symbol, timeframe, ts_utc, open, high, low, close, volume, vwap, source, source_rank
+)
+SELECT
+    w.sym, '1m', w.ts, w.o,
+    greatest(w.o, w.c) * (1 + w.a * 0.001), least(w.o, w.c) * (1 - w.u * 0.001), w.c, w.v,
+    (w.o + w.c) / 2, 'polygon_historical', 0
+FROM (
+    SELECT c.*, lag(c.c, 1, c.c) OVER (PARTITION BY c.sym ORDER BY c.m) AS o
+    FROM (
+        SELECT r.*, 100 * exp(sum(r.r) OVER (PARTITION BY r.sym ORDER BY r.m)) AS c
+        FROM (
+            SELECT
+                format('BACK%%s', lpad(s::text, 2, '0')) AS sym, m,
+                timestamptz '2024-01-01 00:00+00' + m * interval '1 minute' AS ts,
+                (random() - 0.5) * 0.002 AS r, random() AS a, random() AS u,
+                1 + floor(random() * 100) AS v
+            FROM generate_series(0, %(symbols)s - 1) AS s
+            CROSS JOIN generate_series(0, %(minutes)s - 1) AS m
+        ) AS r
+    ) AS c
+) AS w
+"""
+
+INDICATORS_FINISH_SQL = """
+SELECT tickagg.agg_finish(
+    p_canonical_symbol => %(symbol)s, p_timeframe => %(timeframe)s, p_task_kind => 'indicators',
+    p_claim_token => %(claim_token)s, p_outcome => 'success',
+    p_cursor_from => %(cursor_from)s::timestamptz, p_cursor_to => %(cursor_to)s::timestamptz,
+    p_bars_written => %(bars_written)s, p_continue => %(continue)s)
+"""
+
+
+def drive(conn, kind: str) -> tuple[float, int, int]:
+    """Claim and run the due tasks of one kind until none is due, as the runner
+    would (10,000 buckets or bars per run); seconds, runs, bars."""
+    conn.execute("UPDATE tickagg.data_agg_state SET enabled = (task_kind = %s)", (kind,))
+    runs = bars = 0
+    t0 = time.perf_counter()
+    while (task := conn.execute(CLAIM_SQL).fetchone()) is not None:
+        args = {
+            "symbol": task["canonical_symbol"],
+            "timeframe": task["timeframe"],
+            "task_kind": task["task_kind"],
+            "claim_token": task["claim_token"],
+            "cursor": task["cursor_ts"],
+            "max_windows": 10_000,
+        }
+        with conn.transaction():
+            if kind == "rollup":
+                res = conn.execute(CATCHUP_SQL, args).fetchone()
+                res = next(iter(res.values()))
+                bars += res["bars_written"]
+                finish = FINISH_SQL
+            else:
+                res = conn.execute(
+                    "SELECT tickagg.indicators_step(%s, %s, %s, 10000) AS r",
+                    (args["symbol"], args["timeframe"], args["cursor"]),
+                ).fetchone()["r"]
+                bars += res["bars_computed"]
+                finish = INDICATORS_FINISH_SQL
+            conn.execute(
+                finish,
+                args
+                | {
+                    "cursor_from": res["cursor_from"],
+                    "cursor_to": res["cursor_to"],
+                    "bars_written": res["bars_written"],
+                    "continue": res["continue"],
+                },
+            )
+        runs += 1
+    return time.perf_counter() - t0, runs, bars
+
+
+def backfill(dsn: str, symbols: int, minutes: int) -> None:
+    """Rollups, then indicators, over the same backfill; the ratio of the two."""
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        for i in range(symbols):
+            conn.execute("SELECT tickagg.register_symbol(%s, 'crypto_24x7')", (f"BACK{i:02d}",))
+        conn.execute("SELECT tickagg.sync_agg_state_from_registry('prod', %s)", (BACKFILL_START,))
+        # history: a bucket closes when the next minute exists, not at now() - delay
+        conn.execute("UPDATE tickagg.data_agg_state SET aggregation_delay = interval '100 years'")
+        conn.execute("SELECT setseed(0.31)")
+        t = timed(lambda: conn.execute(BACKFILL_LOAD_SQL, {"symbols": symbols, "minutes": minutes}))
+        conn.execute("VACUUM ANALYZE tickagg.data_bars")
+        print(f"backfill: loaded {symbols} x {minutes:,} 1m bars in {t:.1f} s")
+        roll_s, roll_runs, roll_bars = drive(conn, "rollup")
+        conn.execute("VACUUM ANALYZE tickagg.derived_data_bars")
+        ind_s, ind_runs, ind_bars = drive(conn, "indicators")
+        print(
+            f"backfill rollups (7 levels): {roll_bars:,} derived bars in {roll_runs} runs:"
+            f" {roll_s:.1f} s, {1e6 * roll_s / roll_bars:.1f} us per bar"
+        )
+        print(
+            f"backfill indicators (29 values): {ind_bars:,} bars in {ind_runs} runs:"
+            f" {ind_s:.1f} s, {1e6 * ind_s / ind_bars:.1f} us per bar;"
+            f" indicators / rollups = {ind_s / roll_s:.2f}x"
+        )
 
 
 def talib_pass(a: dict) -> None:
@@ -97,6 +210,8 @@ def run_step(conn, cursor, chunk: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--symbols", type=int, default=10)
+    ap.add_argument("--minutes", type=int, default=100_000, help="1m bars per symbol (backfill)")
     ap.add_argument("--bars", type=int, default=1_000_000)
     ap.add_argument("--chunk", type=int, default=10_000)
     ap.add_argument("--live", type=int, default=50)
@@ -105,6 +220,11 @@ def main() -> None:
     with bench_database("tickagg_bench_ind") as dsn:
         with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
             print(server_info(conn))
+        if args.minutes > 0:
+            backfill(dsn, args.symbols, args.minutes)
+        if args.bars <= 0:
+            return
+        with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
             conn.execute("SELECT tickagg.register_symbol('BENCHIND', 'crypto_24x7')")
             conn.execute("SELECT tickagg.sync_agg_state_from_registry('prod', %s)", (START,))
             t0 = time.perf_counter()
@@ -149,7 +269,7 @@ def main() -> None:
             )
 
             got = conn.execute(
-                "SELECT indicators FROM tickagg.derived_bar_indicators WHERE canonical_symbol = %s"
+                "SELECT indicators FROM tickagg.bar_indicators WHERE canonical_symbol = %s"
                 " ORDER BY ts_utc DESC LIMIT 1",
                 (SYMBOL,),
             ).fetchone()["indicators"]

@@ -18,6 +18,7 @@ import uuid
 
 import helpers as h
 import numpy as np
+import psycopg
 import pytest
 import talib
 
@@ -253,6 +254,81 @@ def test_indicators_equal_talib_in_random_chunks_and_after_corrections(conn):
         print(f"round {round_no}:", {k: f"{v:.1e}" for k, v in worst.items() if v > 1e-13})
 
 
+def _set_indicator_timeframes(conn, value: str) -> dict:
+    """Change the setting and sync, as a user would; the rollups stay out (the
+    test writes the bars) and the counts of sync are returned."""
+    conn.execute(
+        "UPDATE tickagg.settings SET setting_value = %s WHERE setting_key = 'indicator_timeframes'",
+        (value,),
+    )
+    res = h.sync(conn, START)
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET enabled = false WHERE task_kind <> 'indicators'"
+    )
+    return res
+
+
+def _indicator_footprint(conn) -> dict[str, set[str]]:
+    """The timeframes that have indicator tasks, values, checkpoints and rewinds."""
+    rows = conn.execute(
+        "SELECT 'tasks' AS what, timeframe FROM tickagg.data_agg_state"
+        " WHERE task_kind = 'indicators'"
+        " UNION SELECT 'values', timeframe FROM tickagg.derived_bar_indicators"
+        " UNION SELECT 'checkpoints', timeframe FROM tickagg.indicator_checkpoints"
+        " UNION SELECT 'rewinds', timeframe FROM tickagg.indicator_rewinds"
+    ).fetchall()
+    return {
+        what: {r["timeframe"] for r in rows if r["what"] == what}
+        for what in ("tasks", "values", "checkpoints", "rewinds")
+    }
+
+
+def test_indicator_timeframes_narrowed_and_widened(conn):
+    """indicator_timeframes narrowed to 1h: the other timeframes lose their tasks,
+    values, checkpoints and rewinds, and corrections there queue nothing; 1h still
+    follows its corrections. Widened again (then sync), the other series are
+    computed from their first bar, in random chunks, equal to TA-Lib."""
+    rng = _setup(conn, sym="TFS", n=1500, seed=12)
+    _drive_indicators(conn, rng)
+    for tf in STEPS:
+        _check(conn, "TFS", tf)
+
+    res = _set_indicator_timeframes(conn, " 1H ")
+    assert res["indicators_tasks_removed"] == 6  # 5m 15m 30m 4h 1d 1w
+    assert _indicator_footprint(conn) == {
+        "tasks": {"1h"}, "values": {"1h"}, "checkpoints": {"1h"}, "rewinds": set()
+    }  # fmt: skip
+    for tf in STEPS:
+        _correct(conn, rng, "TFS", tf)
+    assert _indicator_footprint(conn)["rewinds"] == {"1h"}, "no rewinds for a disabled timeframe"
+    _drive_indicators(conn, rng)
+    assert _indicator_footprint(conn)["values"] == {"1h"}, "no runs for a disabled timeframe"
+    _check(conn, "TFS", "1h")
+
+    res = _set_indicator_timeframes(conn, "none")
+    assert res["indicators_tasks_removed"] == 1
+    assert _indicator_footprint(conn) == {
+        "tasks": set(), "values": set(), "checkpoints": set(), "rewinds": set()
+    }  # fmt: skip
+
+    res = _set_indicator_timeframes(conn, "all")
+    assert res["indicators_tasks_created"] == 7
+    for tf in STEPS:
+        _correct(conn, rng, "TFS", tf)
+    _drive_indicators(conn, rng)
+    for tf in STEPS:
+        _check(conn, "TFS", tf)
+
+    conn.execute(
+        "UPDATE tickagg.settings SET setting_value = '1h,2h'"
+        " WHERE setting_key = 'indicator_timeframes'"
+    )
+    with pytest.raises(psycopg.Error, match='"2h", which is no derived timeframe') as err:
+        h.sync(conn, START)
+    assert err.value.sqlstate == "TK004"
+    assert _indicator_footprint(conn)["tasks"] == set(STEPS) | {"15m", "30m", "4h", "1w"}
+
+
 def test_forex_scale_prices(conn):
     """Prices near 1.1 with tiny moves: the cancellation-prone indicators
     (Bollinger's sum of squares, CCI) must still agree."""
@@ -298,10 +374,14 @@ def test_json_names_and_warmup(conn):
     for key, lookback in warmup.items():
         first = next(i for i, r in enumerate(rows) if r["indicators"][key] is not None)
         assert first == lookback, key
-    raw = conn.execute(
-        "SELECT indicators::text AS t FROM tickagg.derived_bar_indicators"
-    ).fetchall()
+    raw = conn.execute("SELECT indicators::text AS t FROM tickagg.bar_indicators").fetchall()
     assert not any("NaN" in r["t"] or "Infinity" in r["t"] for r in raw)
+    # the stored arrays hold NULL, never the NaN the step uses while computing
+    stored = conn.execute(
+        "SELECT count(*) AS n FROM tickagg.derived_bar_indicators AS i, unnest(i.vals) AS v"
+        " WHERE v IN ('NaN', 'Infinity', '-Infinity')"
+    ).fetchone()
+    assert stored["n"] == 0
 
 
 def test_indicator_writes_leave_bars_and_rollups_alone(conn, dsn):
@@ -397,7 +477,6 @@ def test_anchored_vwap(conn):
 
 def test_runner_role_reads_view_and_runs_step(conn, role_dsn):
     _setup(conn, sym="ROL", tfs=("1h",), n=50, seed=2)
-    import psycopg
     from psycopg.rows import dict_row
 
     with psycopg.connect(role_dsn(), autocommit=True, row_factory=dict_row) as rc:

@@ -6,7 +6,7 @@
 -- commits late cannot be skipped. Rows carry the ClickHouse version
 -- (export_version); derived bars use the source and rank named by the setting
 -- export_derived_source. Re-reading a range returns identical rows.
--- A derived bar carries its indicators (derived_bar_indicators, JSON text; '{}'
+-- A derived bar carries its indicators (derived_bar_indicators as JSON text; '{}'
 -- before they are computed) and is sent again when they change: its change
 -- number is then the indicator row's, its version that of the newer of the two
 -- writes, so the latest content wins in FINAL. A bar may appear twice in one
@@ -86,7 +86,7 @@ BEGIN
                 b.trade_count, v_derived_source, b.quality_score, b.source_candles, b.expected_candles,
                 b.is_partial, b.deleted_at IS NOT NULL,
                 tickagg.export_version(v_derived_rank, greatest(b.change_no, i.change_no)),
-                coalesce(i.indicators::text, '{}')
+                coalesce(tickagg.indicators_json(i.key_set_id, i.vals)::text, '{}')
             FROM tickagg.derived_data_bars AS b
             LEFT JOIN tickagg.derived_bar_indicators AS i
                 ON i.canonical_symbol = b.canonical_symbol AND i.timeframe = b.timeframe AND i.ts_utc = b.ts_utc
@@ -101,7 +101,7 @@ BEGIN
                 b.trade_count, v_derived_source, b.quality_score, b.source_candles, b.expected_candles,
                 b.is_partial, b.deleted_at IS NOT NULL,
                 tickagg.export_version(v_derived_rank, greatest(b.change_no, i.change_no)),
-                i.indicators::text
+                tickagg.indicators_json(i.key_set_id, i.vals)::text
             FROM tickagg.derived_bar_indicators AS i
             INNER JOIN tickagg.derived_data_bars AS b
                 ON b.canonical_symbol = i.canonical_symbol AND b.timeframe = i.timeframe AND b.ts_utc = i.ts_utc

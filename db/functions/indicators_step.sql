@@ -1,10 +1,15 @@
 -- One run of an indicators task: compute the technical indicators of up to
 -- p_max_bars derived bars of one symbol and timeframe, in bar order, carrying
--- the state forward bar by bar (O(1) per bar and indicator; the windowed ones
--- keep ring buffers). A run resumes from the newest checkpoint before where it
+-- the state forward bar by bar (O(1) per bar and indicator). The windows whose
+-- every value is recomputed anyway (stochastic range, Bollinger deviation) are
+-- window functions over the run's bars and the ones before it; the rest is one
+-- loop over arrays of the run's bars, writing into one array of all values,
+-- stored by a single INSERT (a statement or a jsonb value per bar cost more than
+-- the arithmetic). A run resumes from the newest checkpoint before where it
 -- has to start: the cursor, or the first bar a correction rewrote
 -- (indicator_rewinds, queued by a trigger on derived_data_bars). Results go to
--- derived_bar_indicators; an unchanged result is not rewritten, so recomputing
+-- derived_bar_indicators (a float array per bar in the order of its key set);
+-- an unchanged result is not rewritten, so recomputing
 -- from a checkpoint only writes what really changed.
 --
 -- Every formula follows TA-Lib (default compatibility, unstable period 0) step
@@ -52,8 +57,11 @@ DECLARE
     v_sk integer;
     v_sd integer;
     v_ring integer;
+    -- bars before the run that the window functions read
+    v_lookback integer;
     v_ema_k double precision[];
     v_keys text[];
+    v_key_set_id integer;
     v_nv integer;
     -- where to start
     v_rewind_ids bigint[];
@@ -96,8 +104,6 @@ DECLARE
     v_sma_sum double precision[];
     v_ema_val double precision[];
     v_closes double precision[];
-    v_highs double precision[];
-    v_lows double precision[];
     v_tps double precision[];
     v_mfp double precision[];
     v_mfn double precision[];
@@ -105,20 +111,35 @@ DECLARE
     v_slowk double precision[];
     v_state double precision[];
     v_off integer;
+    -- the run's bars, by position
+    v_ts timestamptz[];
+    v_bucket_end timestamptz[];
+    v_high double precision[];
+    v_low double precision[];
+    v_close double precision[];
+    v_volume double precision[];
+    v_vwap double precision[];
+    v_anchors double precision[];
+    v_highest double precision[];
+    v_lowest double precision[];
+    v_bb_dev double precision[];
     -- per bar
-    r record;
+    v_b integer;
     v_i bigint;
     v_base integer;
-    v_p integer;
     v_k integer;
     v_j bigint;
     v_m bigint;
     v_slot integer;
     v_x double precision;
+    v_h double precision;
+    v_l double precision;
+    v_vol double precision;
     v_tr double precision;
     v_diff double precision;
     v_diff_m double precision;
     v_tp double precision;
+    v_ring_tp double precision;
     v_mf double precision;
     v_t double precision;
     v_u double precision;
@@ -128,17 +149,15 @@ DECLARE
     v_mdi double precision;
     v_slowk_now double precision;
     v_anchor double precision;
-    -- output
-    v_out_ts timestamptz[] := '{}';
-    -- one bar's values in v_keys order, kept per bar as a jsonb array: one big
-    -- float array would be subscripted from SQL in O(n) per element (NULLs)
-    v_vals double precision[];
-    v_blank double precision[];
-    v_out jsonb[] := '{}';
+    -- output: every bar's values in v_keys order, bar after bar; NaN (never a
+    -- result: every division is guarded) stands for NULL until the write, so the
+    -- array has no null bitmap and a bar's slice is found in O(1)
+    v_out double precision[];
     v_count integer := 0;
     v_last_ts timestamptz;
     v_last_end timestamptz;
     v_written bigint := 0;
+    v_stored_to timestamptz;
     v_cursor_to timestamptz;
 BEGIN
     v_task := tickagg.rollup_task(p_canonical_symbol, p_timeframe);
@@ -182,7 +201,12 @@ BEGIN
             'atr', 'stoch_k', 'stoch_d', 'cci', 'mfi', 'obv', 'adl', 'adx', 'plus_di', 'minus_di', 'vwap'
         ];
     v_nv := cardinality(v_keys);
-    v_blank := array_fill(NULL::double precision, ARRAY[v_nv]);
+    v_lookback := greatest(v_fk, v_bb_n) - 1;
+    SELECT k.key_set_id INTO v_key_set_id FROM tickagg.indicator_key_sets AS k WHERE k.keys = v_keys;
+    IF v_key_set_id IS NULL THEN
+        INSERT INTO tickagg.indicator_key_sets (keys) VALUES (v_keys) ON CONFLICT (keys) DO NOTHING;
+        SELECT k.key_set_id INTO v_key_set_id FROM tickagg.indicator_key_sets AS k WHERE k.keys = v_keys;
+    END IF;
 
     -- Rewinds read here are consumed by this run; any committed later stay queued.
     SELECT array_agg(w.rewind_id), min(w.from_ts) INTO v_rewind_ids, v_rewind
@@ -248,10 +272,6 @@ BEGIN
         v_off := v_off + v_ne;
         v_closes := v_state[v_off + 1:v_off + v_ring];
         v_off := v_off + v_ring;
-        v_highs := v_state[v_off + 1:v_off + v_fk];
-        v_off := v_off + v_fk;
-        v_lows := v_state[v_off + 1:v_off + v_fk];
-        v_off := v_off + v_fk;
         v_tps := v_state[v_off + 1:v_off + v_cci_n];
         v_off := v_off + v_cci_n;
         v_mfp := v_state[v_off + 1:v_off + v_mfi_n];
@@ -265,8 +285,6 @@ BEGIN
         v_sma_sum := array_fill(0::double precision, ARRAY[v_ns]);
         v_ema_val := array_fill(0::double precision, ARRAY[v_ne]);
         v_closes := array_fill(NULL::double precision, ARRAY[v_ring]);
-        v_highs := array_fill(NULL::double precision, ARRAY[v_fk]);
-        v_lows := array_fill(NULL::double precision, ARRAY[v_fk]);
         v_tps := array_fill(NULL::double precision, ARRAY[v_cci_n]);
         v_mfp := array_fill(0::double precision, ARRAY[v_mfi_n]);
         v_mfn := array_fill(0::double precision, ARRAY[v_mfi_n]);
@@ -274,86 +292,135 @@ BEGIN
         v_slowk := array_fill(NULL::double precision, ARRAY[v_sd]);
     END IF;
 
-    FOR r IN
-        WITH bars AS MATERIALIZED (
-            SELECT b.ts_utc, b.bucket_end, b.high, b.low, b.close, b.volume, b.vwap
-            FROM tickagg.derived_data_bars AS b
-            WHERE
-                b.canonical_symbol = p_canonical_symbol AND b.timeframe = p_timeframe
-                AND b.ts_utc > v_after AND b.deleted_at IS NULL
-            ORDER BY b.ts_utc
-            LIMIT v_max_bars
-        ),
-        sessions AS MATERIALIZED (
-            SELECT s.open_utc, s.close_utc
-            FROM tickagg.calendar_sessions(
-                v_calendar_code,
-                (SELECT min(b.ts_utc) FROM bars AS b),
-                (SELECT max(b.ts_utc) FROM bars AS b) + interval '1 microsecond'
-            ) AS s
-        )
-        SELECT
-            b.ts_utc, b.bucket_end, b.high, b.low, b.close, b.volume, b.vwap,
-            -- the trading day a bar belongs to anchors its vwap (outside every session:
-            -- the bar itself)
-            extract(EPOCH FROM
-                CASE WHEN b.ts_utc < b.session_close THEN b.session_open ELSE b.ts_utc END
-            )::double precision AS anchor,
-            count(*) OVER () AS bars_in_run
-        FROM (
-            -- Bars and sessions in one time order: the latest session opened at or
-            -- before a bar is the one it may lie in (sessions are disjoint). One
-            -- window pass; a lookup per bar over the sessions cost bars x sessions
-            -- (4 s for 10,000 daily bars).
-            SELECT
-                x.*,
-                max(x.open_utc) OVER w AS session_open,
-                max(x.close_utc) OVER w AS session_close
-            FROM (
-                SELECT
-                    b.ts_utc AS at, true AS is_bar, b.ts_utc, b.bucket_end, b.high, b.low, b.close,
-                    b.volume, b.vwap, NULL::timestamptz AS open_utc, NULL::timestamptz AS close_utc
-                FROM bars AS b
-                UNION ALL
-                SELECT
-                    s.open_utc, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, s.open_utc, s.close_utc
-                FROM sessions AS s
-            ) AS x
-            WINDOW w AS (ORDER BY x.at, x.is_bar)
-        ) AS b
-        WHERE b.is_bar
+    -- The run's bars as arrays, with the windows computed by window functions
+    -- over them and the v_lookback bars before (unchanged: a checkpoint before
+    -- where a run starts saw them as they are).
+    WITH run_bars AS MATERIALIZED (
+        SELECT b.ts_utc, b.bucket_end, b.high, b.low, b.close, b.volume, b.vwap
+        FROM tickagg.derived_data_bars AS b
+        WHERE
+            b.canonical_symbol = p_canonical_symbol AND b.timeframe = p_timeframe
+            AND b.ts_utc > v_after AND b.deleted_at IS NULL
         ORDER BY b.ts_utc
-    LOOP
+        LIMIT v_max_bars
+    ),
+    windowed AS MATERIALIZED (
+        SELECT
+            w.*,
+            max(w.high) OVER range_window AS highest,
+            min(w.low) OVER range_window AS lowest,
+            -- population deviation; exactly 0 on a flat window, as TA-Lib 0.8 (no
+            -- close changed within it: a running count, where max = min would
+            -- rescan the window for every bar)
+            CASE
+                WHEN sum(w.changed) OVER bb_changes = 0 THEN 0
+                ELSE stddev_pop(w.close) OVER bb_window
+            END AS bb_dev
+        FROM (
+            SELECT c.*, (c.close IS DISTINCT FROM lag(c.close) OVER (ORDER BY c.ts_utc))::integer AS changed
+            FROM (
+                SELECT r.ts_utc, r.bucket_end, r.high, r.low, r.close, r.volume, r.vwap, true AS in_run
+                FROM run_bars AS r
+                UNION ALL
+                (
+                    SELECT b.ts_utc, NULL, b.high, b.low, b.close, NULL, NULL, false
+                    FROM tickagg.derived_data_bars AS b
+                    WHERE
+                        b.canonical_symbol = p_canonical_symbol AND b.timeframe = p_timeframe
+                        AND b.ts_utc <= v_after AND b.deleted_at IS NULL
+                    ORDER BY b.ts_utc DESC
+                    LIMIT v_lookback
+                )
+            ) AS c
+        ) AS w
+        WINDOW
+            range_window AS (ORDER BY w.ts_utc ROWS BETWEEN v_fk - 1 PRECEDING AND CURRENT ROW),
+            bb_window AS (ORDER BY w.ts_utc ROWS BETWEEN v_bb_n - 1 PRECEDING AND CURRENT ROW),
+            bb_changes AS (ORDER BY w.ts_utc ROWS BETWEEN v_bb_n - 2 PRECEDING AND CURRENT ROW)
+    ),
+    sessions AS MATERIALIZED (
+        SELECT s.open_utc, s.close_utc
+        FROM tickagg.calendar_sessions(
+            v_calendar_code,
+            (SELECT min(r.ts_utc) FROM run_bars AS r),
+            (SELECT max(r.ts_utc) FROM run_bars AS r) + interval '1 microsecond'
+        ) AS s
+    )
+    SELECT
+        array_agg(b.ts_utc),
+        array_agg(b.bucket_end),
+        array_agg(b.high),
+        array_agg(b.low),
+        array_agg(b.close),
+        array_agg(b.volume),
+        array_agg(b.vwap),
+        -- the trading day a bar belongs to anchors its vwap (outside every session:
+        -- the bar itself)
+        array_agg(
+            extract(EPOCH FROM CASE WHEN b.ts_utc < b.session_close THEN b.session_open ELSE b.ts_utc END)::double precision
+        ),
+        array_agg(b.highest),
+        array_agg(b.lowest),
+        array_agg(b.bb_dev)
+    INTO v_ts, v_bucket_end, v_high, v_low, v_close, v_volume, v_vwap, v_anchors, v_highest, v_lowest, v_bb_dev
+    FROM (
+        -- Bars and sessions in one time order: the latest session opened at or
+        -- before a bar is the one it may lie in (sessions are disjoint). One
+        -- window pass; a lookup per bar over the sessions cost bars x sessions
+        -- (4 s for 10,000 daily bars).
+        SELECT
+            x.*,
+            max(x.open_utc) OVER w AS session_open,
+            max(x.close_utc) OVER w AS session_close
+        FROM (
+            SELECT
+                b.ts_utc AS at, true AS is_bar, b.ts_utc, b.bucket_end, b.high, b.low, b.close,
+                b.volume, b.vwap, b.highest, b.lowest, b.bb_dev,
+                NULL::timestamptz AS open_utc, NULL::timestamptz AS close_utc
+            FROM windowed AS b
+            WHERE b.in_run
+            UNION ALL
+            SELECT
+                s.open_utc, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                s.open_utc, s.close_utc
+            FROM sessions AS s
+        ) AS x
+        WINDOW w AS (ORDER BY x.at, x.is_bar)
+        -- the aggregates take the bars in this order (one sort, not one per array)
+        ORDER BY x.at, x.is_bar
+    ) AS b
+    WHERE b.is_bar;
+    v_count := coalesce(cardinality(v_ts), 0);
+    v_out := array_fill('NaN'::double precision, ARRAY[v_count * v_nv]);
+
+    FOR v_b IN 1..v_count LOOP
         v_i := v_n;
-        v_x := r.close;
-        v_count := v_count + 1;
-        v_out_ts[v_count] := r.ts_utc;
-        v_base := 0;
-        v_vals := v_blank;
+        v_x := v_close[v_b];
+        v_h := v_high[v_b];
+        v_l := v_low[v_b];
+        v_vol := v_volume[v_b];
+        v_base := (v_b - 1) * v_nv;
         v_closes[(v_i % v_ring) + 1] := v_x;
 
         -- SMA: TA-Lib's running sum (add, divide, subtract the trailing value)
         FOR v_k IN 1..v_ns LOOP
-            v_p := v_sma[v_k];
             v_sma_sum[v_k] := v_sma_sum[v_k] + v_x;
-            IF v_i >= v_p - 1 THEN
-                v_vals[v_base + v_k] := v_sma_sum[v_k] / v_p;
-                v_sma_sum[v_k] := v_sma_sum[v_k] - v_closes[((v_i - v_p + 1) % v_ring) + 1];
+            IF v_i >= v_sma[v_k] - 1 THEN
+                v_out[v_base + v_k] := v_sma_sum[v_k] / v_sma[v_k];
+                v_sma_sum[v_k] := v_sma_sum[v_k] - v_closes[((v_i - v_sma[v_k] + 1) % v_ring) + 1];
             END IF;
         END LOOP;
 
         -- EMA seeded with the SMA of the first p values
         FOR v_k IN 1..v_ne LOOP
-            v_p := v_ema[v_k];
-            IF v_i < v_p - 1 THEN
-                v_ema_val[v_k] := v_ema_val[v_k] + v_x;
-            ELSIF v_i = v_p - 1 THEN
-                v_ema_val[v_k] := (v_ema_val[v_k] + v_x) / v_p;
-            ELSE
+            IF v_i >= v_ema[v_k] THEN
                 v_ema_val[v_k] := ((v_x - v_ema_val[v_k]) * v_ema_k[v_k]) + v_ema_val[v_k];
-            END IF;
-            IF v_i >= v_p - 1 THEN
-                v_vals[v_base + v_ns + v_k] := v_ema_val[v_k];
+                v_out[v_base + v_ns + v_k] := v_ema_val[v_k];
+            ELSIF v_i = v_ema[v_k] - 1 THEN
+                v_ema_val[v_k] := (v_ema_val[v_k] + v_x) / v_ema[v_k];
+                v_out[v_base + v_ns + v_k] := v_ema_val[v_k];
+            ELSE
+                v_ema_val[v_k] := v_ema_val[v_k] + v_x;
             END IF;
         END LOOP;
         v_base := v_base + v_ns + v_ne;
@@ -374,7 +441,7 @@ BEGIN
                 v_loss := v_loss / v_rsi_n;
                 v_gain := v_gain / v_rsi_n;
                 v_t := v_gain + v_loss;
-                v_vals[v_base + 1] := CASE WHEN abs(v_t) < c_eps THEN 0 ELSE 100.0 * (v_gain / v_t) END;
+                v_out[v_base + 1] := CASE WHEN abs(v_t) < c_eps THEN 0 ELSE 100.0 * (v_gain / v_t) END;
             END IF;
         END IF;
 
@@ -403,40 +470,32 @@ BEGIN
                 ELSE
                     v_signal := ((v_t - v_signal) * (2.0 / (v_macd[3] + 1))) + v_signal;
                 END IF;
-                v_vals[v_base + 2] := v_t;
-                v_vals[v_base + 3] := v_signal;
-                v_vals[v_base + 4] := v_t - v_signal;
+                v_out[v_base + 2] := v_t;
+                v_out[v_base + 3] := v_signal;
+                v_out[v_base + 4] := v_t - v_signal;
             END IF;
         END IF;
 
-        -- Bollinger: SMA middle (TA-Lib's running sum); population deviation by
-        -- the corrected two-pass formula around it, exactly 0 on a flat window
-        -- (TA-Lib 0.8 computes it accurately too; a running sum of squares would
-        -- lose up to 1e-7 relative to cancellation)
+        -- Bollinger: SMA middle (TA-Lib's running sum); the population deviation
+        -- of the window (stddev_pop's stable update, exactly 0 on a flat window;
+        -- TA-Lib 0.8 computes it accurately too, where a running sum of squares
+        -- would lose up to 1e-7 relative to cancellation)
         v_bb_sum := v_bb_sum + v_x;
         IF v_i >= v_bb_n - 1 THEN
             v_t := v_bb_sum / v_bb_n;
             v_bb_sum := v_bb_sum - v_closes[((v_i - v_bb_n + 1) % v_ring) + 1];
-            v_u := 0;
-            v_diff := 0;
-            FOR v_k IN 0..v_bb_n - 1 LOOP
-                v_tr := v_closes[((v_i - v_k) % v_ring) + 1] - v_t;
-                v_diff := v_diff + v_tr;
-                v_u := v_u + v_tr * v_tr;
-            END LOOP;
-            v_u := (v_u - v_diff * v_diff / v_bb_n) / v_bb_n;
-            v_u := CASE WHEN v_u > 0 THEN sqrt(v_u) ELSE 0 END * v_bbands[2];
-            v_vals[v_base + 5] := v_t;
-            v_vals[v_base + 6] := v_t + v_u;
-            v_vals[v_base + 7] := v_t - v_u;
+            v_u := v_bb_dev[v_b] * v_bbands[2];
+            v_out[v_base + 5] := v_t;
+            v_out[v_base + 6] := v_t + v_u;
+            v_out[v_base + 7] := v_t - v_u;
             IF v_t <> 0 THEN
-                v_vals[v_base + 8] := ((v_t + v_u) - (v_t - v_u)) / v_t;
+                v_out[v_base + 8] := ((v_t + v_u) - (v_t - v_u)) / v_t;
             END IF;
         END IF;
 
         -- true range, shared by ATR and ADX
         IF v_i >= 1 THEN
-            v_tr := greatest(r.high - r.low, abs(r.high - v_prev_close), abs(r.low - v_prev_close));
+            v_tr := greatest(v_h - v_l, abs(v_h - v_prev_close), abs(v_l - v_prev_close));
             -- ATR (Wilder): mean of the first p true ranges, then smoothed
             IF v_i <= v_atr_n THEN
                 v_atr := v_atr + v_tr;
@@ -447,12 +506,12 @@ BEGIN
                 v_atr := ((v_atr * (v_atr_n - 1)) + v_tr) / v_atr_n;
             END IF;
             IF v_i >= v_atr_n THEN
-                v_vals[v_base + 9] := v_atr;
+                v_out[v_base + 9] := v_atr;
             END IF;
 
             -- ADX, +DI, -DI (Wilder): directional movement sums, then smoothing
-            v_diff := r.high - v_prev_high;
-            v_diff_m := v_prev_low - r.low;
+            v_diff := v_h - v_prev_high;
+            v_diff_m := v_prev_low - v_l;
             IF v_i >= v_adx_n THEN
                 v_pdm := v_pdm - v_pdm / v_adx_n;
                 v_mdm := v_mdm - v_mdm / v_adx_n;
@@ -472,8 +531,8 @@ BEGIN
                     v_pdi := 100.0 * (v_pdm / v_tr_s);
                     v_mdi := 100.0 * (v_mdm / v_tr_s);
                 END IF;
-                v_vals[v_base + 17] := v_pdi;
-                v_vals[v_base + 18] := v_mdi;
+                v_out[v_base + 17] := v_pdi;
+                v_out[v_base + 18] := v_mdi;
                 v_t := v_mdi + v_pdi;
                 IF abs(v_tr_s) >= c_eps AND abs(v_t) >= c_eps THEN
                     v_t := 100.0 * (abs(v_mdi - v_pdi) / v_t);
@@ -487,26 +546,15 @@ BEGIN
                     v_adx := v_sum_dx / v_adx_n;
                 END IF;
                 IF v_i >= 2 * v_adx_n - 1 THEN
-                    v_vals[v_base + 16] := v_adx;
+                    v_out[v_base + 16] := v_adx;
                 END IF;
             END IF;
         END IF;
 
         -- Stochastic: fast %K over the p-bar range, slow %K and %D as SMAs
-        v_slot := (v_i % v_fk) + 1;
-        v_highs[v_slot] := r.high;
-        v_lows[v_slot] := r.low;
         IF v_i >= v_fk - 1 THEN
-            v_hh := r.high;
-            v_ll := r.low;
-            FOR v_k IN 1..v_fk LOOP
-                IF v_highs[v_k] > v_hh THEN
-                    v_hh := v_highs[v_k];
-                END IF;
-                IF v_lows[v_k] < v_ll THEN
-                    v_ll := v_lows[v_k];
-                END IF;
-            END LOOP;
+            v_hh := v_highest[v_b];
+            v_ll := v_lowest[v_b];
             -- TA-Lib 0.8: 100 * ((c - L) / (H - L)), 0 for a range within its scaled dead-zone
             v_t := v_hh - v_ll;
             v_t := CASE
@@ -523,29 +571,29 @@ BEGIN
                 v_slowk[(v_m % v_sd) + 1] := v_slowk_now;
                 v_d_sum := v_d_sum + v_slowk_now;
                 IF v_m >= v_sd - 1 THEN
-                    v_vals[v_base + 10] := v_slowk_now;
-                    v_vals[v_base + 11] := v_d_sum / v_sd;
+                    v_out[v_base + 10] := v_slowk_now;
+                    v_out[v_base + 11] := v_d_sum / v_sd;
                     v_d_sum := v_d_sum - v_slowk[((v_m - v_sd + 1) % v_sd) + 1];
                 END IF;
             END IF;
         END IF;
 
         -- CCI: TA-Lib sums its circular buffer in slot order, so this does too
-        v_tp := (r.high + r.low + v_x) / 3;
+        v_tp := (v_h + v_l + v_x) / 3;
         v_tps[(v_i % v_cci_n) + 1] := v_tp;
         IF v_i >= v_cci_n - 1 THEN
             v_t := 0;
-            FOR v_k IN 1..v_cci_n LOOP
-                v_t := v_t + v_tps[v_k];
+            FOREACH v_ring_tp IN ARRAY v_tps LOOP
+                v_t := v_t + v_ring_tp;
             END LOOP;
             v_t := v_t / v_cci_n;
             v_u := 0;
-            FOR v_k IN 1..v_cci_n LOOP
-                v_u := v_u + abs(v_tps[v_k] - v_t);
+            FOREACH v_ring_tp IN ARRAY v_tps LOOP
+                v_u := v_u + abs(v_ring_tp - v_t);
             END LOOP;
             v_t := v_tp - v_t;
             -- 0 when the typical price sits on its mean (a flat window, TA-Lib fix #7)
-            v_vals[v_base + 12] := CASE
+            v_out[v_base + 12] := CASE
                 WHEN abs(v_t) <= c_eps * (abs(v_tp) + abs(v_tp - v_t)) OR v_u = 0 THEN 0
                 ELSE v_t / (0.015 * (v_u / v_cci_n))
             END;
@@ -561,7 +609,7 @@ BEGIN
                 v_mf_neg := v_mf_neg - v_mfn[v_slot];
             END IF;
             v_diff := v_tp - v_prev_tp;
-            v_mf := CASE WHEN abs(v_diff) <= c_eps * (abs(v_tp) + abs(v_prev_tp)) THEN 0 ELSE v_tp * r.volume END;
+            v_mf := CASE WHEN abs(v_diff) <= c_eps * (abs(v_tp) + abs(v_prev_tp)) THEN 0 ELSE v_tp * v_vol END;
             IF v_diff < 0 THEN
                 v_mfp[v_slot] := 0;
                 v_mfn[v_slot] := v_mf;
@@ -580,64 +628,63 @@ BEGIN
             IF v_i >= v_mfi_n THEN
                 v_t := v_mf_pos + v_mf_neg;
                 v_u := CASE WHEN v_mf_pos < 0 THEN 0 WHEN v_mf_pos > v_t THEN v_t ELSE v_mf_pos END;
-                v_vals[v_base + 13] := CASE WHEN v_t <= 0 THEN 0 ELSE 100.0 * (v_u / v_t) END;
+                v_out[v_base + 13] := CASE WHEN v_t <= 0 THEN 0 ELSE 100.0 * (v_u / v_t) END;
             END IF;
         END IF;
 
         -- OBV starts at the first bar's volume; A/D line skips zero-range bars
         IF v_i = 0 THEN
-            v_obv := r.volume;
+            v_obv := v_vol;
         ELSIF v_x > v_prev_close THEN
-            v_obv := v_obv + r.volume;
+            v_obv := v_obv + v_vol;
         ELSIF v_x < v_prev_close THEN
-            v_obv := v_obv - r.volume;
+            v_obv := v_obv - v_vol;
         END IF;
-        v_vals[v_base + 14] := v_obv;
-        v_t := r.high - r.low;
+        v_out[v_base + 14] := v_obv;
+        v_t := v_h - v_l;
         IF v_t > 0 THEN
-            v_adl := v_adl + (((v_x - r.low) - (r.high - v_x)) / v_t) * r.volume;
+            v_adl := v_adl + (((v_x - v_l) - (v_h - v_x)) / v_t) * v_vol;
         END IF;
-        v_vals[v_base + 15] := v_adl;
+        v_out[v_base + 15] := v_adl;
 
         -- vwap of the trading day so far, from the bars' own vwap and volume;
         -- NULL for the rest of the day once a bar that traded has no vwap
-        v_anchor := r.anchor;
+        v_anchor := v_anchors[v_b];
         IF v_vwap_anchor IS DISTINCT FROM v_anchor THEN
             v_vwap_anchor := v_anchor;
             v_vwap_pv := 0;
             v_vwap_v := 0;
             v_vwap_void := 0;
         END IF;
-        IF r.volume > 0 THEN
-            IF r.vwap IS NULL THEN
+        IF v_vol > 0 THEN
+            IF v_vwap[v_b] IS NULL THEN
                 v_vwap_void := 1;
             ELSE
-                v_vwap_pv := v_vwap_pv + r.vwap * r.volume;
-                v_vwap_v := v_vwap_v + r.volume;
+                v_vwap_pv := v_vwap_pv + v_vwap[v_b] * v_vol;
+                v_vwap_v := v_vwap_v + v_vol;
             END IF;
         END IF;
         IF v_vwap_void = 0 AND v_vwap_v > 0 THEN
-            v_vals[v_base + 19] := v_vwap_pv / v_vwap_v;
+            v_out[v_base + 19] := v_vwap_pv / v_vwap_v;
         END IF;
 
-        v_out[v_count] := to_jsonb(v_vals);
         v_prev_close := v_x;
-        v_prev_high := r.high;
-        v_prev_low := r.low;
+        v_prev_high := v_h;
+        v_prev_low := v_l;
         v_prev_tp := v_tp;
         v_n := v_i + 1;
-        v_last_ts := r.ts_utc;
-        v_last_end := r.bucket_end;
+        v_last_ts := v_ts[v_b];
+        v_last_end := v_bucket_end[v_b];
 
         -- a checkpoint every v_every bars, and where this run ends
-        IF v_n % v_every = 0 OR v_count = r.bars_in_run THEN
+        IF v_n % v_every = 0 OR v_b = v_count THEN
             v_state := ARRAY[
                 v_n, v_prev_close, v_prev_high, v_prev_low, v_prev_tp, v_fast, v_fast_sum, v_slow,
                 v_slow_sum, v_signal, v_signal_sum, v_gain, v_loss, v_atr, v_pdm, v_mdm, v_tr_s, v_sum_dx,
                 v_adx, v_bb_sum, v_k_sum, v_d_sum, v_mf_pos, v_mf_neg, v_obv, v_adl,
                 v_vwap_anchor, v_vwap_pv, v_vwap_v, v_vwap_void, v_mf_null
             ]::double precision[]
-            || v_sma_sum || v_ema_val || v_closes || v_highs || v_lows || v_tps || v_mfp || v_mfn
+            || v_sma_sum || v_ema_val || v_closes || v_tps || v_mfp || v_mfn
             || v_fastk || v_slowk;
             INSERT INTO tickagg.indicator_checkpoints AS c (
                 canonical_symbol, timeframe, ts_utc, bar_no, params, state
@@ -659,20 +706,41 @@ BEGIN
     END IF;
 
     IF v_count > 0 THEN
-        INSERT INTO tickagg.derived_bar_indicators AS d (canonical_symbol, timeframe, ts_utc, indicators)
-        SELECT
-            p_canonical_symbol, p_timeframe, t.ts_utc,
-            (
-                SELECT jsonb_object_agg(k.key, t.vals -> (k.ord::integer - 1))
-                FROM unnest(v_keys) WITH ORDINALITY AS k (key, ord)
-            )
-        FROM unnest(v_out_ts, v_out) AS t (ts_utc, vals)
-        ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
-            indicators = excluded.indicators,
-            change_no = nextval('tickagg.bar_change_seq'),
-            computed_at = now()
-        WHERE d.indicators IS DISTINCT FROM excluded.indicators;
-        GET DIAGNOSTICS v_written = ROW_COUNT;
+        -- Bars after the newest stored row have none yet: a plain insert (an
+        -- upsert's conflict check cost 40% more per row). The others are
+        -- upserted where their values changed.
+        SELECT max(i.ts_utc) INTO v_stored_to
+        FROM tickagg.derived_bar_indicators AS i
+        WHERE i.canonical_symbol = p_canonical_symbol AND i.timeframe = p_timeframe;
+        -- the values as one flat array read once (a PL/pgSQL array parameter would be
+        -- flattened again for every slice)
+        WITH computed AS MATERIALIZED (SELECT v_out AS vals),
+        bar_values AS (
+            SELECT t.ts_utc, array_replace(c.vals[(t.o - 1) * v_nv + 1:t.o * v_nv], 'NaN', NULL) AS vals
+            FROM computed AS c
+            CROSS JOIN LATERAL unnest(v_ts) WITH ORDINALITY AS t (ts_utc, o)
+        ),
+        upserted AS (
+            INSERT INTO tickagg.derived_bar_indicators AS d (canonical_symbol, timeframe, ts_utc, key_set_id, vals)
+            SELECT p_canonical_symbol, p_timeframe, v.ts_utc, v_key_set_id, v.vals
+            FROM bar_values AS v
+            WHERE v.ts_utc <= v_stored_to
+            ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
+                key_set_id = excluded.key_set_id,
+                vals = excluded.vals,
+                change_no = nextval('tickagg.bar_change_seq'),
+                computed_at = now()
+            WHERE (d.key_set_id, d.vals) IS DISTINCT FROM (excluded.key_set_id, excluded.vals)
+            RETURNING 1
+        ),
+        inserted AS (
+            INSERT INTO tickagg.derived_bar_indicators (canonical_symbol, timeframe, ts_utc, key_set_id, vals)
+            SELECT p_canonical_symbol, p_timeframe, v.ts_utc, v_key_set_id, v.vals
+            FROM bar_values AS v
+            WHERE v.ts_utc > v_stored_to OR v_stored_to IS NULL
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM upserted) + (SELECT count(*) FROM inserted) INTO v_written;
     END IF;
 
     -- The cursor follows the last bar computed; after a rewind it may move back.

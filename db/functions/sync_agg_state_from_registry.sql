@@ -10,7 +10,9 @@
 -- bars, cursor = the next minute to aggregate) and a ticks_retention task
 -- (partitions ahead, old partitions dropped; see ticks_retention_run).
 -- Every rollup task gets an optional indicators task of the same symbol and
--- timeframe (setting indicators_enabled), enabled exactly when its rollup is.
+-- timeframe (setting indicators_enabled), enabled exactly when its rollup is,
+-- if its timeframe is in indicator_timeframes (the others are removed, see
+-- indicators_drop_timeframes).
 CREATE OR REPLACE FUNCTION tickagg.sync_agg_state_from_registry(
     p_env text DEFAULT 'prod',
     p_start timestamptz DEFAULT NULL
@@ -36,6 +38,8 @@ DECLARE
     v_ind_created bigint;
     v_ind_updated bigint;
     v_ind_disabled bigint;
+    v_ind_removed bigint;
+    v_ind_timeframes text[] := tickagg.indicator_timeframes();
 BEGIN
     IF p_env IS NULL OR p_env NOT IN ('prod', 'test') THEN
         RAISE EXCEPTION 'unknown environment %', p_env
@@ -150,7 +154,9 @@ BEGIN
             s.agg_start_utc, s.agg_start_utc, interval '1 minute',
             tickagg.setting('indicators_priority')::integer, interval '2 minutes', true
         FROM tickagg.data_agg_state AS s
-        WHERE s.task_kind = 'rollup' AND s.enabled AND tickagg.setting('indicators_enabled')::boolean
+        WHERE
+            s.task_kind = 'rollup' AND s.enabled AND tickagg.setting('indicators_enabled')::boolean
+            AND s.timeframe = ANY(v_ind_timeframes)
     ),
     created AS (
         INSERT INTO tickagg.data_agg_state (
@@ -210,6 +216,7 @@ BEGIN
         v_ticks_created, v_ticks_updated, v_ticks_disabled,
         v_ind_created, v_ind_updated, v_ind_disabled
     FROM counted AS c;
+    v_ind_removed := tickagg.indicators_drop_timeframes();
 
     RETURN jsonb_build_object(
         'success', true,
@@ -226,6 +233,7 @@ BEGIN
         'indicators_tasks_created', v_ind_created,
         'indicators_tasks_updated', v_ind_updated,
         'indicators_tasks_disabled', v_ind_disabled,
+        'indicators_tasks_removed', v_ind_removed,
         'tasks_total', (SELECT count(*) FROM tickagg.data_agg_state)
     );
 END

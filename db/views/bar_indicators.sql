@@ -5,7 +5,7 @@ SELECT
     i.canonical_symbol,
     i.timeframe,
     i.ts_utc,
-    i.indicators,
+    tickagg.indicators_json(i.key_set_id, i.vals) AS indicators,
     i.computed_at
 FROM tickagg.derived_bar_indicators AS i
 INNER JOIN tickagg.derived_data_bars AS b
