@@ -340,8 +340,10 @@ class Runner:
                     outage.recovered()
                     backoff = OUTAGE_BACKOFF_SECONDS[0]
                     self.wake()  # we may have missed notifications meanwhile
+                    # a short wait: shutdown joins this thread, and `run --until-idle`
+                    # spent up to a second of its run waiting here
                     while not self.stop_event.is_set():
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                        for _ in conn.notifies(timeout=0.1, stop_after=1):
                             self.wake()
             except Exception as exc:  # noqa: BLE001 - reconnect on anything
                 if self.stop_event.is_set():

@@ -98,43 +98,50 @@ def drive(
     invalidation is pending. Claim in its own transaction; then catchup and
     agg_finish in one transaction (split=True: each in its own transaction).
     Returns totals."""
-    totals = {"claims": 0, "bars_written": 0, "bars_deleted": 0}
     with connect(dsn) as conn:
-        while True:
-            tasks = conn.execute(
-                "SELECT * FROM tickagg.agg_get_due_tasks('prod', now(), 100, 300)"
-            ).fetchall()
-            if not tasks:
-                left = pending_invalidations(conn)
-                assert left == 0, f"nothing claimable but {left} invalidations pending (stall)"
-                return totals
-            for t in tasks:
-                totals["claims"] += 1
-                assert totals["claims"] < max_claims, "runaway: tasks never settle"
-                if t["task_kind"] in ("gap_scan", "gap_scan_history"):
-                    _gap_scan(conn, t)
-                    continue
-                if t["task_kind"] == "ticks_retention":
-                    _ticks_retention(conn, t)
-                    continue
-                if t["task_kind"] == "indicators":
-                    indicators_run(conn, t, max_windows)
-                    continue
-                if t["task_kind"] == "ticks_1m":
-                    query = "SELECT tickagg.ticks_aggregate_minutes(%s, %s, %s) AS r"
-                    args = (t["canonical_symbol"], t["cursor_ts"], max_windows)
-                else:
-                    query = "SELECT tickagg.catchup_aggregation_range(%s, %s, %s, %s) AS r"
-                    args = (t["canonical_symbol"], t["timeframe"], t["cursor_ts"], max_windows)
+        return drive_on(conn, max_windows=max_windows, split=split, max_claims=max_claims)
+
+
+def drive_on(
+    conn, *, max_windows: int | None = None, split: bool = False, max_claims: int = 20000
+) -> dict:
+    """drive() in a given session (its cached plans are the ones used)."""
+    totals = {"claims": 0, "bars_written": 0, "bars_deleted": 0}
+    while True:
+        tasks = conn.execute(
+            "SELECT * FROM tickagg.agg_get_due_tasks('prod', now(), 100, 300)"
+        ).fetchall()
+        if not tasks:
+            left = pending_invalidations(conn)
+            assert left == 0, f"nothing claimable but {left} invalidations pending (stall)"
+            return totals
+        for t in tasks:
+            totals["claims"] += 1
+            assert totals["claims"] < max_claims, "runaway: tasks never settle"
+            if t["task_kind"] in ("gap_scan", "gap_scan_history"):
+                _gap_scan(conn, t)
+                continue
+            if t["task_kind"] == "ticks_retention":
+                _ticks_retention(conn, t)
+                continue
+            if t["task_kind"] == "indicators":
+                indicators_run(conn, t, max_windows)
+                continue
+            if t["task_kind"] == "ticks_1m":
+                query = "SELECT tickagg.ticks_aggregate_minutes(%s, %s, %s) AS r"
+                args = (t["canonical_symbol"], t["cursor_ts"], max_windows)
+            else:
+                query = "SELECT tickagg.catchup_aggregation_range(%s, %s, %s, %s) AS r"
+                args = (t["canonical_symbol"], t["timeframe"], t["cursor_ts"], max_windows)
+            with conn.transaction():
+                res = conn.execute(query, args).fetchone()["r"]
+                assert res["success"] is True, res
+                if not split:
+                    _finish(conn, t, res)
+            if split:
                 with conn.transaction():
-                    res = conn.execute(query, args).fetchone()["r"]
-                    assert res["success"] is True, res
-                    if not split:
-                        _finish(conn, t, res)
-                if split:
-                    with conn.transaction():
-                        _finish(conn, t, res)
-                _count_run(totals, res)
+                    _finish(conn, t, res)
+            _count_run(totals, res)
 
 
 def _count_run(totals: dict, res: Mapping) -> None:

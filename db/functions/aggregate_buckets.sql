@@ -112,22 +112,27 @@ AS $$
             a.*
         FROM target AS tg
         CROSS JOIN (
+            -- hull and wholeness once per run (OFFSET 0): flattened into the scan
+            -- below, they were computed again for every source bar
             SELECT
                 r.*,
                 range_merge(r.scan) AS hull,
                 r.scan = tstzmultirange(range_merge(r.scan)) AS is_whole
             FROM runs AS r
             WHERE r.scan IS NOT NULL
+            OFFSET 0
         ) AS ru
         CROSS JOIN LATERAL (
             SELECT
-                CASE WHEN tg.is_fixed THEN date_bin(tg.step, s.ts_utc, ru.origin) ELSE ru.origin END
-                    AS bucket_start,
-                -- first/last by time without a sort per group: compare [epoch, price] arrays
-                (min(ARRAY[extract(EPOCH FROM s.ts_utc)::double precision, s.open]))[2] AS open,
+                s.bucket_start,
+                -- The source bars reach each group in time order (the subquery's
+                -- ORDER BY, which the index scan already satisfies, so its sort only
+                -- checks), so open and close are the first and last element. As the
+                -- min/max of [epoch, price] arrays they cost a third of a 5m catch-up.
+                (array_agg(s.open))[1] AS open,
                 max(s.high) AS high,
                 min(s.low) AS low,
-                (max(ARRAY[extract(EPOCH FROM s.ts_utc)::double precision, s.close]))[2] AS close,
+                (array_agg(s.close))[count(*)] AS close,
                 sum(s.volume) AS volume,
                 -- bars without volume carry no weight, so their missing vwap does not matter
                 CASE
@@ -136,21 +141,28 @@ AS $$
                 END AS vwap,
                 sum(s.trade_count)::bigint AS trade_count,
                 sum(s.source_candles)::integer AS source_candles
-            -- one index range scan per run, whatever the statistics say
-            -- (OFFSET 0 keeps the planner from flattening it into a worse join)
             FROM (
-                SELECT src.*
-                FROM tickagg.rollup_source_bars AS src
-                WHERE
-                    src.canonical_symbol = p_canonical_symbol
-                    AND src.timeframe = p_source_timeframe
-                    AND src.ts_utc >= lower(ru.hull)
-                    AND src.ts_utc < upper(ru.hull)
-                OFFSET 0
+                SELECT
+                    CASE WHEN tg.is_fixed THEN date_bin(tg.step, b.ts_utc, ru.origin) ELSE ru.origin END
+                        AS bucket_start,
+                    b.*
+                -- one index range scan per run, whatever the statistics say
+                -- (OFFSET 0 keeps the planner from flattening it into a worse join)
+                FROM (
+                    SELECT src.*
+                    FROM tickagg.rollup_source_bars AS src
+                    WHERE
+                        src.canonical_symbol = p_canonical_symbol
+                        AND src.timeframe = p_source_timeframe
+                        AND src.ts_utc >= lower(ru.hull)
+                        AND src.ts_utc < upper(ru.hull)
+                    OFFSET 0
+                ) AS b
+                -- between the sessions of a week lie bars that no session rolls up
+                WHERE ru.is_whole OR b.ts_utc <@ ru.scan
+                ORDER BY 1, b.ts_utc
             ) AS s
-            -- between the sessions of a week lie bars that no session rolls up
-            WHERE ru.is_whole OR s.ts_utc <@ ru.scan
-            GROUP BY 1
+            GROUP BY s.bucket_start
         ) AS a
     )
     SELECT

@@ -119,10 +119,15 @@ BEGIN
                 )
             INTO v_bars_written, v_partial_bars, v_per_timeframe
             FROM (
-                SELECT l.timeframe, count(i.timeframe) AS bars, count(*) FILTER (WHERE i.is_partial) AS partial
+                -- counted per timeframe first: joined to the list row by row, the
+                -- inserted bars were hashed, sorted and grouped again
+                SELECT l.timeframe, coalesce(n.bars, 0) AS bars, coalesce(n.partial, 0) AS partial
                 FROM unnest(p_timeframes) AS l (timeframe)
-                LEFT JOIN inserted AS i ON i.timeframe = l.timeframe
-                GROUP BY l.timeframe
+                LEFT JOIN (
+                    SELECT i.timeframe, count(*) AS bars, count(*) FILTER (WHERE i.is_partial) AS partial
+                    FROM inserted AS i
+                    GROUP BY i.timeframe
+                ) AS n ON n.timeframe = l.timeframe
             ) AS c;
             RETURN jsonb_build_object(
                 'buckets_with_data', v_bars_written,
