@@ -77,9 +77,12 @@ def setup(conn: psycopg.Connection, n: int) -> None:
     conn.execute(REGISTER_SQL, {"n": n})
     conn.execute("SELECT tickagg.sync_agg_state_from_registry('prod', %s)", (START,))
     conn.execute("UPDATE tickagg.data_agg_state SET enabled = false WHERE task_kind <> 'rollup'")
+    # A task runs when it has work (made due below, or woken by its source's
+    # finish), not every run_interval: with 14,000 tasks a minute's interval alone
+    # would keep the runner busy (the scheduling half of issue 24).
     conn.execute(
         "UPDATE tickagg.data_agg_state SET aggregation_delay = interval '3000 days',"
-        " next_run_at = now()"
+        " run_interval = interval '1 day', next_run_at = now()"
     )
     conn.execute(BARS_SQL, {"n": n, "start": START, "from": 0, "to": HISTORY_MINUTES})
     conn.execute("ANALYZE")

@@ -36,7 +36,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_step interval;
-    v_held text[];
+    v_held boolean[];
     v_plans jsonb[] := '{}';
     v_plan jsonb;
     v_ranges tstzmultirange;
@@ -54,8 +54,16 @@ BEGIN
     END IF;
     v_step := (SELECT t.step FROM tickagg.timeframes AS t WHERE t.timeframe = p_timeframe);
 
-    SELECT coalesce(array_agg(l.symbol), '{}') INTO v_held
-    FROM (
+    -- held[i]: task i is still this claim's (its row locked first, in key order)
+    SELECT array_agg(
+        l.status IS NOT DISTINCT FROM 'running'
+        AND l.claim_token IS NOT DISTINCT FROM c.claim_token
+        AND l.last_agg_bar_ts_utc IS NOT DISTINCT FROM c.cursor_ts
+        ORDER BY c.ord
+    )
+    INTO v_held
+    FROM unnest(p_canonical_symbols, p_claim_tokens, p_cursors) WITH ORDINALITY AS c (symbol, claim_token, cursor_ts, ord)
+    LEFT JOIN (
         SELECT s.canonical_symbol AS symbol, s.status, s.claim_token, s.last_agg_bar_ts_utc
         FROM tickagg.data_agg_state AS s
         WHERE
@@ -64,17 +72,11 @@ BEGIN
             AND s.task_kind = 'rollup'
         ORDER BY s.canonical_symbol
         FOR UPDATE OF s
-    ) AS l
-    INNER JOIN unnest(p_canonical_symbols, p_claim_tokens, p_cursors) AS c (symbol, claim_token, cursor_ts)
-        ON c.symbol = l.symbol
-    WHERE
-        l.status = 'running'
-        AND l.claim_token = c.claim_token
-        AND l.last_agg_bar_ts_utc = c.cursor_ts;
+    ) AS l ON l.symbol = c.symbol;
 
     FOR v_i IN 1 .. coalesce(cardinality(p_canonical_symbols), 0) LOOP
         v_plan := NULL;
-        IF p_canonical_symbols[v_i] = ANY(v_held) THEN
+        IF v_held[v_i] THEN
             v_plan := tickagg.catchup_aggregation_range(
                 p_canonical_symbols[v_i], p_timeframe, p_cursors[v_i], p_max_windows, p_write => false
             );
