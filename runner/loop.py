@@ -62,6 +62,9 @@ class RunnerConfig:
     # until_idle only: how long the database may stay unavailable before the run
     # gives up (DatabaseUnavailable); a daemon waits for it however long it takes
     connect_timeout: float = 60
+    # rollup tasks of one timeframe claimed and run as one batch; None: the
+    # rollup_batch_size setting, 1: one task a run
+    batch_size: int | None = None
 
 
 @dataclasses.dataclass
@@ -149,17 +152,32 @@ def _run_rollup(conn, task: dict, cfg: RunnerConfig, run_id, started_at, claim_n
     claimed = None
     if claim_next:
         res, claimed = queries.agg_run_rollup_and_claim(
-            conn, task, run_id, started_at, cfg.max_windows, cfg.env, cfg.lease_seconds
+            conn,
+            task,
+            run_id,
+            started_at,
+            cfg.max_windows,
+            cfg.env,
+            cfg.lease_seconds,
+            cfg.batch_size,
         )
     else:
         res = queries.agg_run_rollup(conn, task, run_id, started_at, cfg.max_windows)
+    fin = _rollup_result(task, res or {})
+    fin["claimed"] = claimed
+    return fin
+
+
+def _rollup_result(task: dict, res: dict) -> dict:
+    """agg_finish's arguments from a rollup run's result (its own or its batch's), and
+    the bars it cascaded to the levels above ("cascaded_bars")."""
     fin = _step_result(
         task,
-        res or {},
+        res,
         "catchup",
         ("windows_processed", "bars_written", "partial_bars", "dirty_ranges"),
     )
-    cascaded = (res or {}).get("cascaded") or {}
+    cascaded = res.get("cascaded") or {}
     if "error" in cascaded:
         # the run stands; the levels above redo their buckets in their own runs
         log.warning("levels above left to their own runs: %s", cascaded["error"])
@@ -169,7 +187,6 @@ def _run_rollup(conn, task: dict, cfg: RunnerConfig, run_id, started_at, claim_n
             " ".join(f"{tf}={c['bars_written']}/{c['bars_deleted']}" for tf, c in cascaded.items()),
         )
         fin["cascaded_bars"] = {tf: int(c["bars_written"]) for tf, c in cascaded.items()}
-    fin["claimed"] = claimed
     return fin
 
 
@@ -369,12 +386,23 @@ class Runner:
         return max(0.05, min(delta, self.cfg.poll_max))
 
     def _claim(self) -> dict | None:
-        rows = self._claim_rows()
+        """One task, never a batch."""
+        with self.pool.connection() as conn:
+            rows = queries.claim_batch(conn, self.cfg.env, self.cfg.lease_seconds, 1)
         return rows[0] if rows else None
 
     def _claim_rows(self) -> list[dict]:
+        """The head of the queue, or a batch of rollup tasks of one timeframe."""
         with self.pool.connection() as conn:
-            return queries.get_due_tasks(conn, self.cfg.env, 1, self.cfg.lease_seconds)
+            return queries.claim_batch(
+                conn, self.cfg.env, self.cfg.lease_seconds, self.cfg.batch_size
+            )
+
+    def _run_claimed(self, claimed: list[dict]) -> list[dict] | None:
+        """Run what a claim returned: one task (which may claim the next), or a batch."""
+        if len(claimed) > 1:
+            return self.execute_batch(claimed)
+        return self.execute(claimed[0], claim_next=True)
 
     def run_due(self) -> list[dict]:
         """Claim and execute due tasks in the calling thread until none is due, with
@@ -384,8 +412,8 @@ class Runner:
         tasks = []
         claimed = self._claim_rows()
         while claimed:
-            tasks.append(claimed[0])
-            claimed = self.execute(claimed[0], claim_next=True)
+            tasks.extend(claimed)
+            claimed = self._run_claimed(claimed)
             if claimed is None:
                 claimed = self._claim_rows()
         return tasks
@@ -439,8 +467,8 @@ class Runner:
         self.wake()
 
     def _worker(self, worker_no: int) -> None:
-        # What the statement that ran the previous task claimed: [task], [] when
-        # nothing was due, None when it claimed nothing (then this loop claims). A
+        # What the statement that ran the previous task claimed: [task] or a batch,
+        # [] when nothing was due, None when it claimed nothing (then this loop claims). A
         # task held here stays counted busy, so no idle check elsewhere ends the run.
         claimed: list[dict] | None = None
         with log_context(worker=worker_no):
@@ -450,12 +478,13 @@ class Runner:
                 if claimed is None:
                     claimed = self._claim_counted()
                 if claimed:
-                    task, claimed = claimed[0], None
+                    tasks, claimed = claimed, None
                     try:
                         if self.stop_event.is_set():
-                            self._release(task)
+                            for task in tasks:
+                                self._release(task)
                         else:
-                            claimed = self.execute(task, claim_next=True)
+                            claimed = self._run_claimed(tasks)
                     finally:
                         with self._cond:
                             if not claimed:
@@ -614,6 +643,55 @@ class Runner:
                     self._release(claimed_task)  # not left running until its lease ends
                 raise
             return claimed
+
+    def execute_batch(self, tasks: list[dict]) -> None:
+        """Run a claimed batch of rollup tasks of one timeframe in one statement
+        (agg_run_rollup_batch): each task's bars, cursor, finish and run log row
+        commit together with the others'. A task whose lease was taken over is
+        skipped by the statement (its work left to its new holder). If the statement
+        fails, nothing of it stays, and each task runs on its own, so one bad task
+        fails alone. Claims nothing next (returns None: the caller claims)."""
+        run_ids = [uuid.uuid4() for _ in tasks]
+        t0 = time.monotonic()
+        started_at = dt.datetime.now(dt.UTC)
+        with log_context(kind="rollup", timeframe=tasks[0]["timeframe"]):
+            try:
+                with self.pool.connection() as conn:
+                    if self._own_pool:
+                        # one statement; the pool's sessions carry the statement timeout
+                        rows = queries.agg_run_rollup_batch(
+                            conn, tasks, run_ids, started_at, self.cfg.max_windows
+                        )
+                    else:
+                        with wrap_exceptions(), conn.transaction():
+                            queries.set_statement_timeout(conn, self.cfg.statement_timeout)
+                            rows = queries.agg_run_rollup_batch(
+                                conn, tasks, run_ids, started_at, self.cfg.max_windows
+                            )
+            except Exception as exc:  # noqa: BLE001 - each task then runs (and fails) alone
+                log.warning("batch of %d failed, running its tasks one by one: %s", len(tasks), exc)
+                if isinstance(exc, TransientDatabaseError):
+                    self.pool.check()
+                for task in tasks:
+                    self.execute(task)
+                return None
+            elapsed = time.monotonic() - t0
+            log.info("batch of %d done in %.3fs", len(tasks), elapsed)
+            # per task: its share of the statement's time
+            for task, run_id, row in zip(tasks, run_ids, rows, strict=True):
+                with log_context(run_id=str(run_id), symbol=task["canonical_symbol"]):
+                    with self._stats_lock:
+                        self.stats.tasks_run += 1
+                    if row["outcome"] == "lease_lost":
+                        with self._stats_lock:
+                            self.stats.leases_lost += 1
+                        log.warning("lease lost: skipped in its batch, nothing written")
+                        self._observe(task, "lease_lost", elapsed / len(tasks), 0)
+                        continue
+                    fin = _rollup_result(task, row["result"])
+                    cascaded = fin.pop("cascaded_bars", {})
+                    self._record_success(task, fin, cascaded, elapsed / len(tasks))
+        return None
 
     def _record_success(self, task: dict, fin: dict, cascaded: dict, elapsed: float) -> None:
         """Metrics, stats and the log line of a successful run."""

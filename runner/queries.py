@@ -25,6 +25,16 @@ SELECT * FROM tickagg.agg_get_due_tasks(
     p_lease_seconds => %(lease_seconds)s)
 """
 
+# the runner's claim: the head of the queue, and for a live rollup head a batch of
+# due rollup tasks of its timeframe (p_batch_size NULL: the rollup_batch_size setting)
+CLAIM_BATCH = """
+SELECT * FROM tickagg.agg_claim_batch(
+    p_env => %(env)s,
+    p_now => clock_timestamp(),
+    p_lease_seconds => %(lease_seconds)s,
+    p_batch_size => %(batch_size)s)
+"""
+
 NEXT_DUE_AT = "SELECT tickagg.agg_next_due_at(p_env => %(env)s) AS next_due_at"
 
 CATCHUP_AGGREGATION_RANGE = """
@@ -47,11 +57,11 @@ SELECT tickagg.agg_run_rollup(
     p_max_windows => %(max_windows)s) AS result
 """
 
-# The run, then the runner's next claim in the same statement and transaction:
-# one round trip per task instead of two. The claim sees what the run queued (the
-# level above made due). run.result in the claim's arguments (never NULL: the CASE
-# is only there to name it) makes the claim a lateral call, made after the run; a
-# run that raises claims nothing. The two stand or fall
+# The run, then the runner's next claim (agg_claim_batch: a task, or a batch) in
+# the same statement and transaction: one round trip per task instead of two. The
+# claim sees what the run queued (the level above made due). run.result in the
+# claim's arguments (never NULL: the CASE is only there to name it) makes the
+# claim a lateral call, made after the run; a run that raises claims nothing. The two stand or fall
 # together: a claim that fails (a timeout inside it) rolls the run back too, and a
 # reply lost after the commit (the connection drops) leaves the claimed task
 # running until its lease expires, as for any claim whose reply is lost.
@@ -60,15 +70,28 @@ AGG_RUN_ROLLUP_AND_CLAIM = (
 WITH run AS MATERIALIZED ({run})
 SELECT run.result, claimed.*
 FROM run
-LEFT JOIN LATERAL tickagg.agg_get_due_tasks(
+LEFT JOIN LATERAL tickagg.agg_claim_batch(
     p_env => %(env)s,
-    p_now => clock_timestamp(),
-    p_limit => CASE WHEN run.result IS NULL THEN 0 ELSE 1 END,
-    p_lease_seconds => %(lease_seconds)s) AS claimed ON true
+    p_now => CASE WHEN run.result IS NOT NULL THEN clock_timestamp() END,
+    p_lease_seconds => %(lease_seconds)s,
+    p_batch_size => %(batch_size)s) AS claimed ON true
 """)
     .format(run=sql.SQL(AGG_RUN_ROLLUP))
     .as_string()
 )  # composed once, at import
+
+# A claimed batch of rollup tasks of one timeframe: fenced, materialised, finished
+# and logged per task, in one statement (so one transaction); a row per task
+AGG_RUN_ROLLUP_BATCH = """
+SELECT * FROM tickagg.agg_run_rollup_batch(
+    p_timeframe => %(timeframe)s,
+    p_canonical_symbols => %(symbols)s,
+    p_claim_tokens => %(claim_tokens)s,
+    p_cursors => %(cursors)s,
+    p_run_ids => %(run_ids)s,
+    p_started_at => %(started_at)s,
+    p_max_windows => %(max_windows)s)
+"""
 
 INDICATORS_STEP = """
 SELECT tickagg.indicators_step(
@@ -231,6 +254,15 @@ def get_due_tasks(
     )
 
 
+def claim_batch(conn, env: str, lease_seconds: int, batch_size: int | None = None) -> list[dict]:
+    """Claim the head of the queue and, for a live rollup head, a batch of its timeframe."""
+    return _all(
+        conn,
+        CLAIM_BATCH,
+        {"env": env, "lease_seconds": lease_seconds, "batch_size": batch_size},
+    )
+
+
 def next_due_at(conn, env: str):
     return _one(conn, NEXT_DUE_AT, {"env": env})
 
@@ -264,17 +296,47 @@ def agg_run_rollup(conn, task: dict, run_id, started_at, max_windows: int | None
 
 
 def agg_run_rollup_and_claim(
-    conn, task: dict, run_id, started_at, max_windows: int | None, env: str, lease_seconds: int
+    conn,
+    task: dict,
+    run_id,
+    started_at,
+    max_windows: int | None,
+    env: str,
+    lease_seconds: int,
+    batch_size: int | None = None,
 ) -> tuple[dict, list[dict]]:
-    """The run's result (as agg_run_rollup) and the tasks claimed after it (one, or
-    none when nothing is due): in autocommit both commit together."""
+    """The run's result (as agg_run_rollup) and the tasks claimed after it (a task, a
+    batch, or none when nothing is due): in autocommit both commit together."""
     params = _rollup_run_params(task, run_id, started_at, max_windows)
     with wrap_exceptions():
-        row = conn.execute(
-            AGG_RUN_ROLLUP_AND_CLAIM, {**params, "env": env, "lease_seconds": lease_seconds}
-        ).fetchone()
-    result = row.pop("result")
-    return result, ([row] if row["claim_token"] is not None else [])
+        rows = conn.execute(
+            AGG_RUN_ROLLUP_AND_CLAIM,
+            {**params, "env": env, "lease_seconds": lease_seconds, "batch_size": batch_size},
+        ).fetchall()
+    result = rows[0].pop("result")
+    for row in rows[1:]:
+        row.pop("result")
+    return result, [row for row in rows if row["claim_token"] is not None]
+
+
+def agg_run_rollup_batch(
+    conn, tasks: list[dict], run_ids: list, started_at, max_windows: int | None = None
+) -> list[dict]:
+    """A claimed batch of rollup tasks of one timeframe run in one statement: a row per
+    task (canonical_symbol, outcome 'success' or 'lease_lost', result)."""
+    return _all(
+        conn,
+        AGG_RUN_ROLLUP_BATCH,
+        {
+            "timeframe": tasks[0]["timeframe"],
+            "symbols": [t["canonical_symbol"] for t in tasks],
+            "claim_tokens": [t["claim_token"] for t in tasks],
+            "cursors": [t["cursor_ts"] for t in tasks],
+            "run_ids": run_ids,
+            "started_at": started_at,
+            "max_windows": max_windows,
+        },
+    )
 
 
 def indicators_step(conn, symbol: str, timeframe: str, cursor, max_bars: int | None = None) -> dict:

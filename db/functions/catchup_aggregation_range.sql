@@ -6,11 +6,16 @@
 -- cursors of the timeframes above, their dirty buckets are redone in this call
 -- too (rollup_cascade_dirty), so a late bar costs one run, not one per level.
 -- Returns the new cursor; agg_finish moves it in the same transaction.
+-- With p_write false it only plans: it takes the dirty spans and returns the
+-- ranges to materialise ("ranges", "redoes_dirty") instead of writing them, for
+-- agg_run_rollup_batch, which writes many symbols' buckets in one statement in
+-- the same transaction.
 CREATE OR REPLACE FUNCTION tickagg.catchup_aggregation_range(
     p_canonical_symbol text,
     p_timeframe text,
     p_cursor timestamptz,
-    p_max_windows integer DEFAULT NULL
+    p_max_windows integer DEFAULT NULL,
+    p_write boolean DEFAULT true
 )
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -138,6 +143,20 @@ BEGIN
         );
     END IF;
 
+    IF NOT p_write THEN
+        RETURN jsonb_build_object(
+            'success', true,
+            'ranges', v_ranges,
+            'redoes_dirty', v_redoes_dirty,
+            'calendar_code', v_calendar_code,
+            'max_windows', v_max_windows,
+            'dirty_ranges', v_spans_taken,
+            'cursor_from', p_cursor,
+            'cursor_to', greatest(v_cursor_to, p_cursor),
+            'frontier', v_frontier,
+            'continue', v_continue
+        );
+    END IF;
     IF NOT isempty(v_ranges) THEN
         v_rollup := tickagg.rollup_cascade_dirty(
             p_canonical_symbol, p_timeframe, v_calendar_code, v_max_windows, v_ranges, p_cascade => v_redoes_dirty
@@ -160,5 +179,5 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION tickagg.catchup_aggregation_range(text, text, timestamptz, integer) IS
-'Materialise dirty buckets behind the cursor and up to p_max_windows closed buckets after it; returns jsonb with cursor_to for agg_finish.';
+COMMENT ON FUNCTION tickagg.catchup_aggregation_range(text, text, timestamptz, integer, boolean) IS
+'Materialise (or with p_write false only plan) dirty buckets behind the cursor and up to p_max_windows closed buckets after it; returns jsonb with cursor_to for agg_finish.';
