@@ -220,11 +220,20 @@ BEGIN
             -- plain INSERT (ON CONFLICT's speculative insertion doubled its cost); a key
             -- another session wrote meanwhile fails it, and the chunk is judged again.
             -- Changes of stored bars re-check the rank rule in the conflict arm.
+            -- One index probe per row whatever the statistics say (a hash join would
+            -- read all of data_bars for every chunk; a nested loop over a table
+            -- believed empty re-read the pages this statement was filling, for every
+            -- row: 290k rows took minutes). The writes below sort their rows first,
+            -- so every probe is done before the first row is written.
             changed AS (
                 SELECT k.*, b.canonical_symbol IS NOT NULL AS stored
                 FROM ranked AS k
-                LEFT JOIN tickagg.data_bars AS b
-                    ON b.canonical_symbol = k.canonical_symbol AND b.timeframe = '1m' AND b.ts_utc = k.ts_utc
+                LEFT JOIN LATERAL (
+                    SELECT s.*
+                    FROM tickagg.data_bars AS s
+                    WHERE s.canonical_symbol = k.canonical_symbol AND s.timeframe = '1m' AND s.ts_utc = k.ts_utc
+                    LIMIT 1
+                ) AS b ON true
                 WHERE
                     k.reason IS NULL AND k.line_no = k.first_line
                     AND (
@@ -247,6 +256,7 @@ BEGIN
                     k.trade_count, k.source, k.source_rank
                 FROM changed AS k
                 WHERE NOT k.stored
+                ORDER BY k.canonical_symbol, k.ts_utc
                 RETURNING 1
             ),
             upserted AS (
@@ -259,6 +269,7 @@ BEGIN
                     k.trade_count, k.source, k.source_rank
                 FROM changed AS k
                 WHERE k.stored
+                ORDER BY k.canonical_symbol, k.ts_utc
                 ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
                     open = excluded.open,
                     high = excluded.high,
