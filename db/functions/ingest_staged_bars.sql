@@ -317,6 +317,10 @@ BEGIN
         END;
     END LOOP;
 
+    IF NOT v_keep_seen THEN
+        DROP TABLE pg_temp.tickagg_bars_seen;  -- a later call in this transaction is a new file
+    END IF;
+
     UPDATE tickagg.ingest_batches AS ib SET
         rows_total = ib.rows_total + v_total,
         rows_landed = ib.rows_landed + v_landed,
