@@ -98,7 +98,7 @@ BEGIN
                 ) AS x
                 OFFSET 0
             ),
-            parsed AS MATERIALIZED (
+            parsed AS (
                 SELECT
                     g.line_no + p_line_offset AS line_no,
                     g.canonical_symbol,
@@ -131,6 +131,7 @@ BEGIN
                     END AS trade_count,
                     coalesce(nullif(trim(g.source), ''), p_default_source, 'polygon_historical') AS source
                 FROM shaped AS g
+                OFFSET 0  -- computed once per row, not once per reference
             ),
             judged AS MATERIALIZED (
                 SELECT
@@ -180,19 +181,21 @@ BEGIN
                     ON s.canonical_symbol = c.canonical_symbol AND s.first_ts <= c.last_ts AND s.last_ts >= c.first_ts
                 CROSS JOIN LATERAL unnest(s.ts_list, s.line_list) AS e (ts_utc, line_no)
             ),
+            -- Keys that more than one good row of this chunk has, with the first line.
+            repeats AS MATERIALIZED (
+                SELECT j.canonical_symbol, j.ts_utc, min(j.line_no) AS first_line
+                FROM judged AS j
+                WHERE j.reason IS NULL
+                GROUP BY j.canonical_symbol, j.ts_utc
+                HAVING count(*) > 1
+            ),
             ranked AS MATERIALIZED (
                 SELECT
                     j.*,
-                    CASE
-                        WHEN j.reason IS NULL
-                            THEN coalesce(
-                                e.line_no,
-                                min(j.line_no) FILTER (WHERE j.reason IS NULL)
-                                    OVER (PARTITION BY j.canonical_symbol, j.ts_utc)
-                            )
-                    END AS first_line
+                    CASE WHEN j.reason IS NULL THEN coalesce(e.line_no, d.first_line, j.line_no) END AS first_line
                 FROM judged AS j
                 LEFT JOIN earlier AS e ON e.canonical_symbol = j.canonical_symbol AND e.ts_utc = j.ts_utc
+                LEFT JOIN repeats AS d ON d.canonical_symbol = j.canonical_symbol AND d.ts_utc = j.ts_utc
             ),
             rejected AS (
                 INSERT INTO tickagg.ingest_rejects (batch_id, line_no, raw_row, reason)
