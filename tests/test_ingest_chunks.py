@@ -333,3 +333,26 @@ def test_two_sessions_ingesting_the_same_keys_land_each_once(dsn, conn, tmp_path
         (sym,),
     ).fetchone()
     assert stored["n"] == n and stored["v"] == sum(range(n))
+
+
+def test_two_staged_calls_in_one_transaction_are_two_files(conn):
+    """ingest_staged_bars keeps no keys from one call to the next unless the caller
+    keeps tickagg_bars_seen: a producer's second call in the same transaction
+    corrects the first call's bar instead of rejecting it as a duplicate line."""
+    sym = f"CK{uuid.uuid4().hex[:6].upper()}"
+    ts = BASE.isoformat()
+    results = []
+    with conn.transaction():
+        queries.register_symbol(conn, sym, "crypto_24x7", asset_class="crypto", active=False,
+                                test_active=True)  # fmt: skip
+        queries.create_bars_stage(conn)
+        for close in ("100", "100.5"):
+            conn.execute("TRUNCATE pg_temp.tickagg_bars_stage")
+            with conn.cursor().copy(queries.COPY_BARS_STAGE) as cp:
+                cp.write_row((2, sym, ts, "100", "101", "99", close, "5", None, None, None))
+            results.append(queries.ingest_staged_bars(conn, "producer", None))
+    assert [(r["rows_landed"], r["rows_rejected"]) for r in results] == [(1, 0), (1, 0)]
+    close = conn.execute(
+        "SELECT close FROM tickagg.data_bars WHERE canonical_symbol = %s", (sym,)
+    ).fetchone()["close"]
+    assert close == 100.5

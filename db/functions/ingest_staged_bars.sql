@@ -98,7 +98,7 @@ BEGIN
                 ) AS x
                 OFFSET 0
             ),
-            parsed AS MATERIALIZED (
+            parsed AS (
                 SELECT
                     g.line_no + p_line_offset AS line_no,
                     g.canonical_symbol,
@@ -131,6 +131,7 @@ BEGIN
                     END AS trade_count,
                     coalesce(nullif(trim(g.source), ''), p_default_source, 'polygon_historical') AS source
                 FROM shaped AS g
+                OFFSET 0  -- computed once per row, not once per reference
             ),
             judged AS MATERIALIZED (
                 SELECT
@@ -180,19 +181,21 @@ BEGIN
                     ON s.canonical_symbol = c.canonical_symbol AND s.first_ts <= c.last_ts AND s.last_ts >= c.first_ts
                 CROSS JOIN LATERAL unnest(s.ts_list, s.line_list) AS e (ts_utc, line_no)
             ),
+            -- Keys that more than one good row of this chunk has, with the first line.
+            repeats AS MATERIALIZED (
+                SELECT j.canonical_symbol, j.ts_utc, min(j.line_no) AS first_line
+                FROM judged AS j
+                WHERE j.reason IS NULL
+                GROUP BY j.canonical_symbol, j.ts_utc
+                HAVING count(*) > 1
+            ),
             ranked AS MATERIALIZED (
                 SELECT
                     j.*,
-                    CASE
-                        WHEN j.reason IS NULL
-                            THEN coalesce(
-                                e.line_no,
-                                min(j.line_no) FILTER (WHERE j.reason IS NULL)
-                                    OVER (PARTITION BY j.canonical_symbol, j.ts_utc)
-                            )
-                    END AS first_line
+                    CASE WHEN j.reason IS NULL THEN coalesce(e.line_no, d.first_line, j.line_no) END AS first_line
                 FROM judged AS j
                 LEFT JOIN earlier AS e ON e.canonical_symbol = j.canonical_symbol AND e.ts_utc = j.ts_utc
+                LEFT JOIN repeats AS d ON d.canonical_symbol = j.canonical_symbol AND d.ts_utc = j.ts_utc
             ),
             rejected AS (
                 INSERT INTO tickagg.ingest_rejects (batch_id, line_no, raw_row, reason)
@@ -220,11 +223,20 @@ BEGIN
             -- plain INSERT (ON CONFLICT's speculative insertion doubled its cost); a key
             -- another session wrote meanwhile fails it, and the chunk is judged again.
             -- Changes of stored bars re-check the rank rule in the conflict arm.
+            -- One index probe per row whatever the statistics say (a hash join would
+            -- read all of data_bars for every chunk; a nested loop over a table
+            -- believed empty re-read the pages this statement was filling, for every
+            -- row: 290k rows took minutes). The writes below sort their rows first,
+            -- so every probe is done before the first row is written.
             changed AS (
                 SELECT k.*, b.canonical_symbol IS NOT NULL AS stored
                 FROM ranked AS k
-                LEFT JOIN tickagg.data_bars AS b
-                    ON b.canonical_symbol = k.canonical_symbol AND b.timeframe = '1m' AND b.ts_utc = k.ts_utc
+                LEFT JOIN LATERAL (
+                    SELECT s.*
+                    FROM tickagg.data_bars AS s
+                    WHERE s.canonical_symbol = k.canonical_symbol AND s.timeframe = '1m' AND s.ts_utc = k.ts_utc
+                    LIMIT 1
+                ) AS b ON true
                 WHERE
                     k.reason IS NULL AND k.line_no = k.first_line
                     AND (
@@ -247,6 +259,7 @@ BEGIN
                     k.trade_count, k.source, k.source_rank
                 FROM changed AS k
                 WHERE NOT k.stored
+                ORDER BY k.canonical_symbol, k.ts_utc
                 RETURNING 1
             ),
             upserted AS (
@@ -259,6 +272,7 @@ BEGIN
                     k.trade_count, k.source, k.source_rank
                 FROM changed AS k
                 WHERE k.stored
+                ORDER BY k.canonical_symbol, k.ts_utc
                 ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
                     open = excluded.open,
                     high = excluded.high,
@@ -305,6 +319,10 @@ BEGIN
                 END IF;
         END;
     END LOOP;
+
+    IF NOT v_keep_seen THEN
+        DROP TABLE pg_temp.tickagg_bars_seen;  -- a later call in this transaction is a new file
+    END IF;
 
     UPDATE tickagg.ingest_batches AS ib SET
         rows_total = ib.rows_total + v_total,
