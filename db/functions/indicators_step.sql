@@ -120,8 +120,14 @@ DECLARE
     v_volume double precision[];
     v_vwap double precision[];
     v_anchors double precision[];
-    v_highest double precision[];
-    v_lowest double precision[];
+    v_in_run boolean[];
+    -- the bars before the run at the head of the arrays, then the run's
+    v_before integer;
+    v_run_ts timestamptz[];
+    -- where the stochastic range's extremes are in the arrays
+    v_highest_at integer := 0;
+    v_lowest_at integer := 0;
+    v_oldest integer;
     v_bb_dev double precision[];
     -- per bar
     v_b integer;
@@ -292,9 +298,9 @@ BEGIN
         v_slowk := array_fill(NULL::double precision, ARRAY[v_sd]);
     END IF;
 
-    -- The run's bars as arrays, with the windows computed by window functions
-    -- over them and the v_lookback bars before (unchanged: a checkpoint before
-    -- where a run starts saw them as they are).
+    -- The run's bars as arrays, after the v_lookback bars before it (unchanged:
+    -- a checkpoint before where a run starts saw them as they are), which the
+    -- windows need.
     WITH run_bars AS MATERIALIZED (
         SELECT b.ts_utc, b.bucket_end, b.high, b.low, b.close, b.volume, b.vwap
         FROM tickagg.derived_data_bars AS b
@@ -307,8 +313,6 @@ BEGIN
     windowed AS MATERIALIZED (
         SELECT
             w.*,
-            max(w.high) OVER range_window AS highest,
-            min(w.low) OVER range_window AS lowest,
             -- population deviation; exactly 0 on a flat window, as TA-Lib 0.8 (no
             -- close changed within it: a running count, where max = min would
             -- rescan the window for every bar)
@@ -334,7 +338,6 @@ BEGIN
             ) AS c
         ) AS w
         WINDOW
-            range_window AS (ORDER BY w.ts_utc ROWS BETWEEN v_fk - 1 PRECEDING AND CURRENT ROW),
             bb_window AS (ORDER BY w.ts_utc ROWS BETWEEN v_bb_n - 1 PRECEDING AND CURRENT ROW),
             bb_changes AS (ORDER BY w.ts_utc ROWS BETWEEN v_bb_n - 2 PRECEDING AND CURRENT ROW)
     ),
@@ -359,10 +362,9 @@ BEGIN
         array_agg(
             extract(EPOCH FROM CASE WHEN b.ts_utc < b.session_close THEN b.session_open ELSE b.ts_utc END)::double precision
         ),
-        array_agg(b.highest),
-        array_agg(b.lowest),
+        array_agg(b.in_run),
         array_agg(b.bb_dev)
-    INTO v_ts, v_bucket_end, v_high, v_low, v_close, v_volume, v_vwap, v_anchors, v_highest, v_lowest, v_bb_dev
+    INTO v_ts, v_bucket_end, v_high, v_low, v_close, v_volume, v_vwap, v_anchors, v_in_run, v_bb_dev
     FROM (
         -- Bars and sessions in one time order: the latest session opened at or
         -- before a bar is the one it may lie in (sessions are disjoint). One
@@ -375,13 +377,12 @@ BEGIN
         FROM (
             SELECT
                 b.ts_utc AS at, true AS is_bar, b.ts_utc, b.bucket_end, b.high, b.low, b.close,
-                b.volume, b.vwap, b.highest, b.lowest, b.bb_dev,
+                b.volume, b.vwap, b.in_run, b.bb_dev,
                 NULL::timestamptz AS open_utc, NULL::timestamptz AS close_utc
             FROM windowed AS b
-            WHERE b.in_run
             UNION ALL
             SELECT
-                s.open_utc, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                s.open_utc, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                 s.open_utc, s.close_utc
             FROM sessions AS s
         ) AS x
@@ -390,16 +391,18 @@ BEGIN
         ORDER BY x.at, x.is_bar
     ) AS b
     WHERE b.is_bar;
-    v_count := coalesce(cardinality(v_ts), 0);
+    v_before := coalesce(cardinality(array_positions(v_in_run, false)), 0);
+    v_count := coalesce(cardinality(v_ts), 0) - v_before;
+    v_run_ts := v_ts[v_before + 1:];
     v_out := array_fill('NaN'::double precision, ARRAY[v_count * v_nv]);
 
-    FOR v_b IN 1..v_count LOOP
+    FOR v_b IN v_before + 1..v_before + v_count LOOP
         v_i := v_n;
         v_x := v_close[v_b];
         v_h := v_high[v_b];
         v_l := v_low[v_b];
         v_vol := v_volume[v_b];
-        v_base := (v_b - 1) * v_nv;
+        v_base := (v_b - v_before - 1) * v_nv;
         v_closes[(v_i % v_ring) + 1] := v_x;
 
         -- SMA: TA-Lib's running sum (add, divide, subtract the trailing value)
@@ -553,8 +556,31 @@ BEGIN
 
         -- Stochastic: fast %K over the p-bar range, slow %K and %D as SMAs
         IF v_i >= v_fk - 1 THEN
-            v_hh := v_highest[v_b];
-            v_ll := v_lowest[v_b];
+            -- TA-Lib's tracking of the extremes: the window is rescanned only
+            -- when one of them has left it
+            v_oldest := v_b - v_fk + 1;
+            IF v_highest_at < v_oldest THEN
+                v_highest_at := v_oldest;
+                FOR v_k IN v_oldest + 1..v_b LOOP
+                    IF v_high[v_k] >= v_high[v_highest_at] THEN
+                        v_highest_at := v_k;
+                    END IF;
+                END LOOP;
+            ELSIF v_h >= v_high[v_highest_at] THEN
+                v_highest_at := v_b;
+            END IF;
+            IF v_lowest_at < v_oldest THEN
+                v_lowest_at := v_oldest;
+                FOR v_k IN v_oldest + 1..v_b LOOP
+                    IF v_low[v_k] <= v_low[v_lowest_at] THEN
+                        v_lowest_at := v_k;
+                    END IF;
+                END LOOP;
+            ELSIF v_l <= v_low[v_lowest_at] THEN
+                v_lowest_at := v_b;
+            END IF;
+            v_hh := v_high[v_highest_at];
+            v_ll := v_low[v_lowest_at];
             -- TA-Lib 0.8: 100 * ((c - L) / (H - L)), 0 for a range within its scaled dead-zone
             v_t := v_hh - v_ll;
             v_t := CASE
@@ -677,7 +703,7 @@ BEGIN
         v_last_end := v_bucket_end[v_b];
 
         -- a checkpoint every v_every bars, and where this run ends
-        IF v_n % v_every = 0 OR v_b = v_count THEN
+        IF v_n % v_every = 0 OR v_b = v_before + v_count THEN
             v_state := ARRAY[
                 v_n, v_prev_close, v_prev_high, v_prev_low, v_prev_tp, v_fast, v_fast_sum, v_slow,
                 v_slow_sum, v_signal, v_signal_sum, v_gain, v_loss, v_atr, v_pdm, v_mdm, v_tr_s, v_sum_dx,
@@ -709,16 +735,20 @@ BEGIN
         -- Bars after the newest stored row have none yet: a plain insert (an
         -- upsert's conflict check cost 40% more per row). The others are
         -- upserted where their values changed.
-        SELECT max(i.ts_utc) INTO v_stored_to
+        -- (ORDER BY .. LIMIT 1: with stale statistics max() was planned as a scan of
+        -- the whole series, 15 ms for a live step)
+        SELECT i.ts_utc INTO v_stored_to
         FROM tickagg.derived_bar_indicators AS i
-        WHERE i.canonical_symbol = p_canonical_symbol AND i.timeframe = p_timeframe;
+        WHERE i.canonical_symbol = p_canonical_symbol AND i.timeframe = p_timeframe
+        ORDER BY i.ts_utc DESC
+        LIMIT 1;
         -- the values as one flat array read once (a PL/pgSQL array parameter would be
         -- flattened again for every slice)
         WITH computed AS MATERIALIZED (SELECT v_out AS vals),
         bar_values AS (
             SELECT t.ts_utc, array_replace(c.vals[(t.o - 1) * v_nv + 1:t.o * v_nv], 'NaN', NULL) AS vals
             FROM computed AS c
-            CROSS JOIN LATERAL unnest(v_ts) WITH ORDINALITY AS t (ts_utc, o)
+            CROSS JOIN LATERAL unnest(v_run_ts) WITH ORDINALITY AS t (ts_utc, o)
         ),
         upserted AS (
             INSERT INTO tickagg.derived_bar_indicators AS d (canonical_symbol, timeframe, ts_utc, key_set_id, vals)
