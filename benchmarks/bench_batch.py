@@ -14,7 +14,8 @@ the levels above that the 5m runs wake (they find no closed bucket).
   floor     a bare INSERT ... SELECT ... GROUP BY of the same N 5m buckets from
             data_bars into an unlogged table: the set-based minimum
 
-Rounds alternate between the two paths (the data differs by one minute only).
+Rounds alternate between the two paths and each closes the 5m level alone (a
+minute that also closes 15m buckets is landed and run between rounds, untimed).
 Prints per round and median: seconds, tasks run, ms per symbol, and ratios to
 the floor and between the paths. Asserts nothing about time. Buckets close by
 their data, not the clock: the tasks get a 3000-day aggregation delay, so the
@@ -152,6 +153,14 @@ def main() -> None:
             for _ in range(args.rounds):
                 for name, size in (("per-task", 1), ("batched", None)):
                     minute += 5
+                    if (minute + 1) % 15 == 0:
+                        # this minute closes 15m buckets (and more) too: land it
+                        # between the rounds, so every round closes the 5m level alone
+                        conn.execute(
+                            BARS_SQL, {"n": n, "start": START, "from": minute - 4, "to": minute}
+                        )
+                        minute_boundary(conn, dsn, n, minute, None)
+                        minute += 5
                     conn.execute(
                         BARS_SQL, {"n": n, "start": START, "from": minute - 4, "to": minute}
                     )
