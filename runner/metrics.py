@@ -81,6 +81,15 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.tasks_due = Gauge(
+            "tickagg_tasks_due", "Tasks due now, not yet claimed, by kind.", ["kind"], registry=r
+        )
+        self.oldest_due_wait = Gauge(
+            "tickagg_oldest_due_wait_seconds",
+            "How long the task of a kind that has been due longest has waited.",
+            ["kind"],
+            registry=r,
+        )
         self.gaps_open = Gauge("tickagg_gaps_open", "Open gaps in the gap ledger.", registry=r)
         self.oldest_gap_age = Gauge(
             "tickagg_oldest_gap_age_seconds", "Age of the oldest open gap (0: none).", registry=r
@@ -121,6 +130,7 @@ class Metrics:
         """Set every gauge from the database (one read-only pass)."""
         lag = queries.metrics_lag(conn)
         tasks = queries.metrics_tasks(conn)
+        waits = queries.task_waits(conn)
         gaps = queries.metrics_gaps(conn)
         coverage = queries.metrics_coverage(conn)
         backlog = _export_backlog(conn)
@@ -146,6 +156,11 @@ class Metrics:
         self.fail_streak.clear()
         for k, n in streak.items():
             self.fail_streak.labels(kind=k).set(n)
+        self.tasks_due.clear()
+        self.oldest_due_wait.clear()
+        for row in waits:
+            self.tasks_due.labels(kind=row["task_kind"]).set(row["due"])
+            self.oldest_due_wait.labels(kind=row["task_kind"]).set(row["oldest_wait_seconds"])
         self.gaps_open.set(gaps["open_gaps"])
         self.oldest_gap_age.set(gaps["oldest_gap_age_seconds"])
         self.coverage_24h.clear()

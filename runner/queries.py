@@ -729,6 +729,14 @@ def health_summary(conn) -> dict[str, int]:
     return {r["status"]: r["tasks"] for r in _all(conn, HEALTH_SUMMARY)}
 
 
+TASK_WAITS = "SELECT * FROM tickagg.task_waits"
+
+
+def task_waits(conn) -> list[dict]:
+    """Due tasks per kind and how long the oldest of them has waited (no starvation)."""
+    return _all(conn, TASK_WAITS)
+
+
 # --- ClickHouse export (issue 6) ---------------------------------------------------
 
 SYNC_EXPORT_TASKS = """

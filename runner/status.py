@@ -46,6 +46,7 @@ def _size(n: int) -> str:
 def collect(conn) -> dict:
     tasks = queries.task_status(conn)
     health = queries.health_summary(conn)
+    waits = queries.task_waits(conn)
     drift: list[dict] = []
     drift_error = None
     from .migrate import drift as migrate_drift
@@ -63,6 +64,7 @@ def collect(conn) -> dict:
     return {
         "tasks": tasks,
         "health": health,
+        "waits": waits,
         "storage": storage,
         "drift": drift,
         "drift_error": drift_error,
@@ -151,6 +153,17 @@ def render(data: dict, console: Console | None = None) -> None:
         "health (aggregation_health): "
         + ", ".join(
             f"[{style[k]}]{k}[/]={health.get(k, 0)}" for k in ("HEALTHY", "WARNING", "DELAYED")
+        )
+    )
+    waits = data.get("waits") or []
+    console.print(
+        "due now: "
+        + (
+            ", ".join(
+                f"{w['task_kind']}={w['due']} (oldest waited {w['oldest_wait_seconds']:.0f}s)"
+                for w in waits
+            )
+            or "nothing"
         )
     )
     storage = data.get("storage")

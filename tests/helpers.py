@@ -118,30 +118,37 @@ def drive_on(
         for t in tasks:
             totals["claims"] += 1
             assert totals["claims"] < max_claims, "runaway: tasks never settle"
-            if t["task_kind"] in ("gap_scan", "gap_scan_history"):
-                _gap_scan(conn, t)
-                continue
-            if t["task_kind"] == "ticks_retention":
-                _ticks_retention(conn, t)
-                continue
-            if t["task_kind"] == "indicators":
-                indicators_run(conn, t, max_windows)
-                continue
-            if t["task_kind"] == "ticks_1m":
-                query = "SELECT tickagg.ticks_aggregate_minutes(%s, %s, %s) AS r"
-                args = (t["canonical_symbol"], t["cursor_ts"], max_windows)
-            else:
-                query = "SELECT tickagg.catchup_aggregation_range(%s, %s, %s, %s) AS r"
-                args = (t["canonical_symbol"], t["timeframe"], t["cursor_ts"], max_windows)
-            with conn.transaction():
-                res = conn.execute(query, args).fetchone()["r"]
-                assert res["success"] is True, res
-                if not split:
-                    _finish(conn, t, res)
-            if split:
-                with conn.transaction():
-                    _finish(conn, t, res)
-            _count_run(totals, res)
+            run_claimed(conn, t, totals, max_windows=max_windows, split=split)
+
+
+def run_claimed(
+    conn, t: Mapping, totals: dict, *, max_windows: int | None = None, split: bool = False
+) -> None:
+    """Run one claimed task the way the runner does (see drive) and add to totals."""
+    if t["task_kind"] in ("gap_scan", "gap_scan_history"):
+        _gap_scan(conn, t)
+        return
+    if t["task_kind"] == "ticks_retention":
+        _ticks_retention(conn, t)
+        return
+    if t["task_kind"] == "indicators":
+        indicators_run(conn, t, max_windows)
+        return
+    if t["task_kind"] == "ticks_1m":
+        query = "SELECT tickagg.ticks_aggregate_minutes(%s, %s, %s) AS r"
+        args = (t["canonical_symbol"], t["cursor_ts"], max_windows)
+    else:
+        query = "SELECT tickagg.catchup_aggregation_range(%s, %s, %s, %s) AS r"
+        args = (t["canonical_symbol"], t["timeframe"], t["cursor_ts"], max_windows)
+    with conn.transaction():
+        res = conn.execute(query, args).fetchone()["r"]
+        assert res["success"] is True, res
+        if not split:
+            _finish(conn, t, res)
+    if split:
+        with conn.transaction():
+            _finish(conn, t, res)
+    _count_run(totals, res)
 
 
 def _count_run(totals: dict, res: Mapping) -> None:

@@ -3,11 +3,29 @@
 -- changes nothing, so a runner whose lease was taken over cannot write. Outcomes:
 --   success   cursor -> p_cursor_to (never backwards, except an indicators
 --             task's, which a correction rewinds), streaks reset; due again
---             at once when p_continue, else after run_interval
+--             at once when p_continue or woken during the run, else when it
+--             has work (below)
 --   transient retry after an exponential backoff with jitter
 --   hard      counts toward hard_fail_threshold; at it the task becomes
 --             hard_failed (mandatory) or disabled (optional)
 --   release   hand the task back untouched, no attempt counted (graceful stop)
+-- When a task has work (nothing runs for nothing; the write paths make tasks due
+-- on events, see invalidate_from_data_bars and derived_bars_changed):
+--   rollup    its pending_bucket_end (rollup_bucket_end at the new cursor) is
+--             stored; the source writing data that reaches it, or the source's
+--             cursor passing it, makes it due. The 5m task of a bar-fed symbol
+--             is also due by time: a bucket whose last minutes never arrive
+--             closes aggregation_delay after its end. It is due at the earliest
+--             end, plus the delay, of a bucket of any level that holds 1m bars
+--             not materialised yet and that its cursor does not close (so a
+--             symbol whose bars stopped closes its 15m..1w buckets on time and
+--             then costs nothing until new bars come).
+--   ticks_1m  at the next minute's close plus its delay
+--   gap_scan  gap_scan_quiet_interval later; a 1m bar write brings it to
+--             run_interval after the write
+--   gap_scan_history, ticks_retention  run_interval later
+--   indicators, export and anything else: only when woken (a derived bar
+--             written, bars to export), at the latest idle_recheck_interval later
 CREATE OR REPLACE FUNCTION tickagg.agg_finish(
     p_canonical_symbol text,
     p_timeframe text,
@@ -32,6 +50,13 @@ DECLARE
     v_backoff interval;
     v_status text;
     v_cursor timestamptz;
+    v_calendar_code text;
+    v_source_kind text;
+    v_source_timeframe text;
+    v_woken boolean;
+    v_bucket_end timestamptz;
+    v_newest timestamptz;
+    v_due timestamptz;
 BEGIN
     IF p_outcome IS NULL OR p_outcome NOT IN ('success', 'transient', 'hard', 'release') THEN
         RAISE EXCEPTION 'unknown outcome %', p_outcome
@@ -52,16 +77,49 @@ BEGIN
     END IF;
 
     IF p_outcome = 'success' THEN
+        -- woken by its source during this run (next_run_at moved into the run;
+        -- a schedule still in the future is not a wake-up): due again at once
+        v_woken := v_task.next_run_at > v_task.running_started_at_utc AND v_task.next_run_at <= clock_timestamp();
         IF p_cursor_from IS DISTINCT FROM v_task.last_agg_bar_ts_utc THEN
             RAISE EXCEPTION 'cursor of % % moved from % to % during the run',
                 p_canonical_symbol, p_timeframe, p_cursor_from, v_task.last_agg_bar_ts_utc
                 USING ERRCODE = 'TK001';
         END IF;
+        v_cursor := CASE
+            WHEN p_task_kind = 'indicators' THEN coalesce(p_cursor_to, v_task.last_agg_bar_ts_utc)
+            ELSE greatest(v_task.last_agg_bar_ts_utc, coalesce(p_cursor_to, v_task.last_agg_bar_ts_utc))
+        END;
+        IF p_task_kind = 'rollup' THEN
+            SELECT r.calendar_code, r.source_kind, t.source_timeframe
+            INTO v_calendar_code, v_source_kind, v_source_timeframe
+            FROM tickagg.core_asset_registry_all AS r
+            CROSS JOIN tickagg.timeframes AS t
+            WHERE r.canonical_symbol = p_canonical_symbol AND t.timeframe = p_timeframe;
+            v_bucket_end := tickagg.rollup_bucket_end(v_calendar_code, p_timeframe, v_cursor);
+            IF v_source_timeframe = '1m' AND v_source_kind <> 'ticks' AND NOT (p_continue OR v_woken) THEN
+                SELECT max(b.ts_utc) INTO v_newest
+                FROM tickagg.data_bars AS b
+                WHERE b.canonical_symbol = p_canonical_symbol AND b.timeframe = '1m';
+                -- the levels' buckets around the cursor nest: the earliest end
+                -- among those holding bars not materialised yet is the first to close
+                SELECT min(x.bucket_end) + v_task.aggregation_delay INTO v_due
+                FROM (
+                    SELECT v_bucket_end AS bucket_end WHERE v_newest >= v_cursor
+                    UNION ALL
+                    SELECT upper(b.bounds)
+                    FROM tickagg.data_agg_state AS s
+                    CROSS JOIN LATERAL tickagg.bucket_bounds(v_calendar_code, s.timeframe, v_cursor) AS b (bounds)
+                    WHERE
+                        s.canonical_symbol = p_canonical_symbol AND s.task_kind = 'rollup' AND s.enabled
+                        AND s.timeframe <> p_timeframe
+                        AND s.last_agg_bar_ts_utc <= v_newest AND lower(b.bounds) <= v_newest
+                ) AS x;
+            END IF;
+        END IF;
+
         UPDATE tickagg.data_agg_state AS s SET
-            last_agg_bar_ts_utc = CASE
-                WHEN p_task_kind = 'indicators' THEN coalesce(p_cursor_to, s.last_agg_bar_ts_utc)
-                ELSE greatest(s.last_agg_bar_ts_utc, coalesce(p_cursor_to, s.last_agg_bar_ts_utc))
-            END,
+            last_agg_bar_ts_utc = v_cursor,
+            pending_bucket_end = v_bucket_end,
             status = 'idle',
             claim_token = NULL,
             lease_expires_at = NULL,
@@ -72,23 +130,21 @@ BEGIN
             last_successful_at_utc = now(),
             runs_total = s.runs_total + 1,
             bars_written_total = s.bars_written_total + coalesce(p_bars_written, 0),
-            -- woken by its source during this run (next_run_at moved into the run;
-            -- a schedule still in the future is not a wake-up) or more to do: due again at once
             next_run_at = CASE
-                WHEN p_continue
-                    OR (s.next_run_at > s.running_started_at_utc AND s.next_run_at <= clock_timestamp())
-                    THEN now()
+                WHEN p_continue OR v_woken THEN now()
                 -- a ticks_1m task has work when the next minute closes, not a run_interval later
                 WHEN s.task_kind = 'ticks_1m'
                     THEN least(
                         now() + s.run_interval,
                         date_trunc('minute', now() - s.aggregation_delay) + interval '1 minute' + s.aggregation_delay
                     )
-                ELSE now() + s.run_interval
+                WHEN s.task_kind = 'gap_scan' THEN now() + tickagg.setting('gap_scan_quiet_interval')::interval
+                WHEN s.task_kind IN ('gap_scan_history', 'ticks_retention') THEN now() + s.run_interval
+                -- (v_due: NULL but for a bar-fed 5m task, least() skips it)
+                ELSE least(now() + tickagg.setting('idle_recheck_interval')::interval, v_due)
             END,
             updated_at = now()
-        WHERE s.canonical_symbol = p_canonical_symbol AND s.timeframe = p_timeframe AND s.task_kind = p_task_kind
-        RETURNING s.last_agg_bar_ts_utc INTO v_cursor;
+        WHERE s.canonical_symbol = p_canonical_symbol AND s.timeframe = p_timeframe AND s.task_kind = p_task_kind;
 
         -- A source whose cursor advanced may have closed buckets of the timeframes
         -- built from it, even when it wrote no bar (a quiet stretch). A gap scan's
@@ -101,10 +157,16 @@ BEGIN
                 AND s.canonical_symbol = p_canonical_symbol
                 AND s.timeframe = t.timeframe
                 AND s.task_kind = 'rollup'
+                -- only a dependent whose pending bucket the new cursor closes
+                AND (s.pending_bucket_end IS NULL OR s.pending_bucket_end <= v_cursor)
                 -- a running dependent may have read the old frontier: its own finish
                 -- sees next_run_at past its claim and makes it due again at once
                 AND (s.next_run_at > clock_timestamp() OR s.status = 'running');
             PERFORM pg_notify('tickagg_work', '');
+        END IF;
+        -- indicator values have no trigger of their own (bars' writes wake export there)
+        IF p_task_kind = 'indicators' AND p_bars_written > 0 THEN
+            PERFORM tickagg.export_wake(ARRAY[p_canonical_symbol]);
         END IF;
         RETURN jsonb_build_object('status', 'idle', 'cursor', v_cursor);
     END IF;

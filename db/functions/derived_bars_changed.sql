@@ -10,6 +10,7 @@
 --     move the cursor past them (the write's transaction sees the old cursor),
 --     and only a queued rewind brings it back. A rewind at or after the cursor
 --     costs the next run nothing (it starts at the earlier of the two).
+--   * the symbol's export task (export_wake).
 -- Indicator values live in derived_bar_indicators, so writing them never fires this.
 CREATE OR REPLACE FUNCTION tickagg.derived_bars_changed()
 RETURNS trigger
@@ -84,6 +85,8 @@ BEGIN
     -- (each of the three runs to completion whatever is read of it)
     SELECT EXISTS (SELECT FROM invalidated) OR EXISTS (SELECT FROM rewinds) OR EXISTS (SELECT FROM woken)
     INTO v_notify;
+    -- after the indicators rows: every writer locks task rows in the same order
+    PERFORM tickagg.export_wake(array_agg(DISTINCT c.canonical_symbol)) FROM changed_rows AS c;
     IF v_notify THEN
         PERFORM pg_notify('tickagg_work', '');
     END IF;

@@ -1,6 +1,17 @@
 -- Statement trigger on data_bars: the minutes a statement wrote or deleted become
 -- dirty ranges for the timeframes rolled up from them, per symbol, coalesced so a
 -- bulk backfill costs a handful of rows. Wakes runners through NOTIFY.
+-- It also makes the tasks that have work now due (agg_finish leaves them asleep):
+--   * a rollup built from 1m whose pending bucket the written minutes close
+--     (their last end reaches pending_bucket_end): at once; minutes at or after
+--     its cursor that do not close it: at the bucket's end plus the delay. A
+--     write behind the cursor is a dirty range above, due through it.
+--   * the symbol's live gap scan: run_interval after the write;
+--   * the symbol's export task: export_interval after the write (export_wake).
+-- A task running now is made due at once (its finish sees next_run_at moved into
+-- the run): the run may not have seen the write. Rows are locked in a fixed
+-- order (export rows, then the others by symbol), so concurrent writers and the
+-- runs' own finishes never deadlock.
 CREATE OR REPLACE FUNCTION tickagg.invalidate_from_data_bars()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -12,6 +23,7 @@ SET jit = off
 AS $$
 DECLARE
     v_recorded bigint;
+    v_woken bigint;
 BEGIN
     -- INSERT ... ON CONFLICT DO UPDATE fires both the insert and the update
     -- trigger, one of them with no rows: that one has nothing to record.
@@ -49,7 +61,45 @@ BEGIN
         END
     ) AS d (span);
     GET DIAGNOSTICS v_recorded = ROW_COUNT;
-    IF v_recorded > 0 THEN
+
+    PERFORM tickagg.export_wake(array_agg(DISTINCT c.canonical_symbol)) FROM changed_rows AS c;
+    WITH written AS MATERIALIZED (
+        SELECT r.canonical_symbol, max(r.ts_utc) + interval '1 minute' AS last_end
+        FROM changed_rows AS r
+        WHERE r.timeframe = '1m'
+        GROUP BY r.canonical_symbol
+    ),
+    to_wake AS (
+        SELECT s.canonical_symbol, s.timeframe, s.task_kind, d.due_at
+        FROM written AS w
+        INNER JOIN tickagg.data_agg_state AS s ON s.canonical_symbol = w.canonical_symbol
+        LEFT JOIN tickagg.timeframes AS t ON t.timeframe = s.timeframe
+        CROSS JOIN LATERAL (
+            SELECT CASE
+                WHEN s.status = 'running' THEN clock_timestamp()
+                WHEN s.task_kind = 'gap_scan' THEN clock_timestamp() + s.run_interval
+                WHEN s.pending_bucket_end IS NULL OR w.last_end >= s.pending_bucket_end THEN clock_timestamp()
+                ELSE s.pending_bucket_end + s.aggregation_delay
+            END AS due_at
+        ) AS d
+        WHERE
+            s.enabled
+            AND (
+                (s.task_kind = 'rollup' AND t.source_timeframe = '1m' AND w.last_end > s.last_agg_bar_ts_utc)
+                OR (s.task_kind = 'gap_scan' AND s.status = 'idle')
+            )
+            AND (
+                (s.status = 'idle' AND s.next_run_at > d.due_at)
+                OR (s.status = 'running' AND s.next_run_at <= s.running_started_at_utc)
+            )
+        ORDER BY s.canonical_symbol, s.timeframe, s.task_kind
+        FOR NO KEY UPDATE OF s
+    )
+    UPDATE tickagg.data_agg_state AS s SET next_run_at = w.due_at
+    FROM to_wake AS w
+    WHERE s.canonical_symbol = w.canonical_symbol AND s.timeframe = w.timeframe AND s.task_kind = w.task_kind;
+    GET DIAGNOSTICS v_woken = ROW_COUNT;
+    IF v_recorded > 0 OR v_woken > 0 THEN
         PERFORM pg_notify('tickagg_work', '');
     END IF;
     RETURN NULL;

@@ -92,7 +92,9 @@ BEGIN
     ),
     updated AS (
         UPDATE tickagg.data_agg_state AS s SET
-            is_mandatory = w.is_mandatory, enabled = NOT s.disabled_by_user, updated_at = now()
+            is_mandatory = w.is_mandatory, enabled = NOT s.disabled_by_user, updated_at = now(),
+            -- a task enabled again has been asleep: look at it now
+            next_run_at = CASE WHEN s.enabled THEN s.next_run_at ELSE least(s.next_run_at, now()) END
         FROM wanted_tasks AS w
         WHERE
             w.in_env
@@ -173,7 +175,9 @@ BEGIN
     ),
     updated AS (
         UPDATE tickagg.data_agg_state AS s SET
-            is_mandatory = w.is_mandatory, enabled = NOT s.disabled_by_user, updated_at = now()
+            is_mandatory = w.is_mandatory, enabled = NOT s.disabled_by_user, updated_at = now(),
+            -- a task enabled again has been asleep: look at it now
+            next_run_at = CASE WHEN s.enabled THEN s.next_run_at ELSE least(s.next_run_at, now()) END
         FROM wanted AS w
         WHERE
             w.in_env

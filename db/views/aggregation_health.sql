@@ -4,7 +4,8 @@
 -- A gap scan or a ticks retention run has no buckets: its lag is how long its
 -- next run is overdue. An indicators task waits on bars, not on time: its lag
 -- is how long the oldest bar it has not computed yet has been closed (0 when
--- it has computed all).
+-- it has computed all). A rollup or ticks task that is not due has no lag: it
+-- waits for a bucket to close or for its source (see agg_finish).
 CREATE OR REPLACE VIEW tickagg.aggregation_health AS
 SELECT
     s.canonical_symbol,
@@ -44,6 +45,9 @@ CROSS JOIN LATERAL (
                     ),
                     interval '0'
                 )
+        -- asleep until a bucket can close or its source writes (agg_finish): a
+        -- cursor left behind over a quiet or closed market is no lag
+        WHEN s.status = 'idle' AND s.next_run_at > now() AND s.transient_fail_streak = 0 THEN interval '0'
         ELSE now() - s.last_agg_bar_ts_utc - t.step - s.aggregation_delay
     END AS lag
 ) AS l;
