@@ -249,7 +249,9 @@ WITH closes AS (
 )
 SELECT b.timeframe, b.calendar_code,
        extract(epoch FROM bar.done - b.committed_at) AS bar_s,
-       extract(epoch FROM greatest(bar.done, ind.done) - b.committed_at) AS ind_s
+       -- greatest() skips a NULL: a bucket whose indicators never ran has no +ind
+       CASE WHEN ind.done IS NOT NULL
+           THEN extract(epoch FROM greatest(bar.done, ind.done) - b.committed_at) END AS ind_s
 FROM buckets AS b
 CROSS JOIN LATERAL (
     SELECT min(l.finished_at) AS done FROM tickagg.ops_runlog AS l
@@ -332,7 +334,7 @@ def report_bar_latency(conn, feed: BarFeed, since: dt.datetime) -> None:
     for cal in ("crypto_24x7", "us_equity"):
         of_cal = [r for r in rows if r["calendar_code"] == cal]
         if not of_cal:
-            print(f"  {cal}: no bucket closed (market closed during the run?)")
+            print(f"  {cal}: no bucket closed (none ended in these minutes, or market closed)")
             continue
         for tf in LEVELS:
             sel = [r for r in of_cal if r["timeframe"] == tf]

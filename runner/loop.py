@@ -85,12 +85,18 @@ def _reason(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-class _OutageReport:
+class OutageReport:
     """The log lines of one outage of `what`: the first failure, then one line every
     OUTAGE_REPORT_SECONDS however often it is retried, then the recovery."""
 
-    def __init__(self, what: str):
-        self.what = what
+    def __init__(
+        self,
+        what: str,
+        logger: logging.Logger = log,
+        state: str = "unavailable",
+        recovered_state: str = "available again",
+    ):
+        self.what, self.log, self.state, self.recovered_state = what, logger, state, recovered_state
         self.since: float | None = None
         self._reported_at = 0.0
 
@@ -99,22 +105,29 @@ class _OutageReport:
         now = time.monotonic()
         if self.since is None:
             self.since = self._reported_at = now
-            log.warning(
-                "%s unavailable: %s; retrying with backoff (reported every %.0fs)",
+            self.log.warning(
+                "%s %s: %s; retrying (reported every %.0fs)",
                 self.what,
+                self.state,
                 _reason(exc),
                 OUTAGE_REPORT_SECONDS,
             )
         elif now - self._reported_at >= OUTAGE_REPORT_SECONDS:
             self._reported_at = now
-            log.warning(
-                "%s still unavailable after %.0fs: %s", self.what, now - self.since, _reason(exc)
+            self.log.warning(
+                "%s still %s after %.0fs: %s",
+                self.what,
+                self.state,
+                now - self.since,
+                _reason(exc),
             )
         return now - self.since
 
     def recovered(self) -> None:
         if self.since is not None:
-            log.warning("%s available again after %.0fs", self.what, time.monotonic() - self.since)
+            self.log.warning(
+                "%s %s after %.0fs", self.what, self.recovered_state, time.monotonic() - self.since
+            )
             self.since = None
 
 
@@ -347,7 +360,7 @@ class Runner:
 
     # -- listener ---------------------------------------------------------------
     def _listen(self) -> None:
-        outage = _OutageReport("listener connection")
+        outage = OutageReport("listener connection")
         backoff = OUTAGE_BACKOFF_SECONDS[0]
         while not self.stop_event.is_set():
             try:
@@ -435,7 +448,7 @@ class Runner:
         --until-idle, raises DatabaseUnavailable once it has been unavailable for
         connect_timeout."""
         with self._outage_lock:
-            outage = _OutageReport("database")
+            outage = OutageReport("database")
             backoff = OUTAGE_BACKOFF_SECONDS[0]
             while not self.stop_event.is_set():
                 try:

@@ -30,6 +30,7 @@ from psycopg.rows import tuple_row
 
 from . import db, queries
 from .errors import TickaggError, wrap_exceptions
+from .loop import OutageReport
 
 log = logging.getLogger(__name__)
 
@@ -216,15 +217,18 @@ class GaugeRefresher(threading.Thread):
         super().__init__(name="tk-metrics", daemon=True)
         self.dsn, self.metrics, self.interval, self.stop_event = dsn, metrics, interval, stop_event
         self._conn = None
+        # a failing refresh (the database away) is logged once a minute, not every interval
+        self._failing = OutageReport("metrics refresh", log, "failing", "working again")
 
     def refresh_once(self) -> None:
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = db.connect(self.dsn)
             self.metrics.refresh(self._conn)
+            self._failing.recovered()
         except Exception as exc:  # noqa: BLE001 - a bad refresh must not kill the runner
             self.metrics.refresh_errors.inc()
-            log.warning("metrics refresh failed: %s", db.mask_dsn(str(exc)))
+            self._failing.failed(exc)
             if self._conn is not None:
                 self._conn.close()
             self._conn = None

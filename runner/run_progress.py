@@ -12,11 +12,6 @@ import threading
 import time
 from collections.abc import Callable
 
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
-
 from . import db, queries
 
 log = logging.getLogger(__name__)
@@ -40,6 +35,9 @@ def _ago(delta: dt.timedelta) -> str:
 
 def render(rows: list[dict], bars: int, tasks_done: int, elapsed: float, now: dt.datetime):
     """The display for the rows of queries.run_progress and the runner's counts."""
+    from rich.table import Table
+    from rich.text import Text
+
     head = Text.assemble(
         ("tickagg run --until-idle", "bold"),
         f"  {int(elapsed // 60)}m{int(elapsed % 60):02d}s"
@@ -64,24 +62,27 @@ def render(rows: list[dict], bars: int, tasks_done: int, elapsed: float, now: dt
 
 class RunProgress:
     """Context manager: while open, a thread redraws the display on stderr, on
-    its own connection. Disabled (does nothing) unless stderr is a terminal."""
+    its own connection. Disabled (does nothing) unless stderr is a terminal; rich
+    is imported only then (a daemon starts without it)."""
 
     def __init__(
         self, dsn: str, env: str, counts: Callable[[], tuple[int, int]], enabled: bool = True
     ):
         """counts() -> (bars written, runs done) of the runner so far."""
         self.dsn, self.env, self.counts = dsn, env, counts
-        self.console = Console(stderr=True)
-        self.enabled = enabled and self.console.is_terminal
+        self.enabled = enabled and sys.stderr.isatty()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._live: Live | None = None
+        self._live = None
         self._handlers: list[logging.StreamHandler] = []
 
     def __enter__(self) -> RunProgress:
         if not self.enabled:
             return self
-        self._live = Live(console=self.console, redirect_stderr=True, transient=True)
+        from rich.console import Console
+        from rich.live import Live
+
+        self._live = Live(console=Console(stderr=True), redirect_stderr=True, transient=True)
         self._live.start()
         # log handlers write to the stderr they were made with: point them at the
         # redirected one, so log lines print above the display instead of through it

@@ -40,9 +40,11 @@ def test_daemon_rides_out_an_outage_longer_than_the_pool_timeout(embedded_pg, ds
     h.insert_bars(conn, "OUT", bars)
     log_path = tmp_path / "runner.log"
     # small runs keep the workers busy, so the server goes away under running tasks
+    # (the metrics thread refreshes every second: it too must not log every failure)
     cmd = h.tickagg_cmd(
         dsn, "run", "--workers", "2", "--max-windows", "5", "--poll-max", "1",
         "--pool-timeout", str(POOL_TIMEOUT),
+        "--metrics-port", str(free_port()), "--metrics-interval", "1",
     )  # fmt: skip
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(cmd, cwd=h.ROOT, env=h.cli_env(), stderr=log_file)
@@ -86,6 +88,7 @@ def test_daemon_rides_out_an_outage_longer_than_the_pool_timeout(embedded_pg, ds
     assert "database available again" in text
     assert text.count("listener connection unavailable: ") <= 1, text[-3000:]
     assert "psycopg.pool" not in text, text[-3000:]
+    assert text.count("metrics refresh failing: ") <= 1, text[-3000:]
 
 
 def test_until_idle_gives_up_after_the_connect_timeout():
