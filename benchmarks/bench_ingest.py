@@ -115,6 +115,8 @@ def cli_ingest(dsn: str, path: str) -> tuple[float, float, int]:
         [TICKAGG, "--dsn", dsn, "--log-level", "WARNING", "ingest", "bars", path],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # posix_spawn, not fork: a forked child's peak RSS would include this process's
+        close_fds=False,
     )
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - t0
