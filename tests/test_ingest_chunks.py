@@ -356,3 +356,50 @@ def test_two_staged_calls_in_one_transaction_are_two_files(conn):
         "SELECT close FROM tickagg.data_bars WHERE canonical_symbol = %s", (sym,)
     ).fetchone()["close"]
     assert close == 100.5
+
+
+def _ingest_cli_stderr(dsn, path, *options, tty: bool) -> str:
+    """stderr of `tickagg ingest bars` as a process, a terminal or a pipe."""
+    import os
+    import pty
+    import subprocess
+
+    import helpers as h
+
+    cmd = [str(h.TICKAGG), "--dsn", dsn, *options, "ingest", "bars", str(path)]
+    if not tty:
+        res = subprocess.run(cmd, env=h.cli_env(), capture_output=True, text=True, timeout=300)
+        return res.stderr
+    main, child = pty.openpty()
+    proc = subprocess.Popen(cmd, env=h.cli_env(), stdout=subprocess.DEVNULL, stderr=child)
+    os.close(child)
+    out = b""
+    while True:
+        try:
+            block = os.read(main, 4096)
+        except OSError:  # the process closed the terminal
+            break
+        if not block:
+            break
+        out += block
+    proc.wait(timeout=300)
+    os.close(main)
+    return out.decode("utf-8", "replace")
+
+
+def test_progress_on_a_terminal_only(dsn, conn, tmp_path):
+    sym = f"CK{uuid.uuid4().hex[:6].upper()}"
+    with conn.transaction():
+        queries.register_symbol(conn, sym, "crypto_24x7", asset_class="crypto", active=False,
+                                test_active=True)  # fmt: skip
+    rows = [
+        f"{sym},{(BASE + dt.timedelta(minutes=i)).isoformat()},1,2,0.5,1.5,3" for i in range(50)
+    ]
+    path = tmp_path / "p.csv"
+    path.write_text(
+        ",".join(HEADER[:7]) + "\n" + "\n".join([*rows, f"{sym},bad,1,2,0.5,1,1"]) + "\n"
+    )
+    shown = _ingest_cli_stderr(dsn, path, tty=True)
+    assert "ingest bars" in shown and "rows/s" in shown and "1 rejected" in shown, shown
+    assert "rows/s" not in _ingest_cli_stderr(dsn, path, tty=False)
+    assert "rows/s" not in _ingest_cli_stderr(dsn, path, "--log-format", "json", tty=True)
