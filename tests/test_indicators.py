@@ -382,6 +382,17 @@ def test_json_names_and_warmup(conn):
         " WHERE v IN ('NaN', 'Infinity', '-Infinity')"
     ).fetchone()
     assert stored["n"] == 0
+    # the JSON numbers are the stored doubles whatever the reader's extra_float_digits
+    conn.execute("SET extra_float_digits = 0")
+    exact = conn.execute(
+        "SELECT count(*) AS n,"
+        " count(*) FILTER (WHERE (v.indicators ->> 'ema_7')::float8 = i.vals[6]) AS same"
+        " FROM tickagg.bar_indicators AS v"
+        " JOIN tickagg.derived_bar_indicators AS i USING (canonical_symbol, timeframe, ts_utc)"
+        " WHERE i.vals[6] IS NOT NULL"
+    ).fetchone()
+    conn.execute("RESET extra_float_digits")
+    assert exact["n"] > 250 and exact["same"] == exact["n"]
 
 
 def test_indicator_writes_leave_bars_and_rollups_alone(conn, dsn):

@@ -9,6 +9,9 @@ STABLE
 -- the view's readers need not read the key sets themselves
 SECURITY DEFINER
 SET search_path = pg_catalog, tickagg, pg_temp
+-- shortest exact float text whatever the reader's session says, so the JSON
+-- numbers read back as the same doubles
+SET extra_float_digits = 1
 AS $$
     SELECT jsonb_object_agg(u.k, u.v)
     FROM tickagg.indicator_key_sets AS s
