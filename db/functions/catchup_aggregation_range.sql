@@ -55,7 +55,7 @@ BEGIN
     WHERE r.canonical_symbol = p_canonical_symbol;
     SELECT * INTO v_timeframe FROM tickagg.timeframes AS t WHERE t.timeframe = p_timeframe;
 
-    v_max_windows := coalesce(p_max_windows, v_task.max_windows, tickagg.setting('default_max_windows')::integer);
+    v_max_windows := coalesce(p_max_windows, v_task.max_windows, tickagg.setting('rollup_max_windows')::integer);
     IF v_max_windows < 1 THEN
         RAISE EXCEPTION 'p_max_windows must be at least 1, got %', v_max_windows
             USING ERRCODE = 'TK004';
