@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import signal
+import subprocess
 import threading
+import time
 import uuid
 
 import helpers as h
@@ -310,6 +313,27 @@ def test_concurrent_batch_claims_never_take_a_task_twice(dsn, conn):
     assert sum(1 for c in claims if c) > 1, "one claimer took everything: no concurrency tested"
 
 
+def sigkill_runner_once_working(conn, cmd: list[str], seconds: float, last) -> dict:
+    """Start a runner, wait until it has committed a run that moved a cursor (its
+    start-up takes seconds on a busy machine), SIGKILL it `seconds` later, and
+    check that no cursor moved back from `last`. Returns the cursors now."""
+    runs = "SELECT count(*) AS n FROM tickagg.ops_runlog WHERE cursor_to > cursor_from"
+    before = conn.execute(runs).fetchone()["n"]
+    p = subprocess.Popen(
+        cmd, cwd=h.ROOT, env=h.cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while conn.execute(runs).fetchone()["n"] == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(seconds)
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=30)
+    now = h.cursors(conn)
+    back = {k: (last[k], v) for k, v in now.items() if k in last and v < last[k]}
+    assert not back, f"cursors moved back: {back}"
+    return now
+
+
 def test_sigkill_during_batches_loses_and_duplicates_nothing(dsn, conn):
     seed = 2404
     rng = random.Random(seed)
@@ -325,8 +349,9 @@ def test_sigkill_during_batches_loses_and_duplicates_nothing(dsn, conn):
     for k in range(14):
         for sym in data:
             append(conn, loaded, sym, rest(sym, 20 * k, 20 * (k + 1)))
-        conn.execute("UPDATE tickagg.data_agg_state SET next_run_at = now()")
-        now = h.sigkill_runner_after(conn, cmd, rng.uniform(0.4, 2.0), last)
+        # the minutes make the 5m tasks due; their finishes wake the levels above
+        conn.execute("UPDATE tickagg.data_agg_state SET next_run_at = now() WHERE timeframe = '5m'")
+        now = sigkill_runner_once_working(conn, cmd, rng.uniform(0.0, 0.4), last)
         moved += sum(now[key] != last[key] for key in now)
         last = now
     assert moved > 0, "the runner never got to work before being killed"
