@@ -1,6 +1,7 @@
 -- Due tasks of an environment ('prod' uses registry.active, 'test' test_active).
 -- Without p_lease_seconds it only lists them, taking no locks, so psql can look
--- without disturbing a daemon. With it, it first reclaims tasks whose lease
+-- without disturbing a daemon (in priority order: the claims' longest-wait
+-- share below is left out; the view task_waits shows the waits). With it, it first reclaims tasks whose lease
 -- expired, then claims idle due tasks with FOR UPDATE SKIP LOCKED, so many
 -- runners never claim the same task, and hands out claim tokens. Order: in a
 -- share of the claims (setting claim_aged_share, at random), first tasks due
@@ -50,8 +51,6 @@ BEGIN
             USING ERRCODE = 'TK004', HINT = 'Use ''prod'' (registry.active) or ''test'' (registry.test_active).';
     END IF;
 
-    v_waited_since := p_now - coalesce(tickagg.setting('claim_max_wait')::interval, interval '5 minutes');
-
     IF p_lease_seconds IS NULL THEN
         RETURN QUERY
         SELECT
@@ -62,20 +61,6 @@ BEGIN
         ORDER BY s.lease_expires_at
         LIMIT p_limit;
         GET DIAGNOSTICS v_reclaimed = ROW_COUNT;
-        RETURN QUERY
-        SELECT
-            s.canonical_symbol, s.timeframe, s.task_kind, s.last_agg_bar_ts_utc, NULL::uuid,
-            s.lease_expires_at, s.is_mandatory, s.task_priority, p_now - s.last_agg_bar_ts_utc, s.status
-        FROM tickagg.data_agg_state AS s
-        WHERE
-            s.enabled AND s.status = 'idle' AND s.next_run_at <= v_waited_since
-            AND s.canonical_symbol IN (
-                SELECT r.canonical_symbol FROM tickagg.core_asset_registry_all AS r
-                WHERE CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END
-            )
-        ORDER BY s.next_run_at
-        LIMIT p_limit - v_reclaimed;
-        GET DIAGNOSTICS v_aged = ROW_COUNT;
         RETURN QUERY
         SELECT
             s.canonical_symbol, s.timeframe, s.task_kind, s.last_agg_bar_ts_utc, NULL::uuid,
@@ -98,11 +83,9 @@ BEGIN
                 SELECT r.canonical_symbol FROM tickagg.core_asset_registry_all AS r
                 WHERE CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END
             )
-            -- (listed above)
-            AND s.next_run_at > v_waited_since
         ORDER BY
             s.is_mandatory DESC, s.task_priority ASC, s.last_agg_bar_ts_utc ASC, s.timeframe_step ASC
-        LIMIT p_limit - v_reclaimed - v_aged;
+        LIMIT p_limit - v_reclaimed;
         RETURN;
     END IF;
 
@@ -139,6 +122,7 @@ BEGIN
     -- Then, in a share of the claims, what has waited longest, once it has
     -- waited claim_max_wait.
     v_aged := 0;
+    v_waited_since := p_now - coalesce(tickagg.setting('claim_max_wait')::interval, interval '5 minutes');
     IF random() < coalesce(tickagg.setting('claim_aged_share')::double precision, 0.5) THEN
         RETURN QUERY
         WITH chosen AS MATERIALIZED (
