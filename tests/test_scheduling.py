@@ -221,3 +221,26 @@ def test_status_and_metrics_show_the_oldest_wait_per_kind(conn, role_dsn):
     console = Console(record=True, width=200)
     status.render(data, console)
     assert "indicators=7 (oldest waited" in console.export_text()
+
+
+def test_a_write_wakes_the_symbols_export_and_gap_scan_once(conn):
+    h.register(conn, "WAKE", "crypto_24x7")
+    h.sync(conn, dt.datetime(2025, 3, 1, tzinfo=UTC))
+    conn.execute("SELECT tickagg.sync_export_tasks('prod', '2025-03-01 00:00+00')")
+    # asleep, as after a run that found nothing to do
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET next_run_at = now() + interval '1 day'"
+        " WHERE task_kind IN ('export', 'gap_scan', 'gap_scan_history')"
+    )
+    ts = dt.datetime(2025, 3, 3, 10, tzinfo=UTC)
+    h.insert_bars(conn, "WAKE", {ts: bar(1.0)})
+    export, scan = task(conn, "WAKE", "1m", "export"), task(conn, "WAKE", "1m", "gap_scan")
+    assert export["now"] < export["next_run_at"] <= export["now"] + export["run_interval"]
+    assert scan["now"] < scan["next_run_at"] <= scan["now"] + scan["run_interval"]
+    assert task(conn, "WAKE", "1m", "gap_scan_history")["next_run_at"] > scan["now"] + dt.timedelta(
+        hours=23
+    )
+    # more writes before the run change nothing: one run takes them all
+    h.insert_bars(conn, "WAKE", {ts + dt.timedelta(minutes=1): bar(1.0)})
+    assert task(conn, "WAKE", "1m", "export")["next_run_at"] == export["next_run_at"]
+    assert task(conn, "WAKE", "1m", "gap_scan")["next_run_at"] == scan["next_run_at"]
