@@ -11,8 +11,7 @@
 -- (partitions ahead, old partitions dropped; see ticks_retention_run).
 -- Every rollup task gets an optional indicators task of the same symbol and
 -- timeframe (setting indicators_enabled), enabled exactly when its rollup is.
--- New tasks that cannot have work yet (a rollup level whose source task is new
--- too, an indicators task without bars) start asleep: their source wakes them.
+-- A new indicators task without bars starts asleep: its bars wake it.
 CREATE OR REPLACE FUNCTION tickagg.sync_agg_state_from_registry(
     p_env text DEFAULT 'prod',
     p_start timestamptz DEFAULT NULL
@@ -77,23 +76,11 @@ BEGIN
     created AS (
         INSERT INTO tickagg.data_agg_state (
             canonical_symbol, timeframe, timeframe_step, task_kind, is_mandatory, agg_start_utc,
-            last_agg_bar_ts_utc, next_run_at
+            last_agg_bar_ts_utc
         )
         SELECT
             w.canonical_symbol, w.timeframe, t.step, 'rollup', w.is_mandatory, v_start,
-            tickagg.agg_bootstrap_cursor(w.canonical_symbol, w.timeframe, v_start),
-            -- a level built from a task created here has nothing to do until that
-            -- task moves its cursor, which wakes it (agg_finish)
-            CASE
-                WHEN t.source_timeframe = '1m' OR EXISTS (
-                    SELECT 1 FROM tickagg.data_agg_state AS src
-                    WHERE
-                        src.canonical_symbol = w.canonical_symbol AND src.timeframe = t.source_timeframe
-                        AND src.task_kind = 'rollup'
-                )
-                    THEN now()
-                ELSE now() + tickagg.setting('idle_recheck_interval')::interval
-            END
+            tickagg.agg_bootstrap_cursor(w.canonical_symbol, w.timeframe, v_start)
         FROM wanted_tasks AS w
         INNER JOIN tickagg.timeframes AS t ON t.timeframe = w.timeframe
         WHERE w.in_env
