@@ -142,6 +142,11 @@ def main() -> None:
             print(f"run --until-idle: NOT idle after {took:.0f}s (stopped)")
         until = conn.execute("SELECT clock_timestamp() AS n").fetchone()["n"]
         print_runs(conn, since, until, None, tasks)
+        for r in conn.execute("SELECT * FROM tickagg.task_waits").fetchall():
+            print(
+                f"  {r['task_kind']:<18} {r['due']:>8,} tasks still due,"
+                f" the oldest for {r['oldest_wait_seconds']:.0f}s"
+            )
         for r in conn.execute(NEVER_RAN).fetchall():
             print(f"  {r['task_kind']:<18} {r['never_ran']:>8,} of {r['tasks']:,} tasks never ran")
 

@@ -1,11 +1,14 @@
 -- Due tasks of an environment ('prod' uses registry.active, 'test' test_active).
 -- Without p_lease_seconds it only lists them, taking no locks, so psql can look
--- without disturbing a daemon. With it, it first reclaims tasks whose lease
+-- without disturbing a daemon (in priority order: the claims' longest-wait
+-- share below is left out; the view task_waits shows the waits). With it, it first reclaims tasks whose lease
 -- expired, then claims idle due tasks with FOR UPDATE SKIP LOCKED, so many
--- runners never claim the same task, and hands out claim tokens. Order: first
--- tasks due for longer than the setting claim_max_wait, longest wait first
+-- runners never claim the same task, and hands out claim tokens. Order: in a
+-- share of the claims (setting claim_aged_share, at random), first tasks due
+-- for longer than the setting claim_max_wait, longest wait first
 -- (idx_agg_state_next_run), whatever their kind and priority, so no kind starves
--- under load and a due task's wait is bounded; then mandatory first,
+-- under load and a due task's wait is bounded, while live work keeps the other
+-- claims and does not queue behind a whole backlog; then mandatory first,
 -- task_priority, the longest lag, then the shorter timeframe (by step, never by
 -- its code as text), walking idx_agg_state_due_priority in exactly that order.
 -- So rollups (priority 100) go before indicators (120) and gap scans (150)
@@ -48,8 +51,6 @@ BEGIN
             USING ERRCODE = 'TK004', HINT = 'Use ''prod'' (registry.active) or ''test'' (registry.test_active).';
     END IF;
 
-    v_waited_since := p_now - coalesce(tickagg.setting('claim_max_wait')::interval, interval '5 minutes');
-
     IF p_lease_seconds IS NULL THEN
         RETURN QUERY
         SELECT
@@ -60,20 +61,6 @@ BEGIN
         ORDER BY s.lease_expires_at
         LIMIT p_limit;
         GET DIAGNOSTICS v_reclaimed = ROW_COUNT;
-        RETURN QUERY
-        SELECT
-            s.canonical_symbol, s.timeframe, s.task_kind, s.last_agg_bar_ts_utc, NULL::uuid,
-            s.lease_expires_at, s.is_mandatory, s.task_priority, p_now - s.last_agg_bar_ts_utc, s.status
-        FROM tickagg.data_agg_state AS s
-        WHERE
-            s.enabled AND s.status = 'idle' AND s.next_run_at <= v_waited_since
-            AND s.canonical_symbol IN (
-                SELECT r.canonical_symbol FROM tickagg.core_asset_registry_all AS r
-                WHERE CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END
-            )
-        ORDER BY s.next_run_at
-        LIMIT p_limit - v_reclaimed;
-        GET DIAGNOSTICS v_aged = ROW_COUNT;
         RETURN QUERY
         SELECT
             s.canonical_symbol, s.timeframe, s.task_kind, s.last_agg_bar_ts_utc, NULL::uuid,
@@ -96,11 +83,9 @@ BEGIN
                 SELECT r.canonical_symbol FROM tickagg.core_asset_registry_all AS r
                 WHERE CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END
             )
-            -- (listed above)
-            AND s.next_run_at > v_waited_since
         ORDER BY
             s.is_mandatory DESC, s.task_priority ASC, s.last_agg_bar_ts_utc ASC, s.timeframe_step ASC
-        LIMIT p_limit - v_reclaimed - v_aged;
+        LIMIT p_limit - v_reclaimed;
         RETURN;
     END IF;
 
@@ -134,36 +119,41 @@ BEGIN
         RETURN;
     END IF;
 
-    -- Then what has waited longest, once it has waited claim_max_wait.
-    RETURN QUERY
-    WITH chosen AS MATERIALIZED (
-        SELECT s.canonical_symbol, s.timeframe, s.task_kind
-        FROM tickagg.data_agg_state AS s
-        WHERE
-            s.enabled AND s.status = 'idle' AND s.next_run_at <= v_waited_since
-            AND s.canonical_symbol IN (
-                SELECT r.canonical_symbol FROM tickagg.core_asset_registry_all AS r
-                WHERE CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END
-            )
-        ORDER BY s.next_run_at
-        LIMIT p_limit - v_reclaimed
-        FOR UPDATE OF s SKIP LOCKED
-    )
-    UPDATE tickagg.data_agg_state AS s SET
-        status = 'running',
-        claim_token = gen_random_uuid(),
-        lease_expires_at = p_now + make_interval(secs => p_lease_seconds),
-        running_started_at_utc = p_now,
-        last_attempt_at_utc = p_now,
-        updated_at = p_now
-    FROM chosen AS c
-    WHERE s.canonical_symbol = c.canonical_symbol AND s.timeframe = c.timeframe AND s.task_kind = c.task_kind
-    RETURNING
-        s.canonical_symbol, s.timeframe, s.task_kind, s.last_agg_bar_ts_utc, s.claim_token,
-        s.lease_expires_at, s.is_mandatory, s.task_priority, p_now - s.last_agg_bar_ts_utc, s.status;
-    GET DIAGNOSTICS v_aged = ROW_COUNT;
-    IF v_reclaimed + v_aged >= p_limit THEN
-        RETURN;
+    -- Then, in a share of the claims, what has waited longest, once it has
+    -- waited claim_max_wait.
+    v_aged := 0;
+    v_waited_since := p_now - coalesce(tickagg.setting('claim_max_wait')::interval, interval '5 minutes');
+    IF random() < coalesce(tickagg.setting('claim_aged_share')::double precision, 0.5) THEN
+        RETURN QUERY
+        WITH chosen AS MATERIALIZED (
+            SELECT s.canonical_symbol, s.timeframe, s.task_kind
+            FROM tickagg.data_agg_state AS s
+            WHERE
+                s.enabled AND s.status = 'idle' AND s.next_run_at <= v_waited_since
+                AND s.canonical_symbol IN (
+                    SELECT r.canonical_symbol FROM tickagg.core_asset_registry_all AS r
+                    WHERE CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END
+                )
+            ORDER BY s.next_run_at
+            LIMIT p_limit - v_reclaimed
+            FOR UPDATE OF s SKIP LOCKED
+        )
+        UPDATE tickagg.data_agg_state AS s SET
+            status = 'running',
+            claim_token = gen_random_uuid(),
+            lease_expires_at = p_now + make_interval(secs => p_lease_seconds),
+            running_started_at_utc = p_now,
+            last_attempt_at_utc = p_now,
+            updated_at = p_now
+        FROM chosen AS c
+        WHERE s.canonical_symbol = c.canonical_symbol AND s.timeframe = c.timeframe AND s.task_kind = c.task_kind
+        RETURNING
+            s.canonical_symbol, s.timeframe, s.task_kind, s.last_agg_bar_ts_utc, s.claim_token,
+            s.lease_expires_at, s.is_mandatory, s.task_priority, p_now - s.last_agg_bar_ts_utc, s.status;
+        GET DIAGNOSTICS v_aged = ROW_COUNT;
+        IF v_reclaimed + v_aged >= p_limit THEN
+            RETURN;
+        END IF;
     END IF;
 
     RETURN QUERY

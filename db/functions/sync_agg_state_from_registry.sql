@@ -13,6 +13,7 @@
 -- timeframe (setting indicators_enabled), enabled exactly when its rollup is,
 -- if its timeframe is in indicator_timeframes (the others are removed, see
 -- indicators_drop_timeframes).
+-- A new indicators task without bars starts asleep: its bars wake it.
 CREATE OR REPLACE FUNCTION tickagg.sync_agg_state_from_registry(
     p_env text DEFAULT 'prod',
     p_start timestamptz DEFAULT NULL
@@ -128,7 +129,8 @@ BEGIN
             -- a ticks task's cursor is a minute; a gap scan's is where it looked from
             CASE WHEN k.tick_fed_only THEN date_trunc('minute', v_start) ELSE v_start END AS cursor_ts,
             k.run_interval, k.task_priority, k.aggregation_delay,
-            CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END AS in_env
+            CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END AS in_env,
+            now() AS next_run_at
         FROM tickagg.core_asset_registry_all AS r
         CROSS JOIN (
             VALUES
@@ -154,7 +156,16 @@ BEGIN
         SELECT
             s.canonical_symbol, s.timeframe, s.timeframe_step, 'indicators', false,
             s.agg_start_utc, s.agg_start_utc, interval '1 minute',
-            tickagg.setting('indicators_priority')::integer, interval '2 minutes', true
+            tickagg.setting('indicators_priority')::integer, interval '2 minutes', true,
+            -- without bars yet it waits for them (derived_bars_changed wakes it)
+            CASE
+                WHEN EXISTS (
+                    SELECT 1 FROM tickagg.derived_data_bars AS d
+                    WHERE d.canonical_symbol = s.canonical_symbol AND d.timeframe = s.timeframe
+                )
+                    THEN now()
+                ELSE now() + tickagg.setting('idle_recheck_interval')::interval
+            END
         FROM tickagg.data_agg_state AS s
         WHERE
             s.task_kind = 'rollup' AND s.enabled AND tickagg.setting('indicators_enabled')::boolean
@@ -163,11 +174,11 @@ BEGIN
     created AS (
         INSERT INTO tickagg.data_agg_state (
             canonical_symbol, timeframe, timeframe_step, task_kind, is_mandatory, agg_start_utc,
-            last_agg_bar_ts_utc, run_interval, task_priority, aggregation_delay
+            last_agg_bar_ts_utc, run_interval, task_priority, aggregation_delay, next_run_at
         )
         SELECT
             w.canonical_symbol, w.timeframe, w.timeframe_step, w.task_kind, w.is_mandatory,
-            w.agg_start_utc, w.cursor_ts, w.run_interval, w.task_priority, w.aggregation_delay
+            w.agg_start_utc, w.cursor_ts, w.run_interval, w.task_priority, w.aggregation_delay, w.next_run_at
         FROM wanted AS w
         WHERE w.in_env
         ON CONFLICT (canonical_symbol, timeframe, task_kind) DO NOTHING

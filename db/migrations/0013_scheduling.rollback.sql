@@ -3,4 +3,4 @@
 DROP FUNCTION IF EXISTS tickagg.rollup_bucket_end(text, text, timestamptz);
 ALTER TABLE tickagg.data_agg_state DROP COLUMN pending_bucket_end;
 DELETE FROM tickagg.settings
-WHERE setting_key IN ('idle_recheck_interval', 'gap_scan_quiet_interval', 'claim_max_wait');
+WHERE setting_key IN ('idle_recheck_interval', 'gap_scan_quiet_interval', 'claim_max_wait', 'claim_aged_share');

@@ -18,4 +18,8 @@ INSERT INTO tickagg.settings (setting_key, setting_value, description) VALUES
 (
     'claim_max_wait', '5 minutes',
     'a task due longer than this is claimed first, oldest first, whatever its kind (no starvation)'
+),
+(
+    'claim_aged_share', '0.5',
+    'share of claims that take the longest-waiting task (past claim_max_wait) before priority order'
 );
