@@ -6,12 +6,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 
 import click
 
 from . import db, queries
 from .errors import DatabaseUnavailable, InputFormatError, TickaggError
 from .logging_setup import configure as configure_logging
+
+# A task's work is one statement in PostgreSQL: one worker per CPU keeps the
+# server busy (a backfill's levels and kinds run side by side) without queueing.
+DEFAULT_WORKERS = min(os.cpu_count() or 1, 8)
 
 log = logging.getLogger("tickagg")
 
@@ -371,10 +376,12 @@ def ingest_ticks(obj: Ctx, file, as_json):
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
+    default=DEFAULT_WORKERS,
+    show_default="the number of CPUs, at most 8",
     envvar="TICKAGG_WORKERS",
     show_envvar=True,
+    help="Tasks run at once (one database session each); the database does the work, so "
+    "more than its CPUs only adds contention.",
 )
 @click.option(
     "--until-idle",
