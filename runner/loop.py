@@ -558,7 +558,7 @@ class Runner:
             symbol=task["canonical_symbol"], timeframe=task["timeframe"], kind=task["task_kind"]
         ):
             try:
-                with self.pool.connection() as conn, conn.transaction():
+                with wrap_exceptions(), self.pool.connection() as conn, conn.transaction():
                     queries.agg_finish(conn, task, "release")
                 log.info("released claimed task (shutting down)")
                 with self._stats_lock:
@@ -750,7 +750,11 @@ class Runner:
         wait for a connection: the worker goes on to notice the outage)."""
         try:
             timeout = PROBE_TIMEOUT_SECONDS if isinstance(exc, DatabaseUnavailable) else None
-            with self.pool.connection(timeout=timeout) as conn, conn.transaction():
+            with (
+                wrap_exceptions(),
+                self.pool.connection(timeout=timeout) as conn,
+                conn.transaction(),
+            ):
                 queries.agg_finish(conn, task, outcome, error=str(exc)[:2000])
                 if run_id is not None:
                     queries.ops_log_run(
@@ -770,7 +774,7 @@ class Runner:
     def _log_run(self, run_id, task: dict, started_at, outcome: str, error: str) -> None:
         """A run log row in its own transaction (when no task transaction can carry it)."""
         try:
-            with self.pool.connection() as conn, conn.transaction():
+            with wrap_exceptions(), self.pool.connection() as conn, conn.transaction():
                 queries.ops_log_run(conn, run_id, task, started_at, outcome, error=error[:2000])
         except TickaggError as exc:
             log.warning("could not write the run log: %s", exc)

@@ -51,11 +51,13 @@ def test_daemon_rides_out_an_outage_longer_than_the_pool_timeout(embedded_pg, ds
     try:
         _wait_until("bars written", proc, log_path, lambda: len(h.derived(conn, ["OUT"])) > 20)
         embedded_pg.stop()
-        outage_ends = time.monotonic() + 5 * POOL_TIMEOUT
-        while time.monotonic() < outage_ends:
-            assert proc.poll() is None, log_path.read_text()[-3000:]
-            time.sleep(0.5)
-        embedded_pg.start()
+        try:  # the server comes back whatever happens: later tests share it
+            outage_ends = time.monotonic() + 5 * POOL_TIMEOUT
+            while time.monotonic() < outage_ends:
+                assert proc.poll() is None, log_path.read_text()[-3000:]
+                time.sleep(0.5)
+        finally:
+            embedded_pg.start()
         with h.connect(dsn) as c:
             # a day written after the outage: the daemon must pick it up too
             more = random_bars("crypto_24x7", dt.date(2025, 3, 5), dt.date(2025, 3, 5), rng)
