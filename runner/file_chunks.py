@@ -11,7 +11,8 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 
 import psycopg
 
@@ -167,3 +168,30 @@ def log_reread(line_offset: int, why: str) -> None:
     logging.getLogger(__name__).info(
         "chunk after line %s did not COPY (%s); re-reading it row by row", line_offset, why
     )
+
+
+COUNTERS = ("rows_total", "rows_landed", "rows_unchanged", "rows_rejected")
+
+
+def land_chunks(
+    chunks: Iterable[bytes],
+    land: Callable[[bytes, int | None, int], dict],
+    progress: Callable[[dict], None] | None = None,
+) -> dict:
+    """Land a file chunk by chunk: land(chunk, batch_id, line_offset) commits one
+    chunk and returns its counts; the first chunk's batch id is passed on to the
+    next, so one file is one ingest batch. Returns the file's totals (the first 20
+    rejects) and reports them to progress after every chunk."""
+    total: dict = {"batch_id": None, **dict.fromkeys(COUNTERS, 0), "rejects": []}
+    started = time.monotonic()
+    line_offset = 1  # the header is line 1
+    for chunk in chunks:
+        res = land(chunk, total["batch_id"], line_offset)
+        total["batch_id"] = res["batch_id"]
+        for k in COUNTERS:
+            total[k] += int(res.get(k) or 0)
+        total["rejects"] = (total["rejects"] + list(res.get("rejects") or []))[:20]
+        line_offset += chunk.count(b"\n")
+        if progress is not None:
+            progress({**total, "seconds": time.monotonic() - started})
+    return total

@@ -15,13 +15,13 @@ from __future__ import annotations
 import io
 import logging
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator
 
 import psycopg
 
 from . import file_chunks, queries
 from .errors import InputFormatError, wrap_exceptions
+from .file_chunks import land_chunks
 
 log = logging.getLogger(__name__)
 
@@ -139,31 +139,17 @@ def ingest_bars_file(
 ) -> dict:
     columns, chunks = open_bars_file(path)
     name = os.path.basename(path)
-    total: dict = {
-        "batch_id": None,
-        "rows_total": 0,
-        "rows_landed": 0,
-        "rows_unchanged": 0,
-        "rows_rejected": 0,
-        "rejects": [],
-    }
-    started = time.monotonic()
-    line_offset = 1  # the header is line 1
     with pool.connection() as conn:
         with conn.transaction():
             queries.create_bars_seen(conn)
         try:
-            for chunk in chunks:
-                res = ingest_chunk(
-                    conn, chunk, columns, name, default_source, total["batch_id"], line_offset
-                )
-                total["batch_id"] = res["batch_id"]
-                for k in ("rows_total", "rows_landed", "rows_unchanged", "rows_rejected"):
-                    total[k] += int(res.get(k) or 0)
-                total["rejects"] = (total["rejects"] + list(res.get("rejects") or []))[:20]
-                line_offset += chunk.count(b"\n")
-                if progress is not None:
-                    progress({**total, "seconds": time.monotonic() - started})
+            total = land_chunks(
+                chunks,
+                lambda chunk, batch_id, line_offset: ingest_chunk(
+                    conn, chunk, columns, name, default_source, batch_id, line_offset
+                ),
+                progress,
+            )
         finally:
             if not conn.broken:
                 with conn.transaction():

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Iterator
 
 import psycopg
 
 from . import file_chunks, queries
 from .errors import InputFormatError, wrap_exceptions
+from .file_chunks import land_chunks
 
 log = logging.getLogger(__name__)
 
@@ -114,26 +114,14 @@ def ingest_chunk(
 def ingest_ticks_file(pool, path: str, progress: Callable[[dict], None] | None = None) -> dict:
     columns, chunks = open_ticks_file(path)
     name = os.path.basename(path)
-    total: dict = {
-        "batch_id": None,
-        "rows_total": 0,
-        "rows_landed": 0,
-        "rows_unchanged": 0,
-        "rows_rejected": 0,
-        "rejects": [],
-    }
-    line_offset = 1  # the header is line 1
-    started = time.monotonic()
     with pool.connection() as conn:
-        for chunk in chunks:
-            res = ingest_chunk(conn, chunk, columns, name, total["batch_id"], line_offset)
-            total["batch_id"] = res["batch_id"]
-            for k in ("rows_total", "rows_landed", "rows_unchanged", "rows_rejected"):
-                total[k] += int(res.get(k) or 0)
-            total["rejects"] = (total["rejects"] + list(res.get("rejects") or []))[:20]
-            line_offset += chunk.count(b"\n")
-            if progress is not None:
-                progress({**total, "seconds": time.monotonic() - started})
+        total = land_chunks(
+            chunks,
+            lambda chunk, batch_id, line_offset: ingest_chunk(
+                conn, chunk, columns, name, batch_id, line_offset
+            ),
+            progress,
+        )
     log.info(
         "ingested ticks %s: landed=%s duplicates=%s rejected=%s",
         name,
