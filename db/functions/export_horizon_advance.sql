@@ -36,9 +36,14 @@ BEGIN
     -- a new candidate: first the last number handed out, then who is running
     SELECT CASE WHEN s.is_called THEN s.last_value ELSE 0 END INTO v_last
     FROM tickagg.bar_change_seq AS s;
+    -- autovacuum never takes a change number: waiting for it only held export back
     SELECT coalesce(array_agg(l.virtualxid), '{}') INTO v_vxids
     FROM pg_catalog.pg_locks AS l
-    WHERE l.locktype = 'virtualxid' AND l.granted AND l.pid <> pg_backend_pid();
+    WHERE
+        l.locktype = 'virtualxid' AND l.granted AND l.pid <> pg_backend_pid()
+        AND l.pid NOT IN (
+            SELECT a.pid FROM pg_catalog.pg_stat_activity AS a WHERE a.backend_type = 'autovacuum worker'
+        );
     IF cardinality(v_vxids) = 0 THEN
         v_safe := greatest(v_safe, v_last);
     END IF;
