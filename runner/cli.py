@@ -996,9 +996,12 @@ def export_cmd(obj: Ctx, symbol, batch_size, refresh_views, as_json):
         _echo_json(results)
     else:
         for r in results:
-            state = (
-                "busy (another runner holds the task)" if r["busy"] else f"change_no {r['cursor']}"
-            )
+            if r["busy"]:
+                state = "busy (another runner holds the task)"
+            elif r["complete"]:
+                state = f"change_no {r['cursor']}"
+            else:
+                state = f"change_no {r['cursor']}, stopped short (a transaction is still open)"
             click.echo(f"{r['symbol']}: {r['rows']} rows in {r['batches']} batches, {state}")
         if refreshed:
             click.echo(f"refreshed {', '.join(refreshed)}")

@@ -29,6 +29,10 @@ from .errors import TickaggError
 
 log = logging.getLogger(__name__)
 
+# How long a one-shot export waits for transactions that were open when it started
+# (they hold the export horizon back) before it stops short and says so.
+ONE_SHOT_EXPORT_WAIT_SECONDS = 30.0
+
 CLICKHOUSE_DIR = Path(__file__).resolve().parents[1] / "db" / "clickhouse"
 DEFAULT_DATABASE = "tickagg"
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -329,12 +333,33 @@ def export_step(conn, client, symbol: str, claim_token, batch_size: int) -> dict
     return {"rows": n, "cursor_from": cursor, "cursor_to": to, "continue": full}
 
 
-def export_once(pool, client, symbol: str, batch_size: int, lease_seconds: int = 300) -> dict:
+def export_once(
+    pool,
+    client,
+    symbol: str,
+    batch_size: int,
+    lease_seconds: int = 300,
+    wait_seconds: float = ONE_SHOT_EXPORT_WAIT_SECONDS,
+) -> dict:
     """One-shot export of a symbol (`tickagg export`): claim its export task, then
     batch by batch (each batch: insert, then cursor + agg_finish in one PostgreSQL
-    transaction) until the horizon is reached. Returns totals; busy=True when
-    another runner holds the task."""
-    totals = {"symbol": symbol, "rows": 0, "batches": 0, "busy": False, "cursor": None}
+    transaction) until the horizon passes every change number handed out before the
+    export started. A transaction open anywhere holds the horizon back (it might
+    hold a change number), so the export waits up to wait_seconds for those to end;
+    complete=False (and a warning) when it stopped short. busy=True when another
+    runner holds the task."""
+    totals = {
+        "symbol": symbol,
+        "rows": 0,
+        "batches": 0,
+        "busy": False,
+        "cursor": None,
+        "complete": False,
+    }
+    with pool.connection() as conn:
+        target = queries.export_change_no_issued(conn)
+    waited = 0.0
+    pause = 0.05
     while True:
         with pool.connection() as conn:
             token = queries.export_claim(conn, symbol, lease_seconds)
@@ -367,8 +392,22 @@ def export_once(pool, client, symbol: str, batch_size: int, lease_seconds: int =
         totals["rows"] += res["rows"]
         totals["batches"] += 1
         totals["cursor"] = res["cursor_to"]
-        if not res["continue"]:
+        if res["continue"]:
+            continue
+        totals["complete"] = res["cursor_to"] >= target
+        if totals["complete"] or waited >= wait_seconds:
+            if not totals["complete"]:
+                log.warning(
+                    "export of %s stopped at change %s of %s: a transaction that was open when"
+                    " the export started is still running (pg_stat_activity shows it)",
+                    symbol,
+                    res["cursor_to"],
+                    target,
+                )
             return totals
+        time.sleep(pause)
+        waited += pause
+        pause = min(pause * 2, 1.0)
 
 
 # --- refreshable views --------------------------------------------------------------

@@ -745,6 +745,8 @@ SELECT tickagg.sync_export_tasks(p_env => %(env)s, p_start => %(start)s) AS resu
 
 EXPORT_HORIZON_ADVANCE = "SELECT tickagg.export_horizon_advance() AS horizon"
 
+EXPORT_CHANGE_NO_ISSUED = "SELECT tickagg.export_change_no_issued() AS issued"
+
 EXPORT_CURSOR = "SELECT tickagg.export_cursor(p_canonical_symbol => %(symbol)s) AS cursor"
 
 EXPORT_BATCH = """
@@ -781,6 +783,10 @@ def sync_export_tasks(conn, env: str, start=None) -> dict:
 
 def export_horizon_advance(conn) -> int:
     return int(_one(conn, EXPORT_HORIZON_ADVANCE, {}))
+
+
+def export_change_no_issued(conn) -> int:
+    return int(_one(conn, EXPORT_CHANGE_NO_ISSUED, {}))
 
 
 def export_cursor(conn, symbol: str) -> int | None:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 
@@ -784,3 +785,45 @@ def test_tick_minutes_patched_by_late_ticks_win_in_clickhouse(conn, dsn, ch):
     _export_all(dsn, ch)
     assert _ch_rows(ch) == _pg_rows(conn)
     assert clickhouse.verify_symbol(conn, ch, "TCK") == []
+
+
+def test_one_shot_export_waits_for_transactions_open_when_it_started(conn, dsn, ch):
+    """An open transaction anywhere in the cluster holds the export horizon back
+    (it might hold a change number). A one-shot export must still include every
+    change committed before it started: it waits for such transactions to end,
+    and says so when one outlives its patience instead of silently stopping short."""
+    from runner import db
+
+    _setup(conn)
+    _drive(conn, dsn)
+    with psycopg.connect(dsn) as other:
+        other.execute("SELECT 1")  # a transaction is open now and holds a virtual xid
+        done = {}
+
+        def export():
+            with db.make_pool(dsn, max_size=2) as pool:
+                done["fxc"] = clickhouse.export_once(pool, ch, "FXC", 50000)
+
+        worker = threading.Thread(target=export)
+        worker.start()
+        time.sleep(1.0)
+        assert worker.is_alive(), (
+            "the export returned while a transaction that started before it was open"
+        )
+        other.commit()
+        worker.join(60)
+    assert done["fxc"]["complete"] and done["fxc"]["rows"] > 0
+    with db.make_pool(dsn, max_size=2) as pool:
+        crc = clickhouse.export_once(pool, ch, "CRC", 50000)
+    assert crc["complete"]
+    assert _ch_rows(ch) == _pg_rows(conn)
+
+    # a transaction that outlives the export's patience: the export stops short and says so
+    h.insert_bars(
+        conn, "FXC", {dt.datetime(2025, 3, 7, 12, 0, tzinfo=UTC): Bar1m(1.2, 1.2, 1.2, 1.2, 5.0)}
+    )
+    with psycopg.connect(dsn) as other:
+        other.execute("SELECT 1")
+        with db.make_pool(dsn, max_size=2) as pool:
+            short = clickhouse.export_once(pool, ch, "FXC", 50000, wait_seconds=0.5)
+        assert not short["complete"]
