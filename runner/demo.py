@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import logging
 import os
 import random
@@ -373,6 +374,14 @@ def _clickhouse_step(pool, data_dir: str) -> None:
         click.echo(f"  {src:<24} {n:>9} bars  version {lo} .. {hi}")
 
 
+def fallback_data_dir(data_dir: str) -> str:
+    """Where the demo's cluster goes when the postgres OS user cannot reach data_dir
+    (root under /root): under the temp dir, named after data_dir, so demos run
+    from different places (two clones, CI beside a developer) never share it."""
+    tag = hashlib.sha256(os.path.abspath(data_dir).encode()).hexdigest()[:12]
+    return os.path.join(tempfile.gettempdir(), f"tickagg-demo-{os.getuid()}-{tag}", "pg")
+
+
 def run_demo(
     data_dir: str,
     weeks: int = 4,
@@ -397,7 +406,7 @@ def run_demo(
         pg.start()
     except PermissionError as exc:
         # as root under /root the postgres OS user cannot reach cwd; use /tmp
-        fallback = os.path.join(tempfile.gettempdir(), f"tickagg-demo-{os.getuid()}", "pg")
+        fallback = fallback_data_dir(data_dir)
         click.echo(f"{exc}; using {fallback} instead", err=True)
         os.makedirs(os.path.dirname(fallback), exist_ok=True)
         os.chmod(os.path.dirname(fallback), 0o755)  # noqa: S103 - postgres must traverse

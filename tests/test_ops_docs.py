@@ -119,3 +119,14 @@ def test_systemd_unit_has_the_runbook_keys():
     assert svc["User"] == "tickagg"
     assert "network" in unit["Unit"]["After"]
     assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_demo_fallback_directory_follows_the_requested_one():
+    """Two demos started from different places (two clones, CI next to a developer's
+    demo) must not share one fallback cluster directory; the same place reuses its own."""
+    from runner.demo import fallback_data_dir
+
+    a = fallback_data_dir("/root/clone-a/.demo/pg")
+    b = fallback_data_dir("/root/clone-b/.demo/pg")
+    assert a != b
+    assert a == fallback_data_dir("/root/clone-a/.demo/../.demo/pg")
