@@ -1,6 +1,7 @@
-"""Claim benchmark: agg_get_due_tasks latency over ~20,000 rollup tasks.
+"""Claim benchmark: agg_get_due_tasks latency over ~46,000 tasks.
 
-2,858 forex symbols x 7 timeframes. Measures the claim the runner makes
+2,858 forex symbols x 16 tasks (7 rollups, 7 indicator tasks, 2 gap scans).
+Measures the claim the runner makes
 (p_lease_seconds => 60, p_limit 1 and 10) and the inspect mode (no lease), with
 every task due and with ~1% due. Goal (DESIGN.md, "Performance bars"): under
 5 ms. Latency is measured in the client around one round trip on 127.0.0.1.
@@ -125,7 +126,7 @@ def explain(conn: psycopg.Connection, query: str, limit: int, title: str) -> Non
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--symbols", type=int, default=2858, help="x 7 timeframes = tasks")
+    ap.add_argument("--symbols", type=int, default=2858, help="x 16 tasks each")
     ap.add_argument("--calls", type=int, default=500)
     ap.add_argument("--no-explain", action="store_true")
     args = ap.parse_args()
