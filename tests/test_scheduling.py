@@ -48,6 +48,38 @@ def test_bucket_end_follows_the_calendar(conn):
     assert bucket_end(conn, "us_equity", "1d", friday_close) == utc("2025-03-11 20:00")
 
 
+def test_a_removed_holiday_brings_the_due_time_back(conn, dsn):
+    """A holiday added after a task stored when its bucket closes moves that time
+    later; removing the holiday again must bring it back, not leave the day's bar
+    waiting for the next session."""
+    now = conn.execute("SELECT now() AS n").fetchone()["n"]
+    h.register(conn, "HOLI", "us_equity")
+    h.sync(conn, now - dt.timedelta(days=4))
+    h.drive(dsn)
+    before = task(conn, "HOLI", "1d")
+    assert before["pending_bucket_end"] is not None
+    trading_date = conn.execute(
+        "SELECT (%s::timestamptz AT TIME ZONE 'America/New_York')::date AS d",
+        (before["pending_bucket_end"],),
+    ).fetchone()["d"]
+    conn.execute(
+        "SELECT tickagg.calendar_set_holiday('us_equity', %s, NULL, 'test')", (trading_date,)
+    )
+    h.drive(dsn)
+    moved = task(conn, "HOLI", "1d")
+    assert moved["pending_bucket_end"] > before["pending_bucket_end"]
+    assert moved["next_run_at"] > before["pending_bucket_end"] + moved["aggregation_delay"]
+
+    conn.execute(
+        "DELETE FROM tickagg.market_holidays"
+        " WHERE calendar_code = 'us_equity' AND holiday_date = %s",
+        (trading_date,),
+    )
+    back = task(conn, "HOLI", "1d")
+    assert back["pending_bucket_end"] == before["pending_bucket_end"]
+    assert back["next_run_at"] <= before["pending_bucket_end"] + back["aggregation_delay"]
+
+
 def task(conn, symbol: str, timeframe: str, kind: str = "rollup") -> dict:
     return conn.execute(
         "SELECT *, now() AS now FROM tickagg.data_agg_state"

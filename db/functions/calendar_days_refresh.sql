@@ -3,6 +3,10 @@
 -- refresh with nothing changed writes nothing. Called by the triggers on
 -- market_calendars and market_holidays, and by every migrate (after a time-zone
 -- rule change, the stored UTC times follow). Returns the rows written or removed.
+-- Rollup tasks of the calendar's symbols store when the bucket at their cursor
+-- closes (pending_bucket_end, from these sessions); a change around their cursor
+-- recomputes it, and brings the next run forward when it now closes earlier
+-- (a removed holiday), so no bar waits for a session that no longer exists.
 CREATE OR REPLACE FUNCTION tickagg.calendar_days_refresh(
     p_calendar_code text,
     p_dates daterange DEFAULT NULL
@@ -15,6 +19,8 @@ AS $$
 DECLARE
     v_dates daterange := coalesce(p_dates, tickagg.calendar_days_window()) * tickagg.calendar_days_window();
     v_changed bigint;
+    v_first date;
+    v_last date;
 BEGIN
     IF isempty(v_dates) THEN
         RETURN 0;
@@ -52,7 +58,7 @@ BEGIN
             is_trading = excluded.is_trading,
             week_open_utc = excluded.week_open_utc,
             week_close_utc = excluded.week_close_utc
-        RETURNING 1
+        RETURNING trading_date
     ),
     removed AS (
         DELETE FROM tickagg.calendar_days AS d
@@ -60,9 +66,40 @@ BEGIN
             d.calendar_code = p_calendar_code
             AND d.trading_date <@ v_dates
             AND NOT EXISTS (SELECT 1 FROM computed AS c WHERE c.trading_date = d.trading_date)
-        RETURNING 1
+        RETURNING d.trading_date
+    ),
+    changed AS (
+        SELECT w.trading_date FROM written AS w
+        UNION ALL
+        SELECT r.trading_date FROM removed AS r
     )
-    SELECT (SELECT count(*) FROM written) + (SELECT count(*) FROM removed) INTO v_changed;
+    SELECT count(*), min(c.trading_date), max(c.trading_date) INTO v_changed, v_first, v_last
+    FROM changed AS c;
+
+    IF v_changed > 0 THEN
+        -- a date's session lies within two days of it; tasks whose cursor is past
+        -- the changed dates, or whose bucket closes before them, are unaffected
+        WITH affected AS (
+            SELECT
+                s.canonical_symbol,
+                s.timeframe,
+                s.task_kind,
+                tickagg.rollup_bucket_end(p_calendar_code, s.timeframe, s.last_agg_bar_ts_utc) AS bucket_end
+            FROM tickagg.data_agg_state AS s
+            INNER JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = s.canonical_symbol
+            WHERE
+                r.calendar_code = p_calendar_code AND s.task_kind = 'rollup'
+                AND s.last_agg_bar_ts_utc < (v_last + 3)::timestamp AT TIME ZONE 'UTC'
+                AND s.pending_bucket_end >= (v_first - 3)::timestamp AT TIME ZONE 'UTC'
+        )
+        UPDATE tickagg.data_agg_state AS s SET
+            pending_bucket_end = a.bucket_end,
+            next_run_at = least(s.next_run_at, a.bucket_end + s.aggregation_delay)
+        FROM affected AS a
+        WHERE
+            s.canonical_symbol = a.canonical_symbol AND s.timeframe = a.timeframe AND s.task_kind = a.task_kind
+            AND s.pending_bucket_end IS DISTINCT FROM a.bucket_end;
+    END IF;
     RETURN v_changed;
 END
 $$;
