@@ -30,8 +30,36 @@ def mask_dsn(text: str | None) -> str:
     return _QS_PASSWORD.sub(r"\g<head>***", text)
 
 
+# Settings every tickagg session pins, whatever the server, database or role
+# default: the client parses dates and intervals in these styles (a database set
+# to DateStyle 'SQL, DMY' or IntervalStyle 'sql_standard' broke every command
+# after its claim had committed), shows times in UTC, needs floats printed
+# exactly, resolves no name through a caller's schemas, and the engine's
+# transactions are written for READ COMMITTED (under a serializable default a
+# failure could not even be recorded).
+PINNED_SETTINGS = (
+    ("DateStyle", "ISO, MDY"),
+    ("IntervalStyle", "postgres"),
+    ("TimeZone", "UTC"),
+    ("extra_float_digits", "1"),
+    ("default_transaction_isolation", "read committed"),
+    ("search_path", "pg_catalog"),
+)
+
+
+def session_options(dsn: str, *extra: tuple[str, str], schema_ddl: bool = False) -> str:
+    """libpq `options` for a tickagg session: the DSN's own options, then the
+    pinned settings and `extra` (later -c wins). schema_ddl: a migration session,
+    whose files and yoyo set their own search_path."""
+    given = psycopg.conninfo.conninfo_to_dict(dsn).get("options") or ""
+    settings = [(n, v) for n, v in PINNED_SETTINGS if not (schema_ddl and n == "search_path")]
+    pinned = " ".join(f"-c {n}={v.replace(' ', chr(92) + ' ')}" for n, v in (*settings, *extra))
+    return f"{given} {pinned}".strip()
+
+
 def connect(dsn: str, **kwargs) -> psycopg.Connection:
     """A single dedicated connection (used by the LISTEN thread)."""
+    kwargs.setdefault("options", session_options(dsn))
     kwargs.setdefault("autocommit", True)
     kwargs.setdefault("row_factory", dict_row)
     kwargs.setdefault("application_name", APPLICATION_NAME)
@@ -88,10 +116,17 @@ def make_pool(
     # instead of a pool timeout.
     with wrap_exceptions():
         connect(dsn, connect_timeout=10).close()
-    kwargs = {"autocommit": True, "row_factory": dict_row, "application_name": APPLICATION_NAME}
-    if statement_timeout is not None:
-        given = psycopg.conninfo.conninfo_to_dict(dsn).get("options") or ""
-        kwargs["options"] = f"{given} -c statement_timeout={int(statement_timeout * 1000)}".strip()
+    timeout_setting = (
+        ()
+        if statement_timeout is None
+        else (("statement_timeout", str(int(statement_timeout * 1000))),)
+    )
+    kwargs = {
+        "autocommit": True,
+        "row_factory": dict_row,
+        "application_name": APPLICATION_NAME,
+        "options": session_options(dsn, *timeout_setting),
+    }
     pool = Pool(
         dsn,
         min_size=min(min_size, max_size),

@@ -23,6 +23,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from yoyo import get_backend, read_migrations
 
+from runner import db
 from runner import timescaledb as timescale
 from runner.paths import db_dir as default_db_dir
 
@@ -48,6 +49,7 @@ def _yoyo_uri(dsn: str) -> str:
     bookkeeping tables in our schema.
     """
     params = {k: v for k, v in conninfo_to_dict(dsn).items() if v is not None}
+    params["options"] = db.session_options(dsn, schema_ddl=True)
     dbname = str(params.pop("dbname", ""))
     params["schema"] = SCHEMA
     return f"postgresql+psycopg:///{quote(dbname)}?{urlencode(params)}"
@@ -66,7 +68,7 @@ def _sha256(path: Path) -> str:
 
 
 def _connect(dsn: str) -> psycopg.Connection:
-    return psycopg.connect(dsn, autocommit=True)
+    return psycopg.connect(dsn, autocommit=True, options=db.session_options(dsn, schema_ddl=True))
 
 
 def _lock(conn: psycopg.Connection) -> None:
