@@ -79,6 +79,18 @@ def _parse_ts(value: str | None) -> dt.datetime | None:
     return ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC)
 
 
+def _warn_password_on_command_line(dsn: str) -> None:
+    """A long-running process shows its arguments to every local user (ps), so a
+    password given with --dsn leaks for as long as the daemon runs."""
+    source = click.get_current_context().find_root().get_parameter_source("dsn")
+    if source is click.core.ParameterSource.COMMANDLINE and db.mask_dsn(dsn) != dsn:
+        log.warning(
+            "the --dsn on the command line holds a password, which every local user can read"
+            " in the process list; give it in TICKAGG_DSN (e.g. a systemd EnvironmentFile of"
+            " mode 0600) or keep the password in a passfile (~/.pgpass or PGPASSFILE)"
+        )
+
+
 def _echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
@@ -490,6 +502,7 @@ def run(
     from .loop import Runner, RunnerConfig
     from .run_progress import RunProgress
 
+    _warn_password_on_command_line(obj.require_dsn())
     cfg = RunnerConfig(
         dsn=obj.require_dsn(),
         env=obj.env,

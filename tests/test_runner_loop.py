@@ -156,6 +156,27 @@ def test_mask_dsn():
     assert "s3cret" not in db.mask_dsn("postgresql://u@h/db?password=s3cret&x=1")
 
 
+def test_run_warns_when_the_command_line_dsn_holds_a_password(dsn):
+    """ps shows a daemon's arguments to every local user: a password in --dsn leaks.
+    The same DSN through TICKAGG_DSN (not visible in ps) gives no warning."""
+    with_password = f"{dsn} password=s3cretPW"  # the test server trusts local users
+    cmd = [sys.executable, "-m", "runner.cli"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    on_line = subprocess.run(
+        [*cmd, "--dsn", with_password, "run", "--until-idle"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert on_line.returncode == 0, on_line.stderr
+    assert "holds a password" in on_line.stderr
+    assert "s3cretPW" not in on_line.stderr + on_line.stdout
+    from_env = subprocess.run(
+        [*cmd, "run", "--until-idle"],
+        env={**env, "TICKAGG_DSN": with_password}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert from_env.returncode == 0, from_env.stderr
+    assert "holds a password" not in from_env.stderr
+
+
 def _runner(dsn: str, **kw):
     from runner.loop import Runner, RunnerConfig
 
