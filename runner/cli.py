@@ -546,14 +546,16 @@ def run(
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("--all", "all_tasks", is_flag=True, help="Also list every task (one row per task).")
+@click.option("--symbol", default=None, help="Also list every task of this symbol.")
 @click.pass_obj
-def status(obj: Ctx, as_json):
-    """Task status and migration drift."""
+def status(obj: Ctx, as_json, all_tasks, symbol):
+    """Tasks per kind and timeframe, the tasks that need a look, health and drift."""
     from . import status as st
 
     with obj.pool().connection() as conn:
-        data = st.collect(conn)
+        data = st.collect(conn, all_tasks=all_tasks, symbol=symbol)
     if as_json:
         click.echo(st.to_json(data))
     else:

@@ -199,6 +199,19 @@ SELECT tickagg.ingest_staged_bars(
 
 TASK_STATUS = "SELECT * FROM tickagg.task_status"  # the view orders by timeframe rank
 
+TASK_STATUS_OF_SYMBOL = "SELECT * FROM tickagg.task_status WHERE canonical_symbol = %(symbol)s"
+
+TASK_SUMMARY = "SELECT * FROM tickagg.task_summary"
+
+# hard_failed, failing or erroring tasks, worst first, capped: status lists them by name
+TASKS_NEEDING_ATTENTION = """
+SELECT * FROM tickagg.task_status
+WHERE status = 'hard_failed' OR hard_fail_streak > 0 OR transient_fail_streak > 0
+ORDER BY status = 'hard_failed' DESC, hard_fail_streak DESC, transient_fail_streak DESC,
+    canonical_symbol, timeframe, task_kind
+LIMIT %(limit)s
+"""
+
 BAR_COUNTS = "SELECT * FROM tickagg.bar_counts"
 
 # real-time views, one per timeframe (materialised bars + live tail)
@@ -469,6 +482,19 @@ def ingest_staged_bars(
 
 def task_status(conn) -> list[dict]:
     return _all(conn, TASK_STATUS)
+
+
+def task_status_of_symbol(conn, symbol: str) -> list[dict]:
+    return _all(conn, TASK_STATUS_OF_SYMBOL, {"symbol": symbol})
+
+
+def task_summary(conn) -> list[dict]:
+    """Tasks per kind and timeframe: counts, failures, oldest cursor, largest lag."""
+    return _all(conn, TASK_SUMMARY)
+
+
+def tasks_needing_attention(conn, limit: int) -> list[dict]:
+    return _all(conn, TASKS_NEEDING_ATTENTION, {"limit": limit})
 
 
 def bar_counts(conn) -> list[dict]:

@@ -1,4 +1,6 @@
-"""`tickagg status`: task_status as a table (or JSON) plus migration drift."""
+"""`tickagg status`: tasks per kind and timeframe, the tasks that need a look, health,
+waits, storage and migration drift (or JSON). Every task only on request (`--all`,
+`--symbol`): a market of thousands of symbols has tens of thousands of tasks."""
 
 from __future__ import annotations
 
@@ -43,8 +45,20 @@ def _size(n: int) -> str:
     return f"{n:.1f} TB"
 
 
-def collect(conn) -> dict:
-    tasks = queries.task_status(conn)
+# tasks listed by name when they fail; the summary counts all of them
+ATTENTION_LIMIT = 50
+
+
+def collect(conn, *, all_tasks: bool = False, symbol: str | None = None) -> dict:
+    """The status data; "tasks" (every task, or one symbol's) only when asked for."""
+    if symbol is not None:
+        tasks = queries.task_status_of_symbol(conn, symbol)
+    elif all_tasks:
+        tasks = queries.task_status(conn)
+    else:
+        tasks = None
+    summary = queries.task_summary(conn)
+    attention = queries.tasks_needing_attention(conn, ATTENTION_LIMIT)
     health = queries.health_summary(conn)
     waits = queries.task_waits(conn)
     drift: list[dict] = []
@@ -61,14 +75,19 @@ def collect(conn) -> dict:
     finally:
         conn.row_factory = saved
     storage = queries.ticks_storage(conn)
-    return {
-        "tasks": tasks,
+    data = {
+        "summary": summary,
+        "attention": attention,
+        "attention_total": sum(r["hard_failed"] + r["failing"] for r in summary),
         "health": health,
         "waits": waits,
         "storage": storage,
         "drift": drift,
         "drift_error": drift_error,
     }
+    if tasks is not None:
+        data["tasks"] = tasks
+    return data
 
 
 def to_json(data: dict) -> str:
@@ -87,6 +106,55 @@ def render(data: dict, console: Console | None = None) -> None:
         console = Console()
         if not console.is_terminal:  # pipes and files: no colour, no squeezing
             console = Console(width=max(console.width, 180), no_color=True)
+    if "tasks" in data:
+        _render_tasks(console, "tickagg tasks", data["tasks"])
+    else:
+        _render_summary(console, data["summary"])
+        if data["attention"]:
+            _render_tasks(
+                console, "tasks that need a look (failing or hard_failed)", data["attention"]
+            )
+            more = data["attention_total"] - len(data["attention"])
+            if more > 0:
+                console.print(f"... and {more} more (`tickagg status --all`, or `--symbol S`)")
+    _render_footer(console, data)
+
+
+def _render_summary(console: Console, summary: list[dict]) -> None:
+    table = Table(title="tickagg tasks per kind and timeframe", box=None, pad_edge=False)
+    cols = [
+        ("kind", "task_kind"),
+        ("tf", "timeframe"),
+        ("tasks", "tasks"),
+        ("on", "enabled"),
+        ("off by user", "disabled_by_user"),
+        ("running", "running"),
+        ("failing", "failing"),
+        ("hard_failed", "hard_failed"),
+        ("oldest cursor", "oldest_cursor"),
+        ("max lag", "max_lag"),
+        ("next run", "next_run_at"),
+        ("runs", "runs_total"),
+        ("bars", "bars_written_total"),
+    ]
+    for header, _ in cols:
+        table.add_column(header, no_wrap=True)
+    for row in summary:
+        cells = [escape(fmt_value(row.get(c))) for _, c in cols]
+        if row["hard_failed"]:
+            cells[7] = f"[bold red]{cells[7]}[/]"
+        if row["failing"]:
+            cells[6] = f"[yellow]{cells[6]}[/]"
+        table.add_row(*cells)
+    console.print(table)
+    totals = {
+        k: sum(r[k] for r in summary)
+        for k in ("tasks", "enabled", "running", "failing", "hard_failed")
+    }
+    console.print(", ".join(f"{k}={v}" for k, v in totals.items()))
+
+
+def _render_tasks(console: Console, title: str, tasks: list[dict]) -> None:
     cols = [
         "canonical_symbol",
         "timeframe",
@@ -121,13 +189,13 @@ def render(data: dict, console: Console | None = None) -> None:
         "bars",
         "last error",
     ]
-    table = Table(title="tickagg tasks", show_lines=False, box=None, pad_edge=False)
+    table = Table(title=title, show_lines=False, box=None, pad_edge=False)
     for h in headers:
         if h == "last error":
             table.add_column(h, overflow="fold", ratio=1)
         else:
             table.add_column(h, no_wrap=True)
-    for row in data["tasks"]:
+    for row in tasks:
         cells = []
         for c in cols:
             v = row.get(c)
@@ -141,12 +209,14 @@ def render(data: dict, console: Console | None = None) -> None:
         table.add_row(*cells)
     console.print(table)
     counts: dict[str, int] = {}
-    for row in data["tasks"]:
+    for row in tasks:
         counts[row.get("status")] = counts.get(row.get("status"), 0) + 1
     console.print(
-        f"{len(data['tasks'])} tasks: "
-        + ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=str))
+        f"{len(tasks)} tasks: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=str))
     )
+
+
+def _render_footer(console: Console, data: dict) -> None:
     health = data.get("health") or {}
     style = {"HEALTHY": "green", "WARNING": "yellow", "DELAYED": "bold red"}
     console.print(

@@ -242,4 +242,48 @@ def test_status_without_a_tty_has_no_colour_and_a_health_line(dsn):
     proc = _tickagg(dsn, "status", "--json")
     out, err = proc.communicate(timeout=60)
     data = json.loads(out)
-    assert sum(data["health"].values()) == len(data["tasks"]) > 0
+    assert sum(data["health"].values()) == sum(r["tasks"] for r in data["summary"]) > 0
+    assert "tasks" not in data  # every task only on request
+
+
+def test_status_summarises_a_market_and_names_the_tasks_that_need_a_look(dsn, conn):
+    """Thousands of tasks are read per kind and timeframe; failing tasks by name;
+    every task with --all, one symbol's with --symbol."""
+    conn.execute(
+        "INSERT INTO tickagg.core_asset_registry_all (canonical_symbol, calendar_code)"
+        " SELECT 'MK' || i, 'crypto_24x7' FROM generate_series(1, 60) AS i"
+    )
+    conn.execute("SELECT tickagg.sync_agg_state_from_registry('prod', now() - interval '1 day')")
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET status = 'hard_failed', hard_fail_streak = 3,"
+        " last_error = 'boom' WHERE canonical_symbol = 'MK7' AND timeframe = '1h'"
+    )
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET transient_fail_streak = 2"
+        " WHERE canonical_symbol = 'MK9' AND timeframe = '4h' AND task_kind = 'rollup'"
+    )
+    total = conn.execute("SELECT count(*) AS n FROM tickagg.data_agg_state").fetchone()["n"]
+
+    out, err = _tickagg(dsn, "status").communicate(timeout=60)
+    lines = out.splitlines()
+    rollup_1h = [x.split() for x in lines if x.split()[:2] == ["rollup", "1h"]]
+    assert rollup_1h and rollup_1h[0][2] == "60" and rollup_1h[0][7] == "1", out
+    named = [x for x in lines if x.startswith(("MK7 ", "MK9 "))]
+    assert len(named) == 3, out  # MK7's 1h rollup and indicators, MK9's 4h rollup
+    assert f"tasks={total}," in out and "hard_failed=2" in out
+    assert not [x for x in lines if x.startswith("MK1 ")]  # healthy tasks are not listed
+
+    data = json.loads(_tickagg(dsn, "status", "--json").communicate(timeout=60)[0])
+    assert data["attention_total"] == 3
+    assert {(r["canonical_symbol"], r["timeframe"]) for r in data["attention"]} == {
+        ("MK7", "1h"),
+        ("MK9", "4h"),
+    }
+    everything = json.loads(_tickagg(dsn, "status", "--json", "--all").communicate(timeout=60)[0])
+    assert len(everything["tasks"]) == total
+    one = json.loads(
+        _tickagg(dsn, "status", "--json", "--symbol", "MK9").communicate(timeout=60)[0]
+    )
+    assert {t["canonical_symbol"] for t in one["tasks"]} == {"MK9"} and len(one["tasks"]) == 16
+    out, _ = _tickagg(dsn, "status", "--symbol", "MK9").communicate(timeout=60)
+    assert len([x for x in out.splitlines() if x.startswith("MK9 ")]) == 16
