@@ -843,7 +843,9 @@ def _print_table(rows: list[dict], empty: str) -> None:
 @click.option("--symbol", required=True, help="Canonical symbol.")
 @click.option("--timeframe", default="1m", show_default=True)
 @click.option("--from", "from_", default=None, help="Window start (ISO 8601; default 7 days ago).")
-@click.option("--to", default=None, help="Window end, exclusive (ISO 8601; default now).")
+@click.option(
+    "--to", default=None, help="Window end, exclusive (ISO 8601; default and at most now)."
+)
 @click.option(
     "--format",
     "fmt",
@@ -857,8 +859,10 @@ def gaps(obj: Ctx, symbol, timeframe, from_, to, fmt):
     import csv
     import sys
 
-    end = _parse_ts(to) or dt.datetime.now(dt.UTC)
-    start = _parse_ts(from_) or end - dt.timedelta(days=7)
+    # minutes still to come, and the one under way, are not missing
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    end = min(_parse_ts(to) or now, now)
+    start = min(_parse_ts(from_) or end - dt.timedelta(days=7), end)
     with obj.pool().connection() as conn:
         rows = queries.agg_find_gaps(conn, symbol, timeframe, start, end)
     if fmt == "json":

@@ -44,6 +44,9 @@ PINNED_SETTINGS = (
     ("extra_float_digits", "1"),
     ("default_transaction_isolation", "read committed"),
     ("search_path", "pg_catalog"),
+    # a killed client's running statement is cancelled within seconds, not left to
+    # run on (and hold its locks) until it ends
+    ("client_connection_check_interval", "2s"),
 )
 
 

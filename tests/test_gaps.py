@@ -4,6 +4,7 @@ coverage view, against an independent zoneinfo oracle (tests/oracle.py)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from helpers import drive, insert_bars, register, run_cli, sync
@@ -182,6 +183,9 @@ def test_find_gaps_errors(conn):
         (("EURUSD", "7m", F_START, F_END), "TK003"),
         (("EURUSD", "1m", F_END, F_START), "TK004"),
         (("EURUSD", "5m", F_START, F_END), "TK006"),  # no rollup task yet
+        # thousands of years ran for minutes: only dates with kept sessions
+        (("EURUSD", "1m", dt.datetime(1, 1, 1, tzinfo=dt.UTC), F_END), "TK004"),
+        (("EURUSD", "1m", F_START, dt.datetime(9999, 1, 1, tzinfo=dt.UTC)), "TK004"),
     ):
         with pytest.raises(psycopg.Error) as ei:
             conn.execute("SELECT * FROM tickagg.agg_find_gaps(%s, %s, %s, %s)", args)
@@ -262,3 +266,20 @@ def test_coverage_view_matches_python(conn):
     exp24 = sum(1 for t in fx_open if t >= day)
     assert e["expected_24h"] == (exp24 or None) or (exp24 == 0 and e["coverage_24h"] is None)
     assert e["oldest_gap_too_old"] is False
+
+
+def test_gaps_command_refuses_an_unbounded_window_in_one_line(dsn, conn):
+    register(conn, "EURUSD", "forex_24x5")
+    conn.execute("SELECT tickagg.sync_agg_state_from_registry('prod', %s)", (F_START,))
+    done = run_cli(dsn, "gaps", "--symbol", "EURUSD", "--timeframe", "5m",
+                   "--from", "0001-01-01", "--to", "9999-01-01", timeout=60)  # fmt: skip
+    assert done.returncode != 0
+    assert "outside the dates tickagg keeps sessions for" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 2
+    # a window reaching into the future ends now: minutes still to come are not missing
+    done = run_cli(dsn, "gaps", "--symbol", "EURUSD", "--from", "2026-01-01",
+                   "--to", "2069-01-01", "--format", "json", timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    now = conn.execute("SELECT now() AS n").fetchone()["n"]
+    assert rows and max(dt.datetime.fromisoformat(r["gap_end"]) for r in rows) <= now

@@ -12,6 +12,9 @@ import csv
 import datetime as dt
 import json
 import random
+import subprocess
+import sys
+import time
 
 import helpers as h
 from oracle import diff, expected_bars, random_bars
@@ -117,3 +120,30 @@ def test_every_command_works_under_odd_session_defaults(conn, dsn, tmp_path):
         actual = h.derived(session, data)
     problems = diff(expected, actual)
     assert not problems, "\n".join(problems)
+
+
+def test_a_killed_clients_statement_does_not_run_on(conn, dsn):
+    """A CLI killed mid-query (SIGKILL, a closed terminal) left its statement running
+    on the server for minutes. Every tickagg session asks the server to check that
+    its client is still there while a statement runs."""
+    probe = "killed-client-probe"
+    code = (
+        "import sys; from runner import db; "
+        f"db.connect(sys.argv[1]).execute('SELECT pg_sleep(120) /* {probe} */')"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, dsn], env=h.cli_env(), cwd=h.ROOT)
+    active = (
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()"
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while conn.execute(active, (f"%{probe}%",)).fetchone()["n"] == 0:
+            assert time.monotonic() < deadline, "the probe never started"
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 20
+    while conn.execute(active, (f"%{probe}%",)).fetchone()["n"] > 0:
+        assert time.monotonic() < deadline, "the killed client's statement still runs after 20 s"
+        time.sleep(0.2)

@@ -34,6 +34,17 @@ BEGIN
         RAISE EXCEPTION 'invalid window [%, %)', p_from, p_to
             USING ERRCODE = 'TK004', HINT = 'Pass p_from <= p_to, both not NULL.';
     END IF;
+    -- a window of thousands of years ran for minutes (and on after the client
+    -- was gone): only the dates whose sessions are kept are judged
+    IF
+        p_from < lower(tickagg.calendar_days_window())::timestamp AT TIME ZONE 'UTC'
+        OR p_to > upper(tickagg.calendar_days_window())::timestamp AT TIME ZONE 'UTC'
+    THEN
+        RAISE EXCEPTION 'window [%, %) reaches outside the dates tickagg keeps sessions for (%)',
+            p_from, p_to, tickagg.calendar_days_window()
+            USING ERRCODE = 'TK004',
+                  HINT = 'Narrow the window to dates inside ' || tickagg.calendar_days_window()::text || '.';
+    END IF;
     SELECT r.calendar_code INTO v_calendar
     FROM tickagg.core_asset_registry_all AS r WHERE r.canonical_symbol = p_canonical_symbol;
     IF NOT FOUND THEN
