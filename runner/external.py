@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -132,7 +133,11 @@ def _parse_datetime(v) -> dt.datetime:
 
 def _convert(col: Col, v):
     if col.kind == "str":
+        if isinstance(v, (dict, list)):
+            raise RowError("an object or array where text belongs")
         s = str(v).strip()
+        if "\x00" in s:
+            raise RowError("contains a NUL byte")
         if col.choices and s.lower() not in col.choices:
             raise RowError(f"expected one of {', '.join(col.choices)}")
         return s.lower() if col.choices else s
@@ -242,6 +247,14 @@ def ingest_file(client, table: str, path: str, batch_rows: int = BATCH_ROWS) -> 
     if not os.path.exists(path):
         raise InputFormatError(f"{path}: no such file")
     columns = [c.name for c in SCHEMAS[table]]
+    collected_at = columns.index("collected_at")
+    retention = retention_days(client, table)
+    # ClickHouse drops a row whose TTL has passed at once: refuse it here instead
+    oldest_kept = (
+        None
+        if retention is None
+        else dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=retention)
+    )
     name = os.path.basename(path)
     good: list[list] = []
     bad: list[list] = []
@@ -267,7 +280,14 @@ def ingest_file(client, table: str, path: str, batch_rows: int = BATCH_ROWS) -> 
         try:
             if isinstance(record, str):
                 raise RowError(record)
-            good.append(validate(table, record))
+            row = validate(table, record)
+            if oldest_kept is not None and row[collected_at] < oldest_kept:
+                raise RowError(
+                    f"collected_at {row[collected_at]:%Y-%m-%d %H:%M:%S} is older than the"
+                    f" {retention}-day retention of {table}: ClickHouse would drop the row at once"
+                    " (raise it first: tickagg external set-ttl DAYS)"
+                )
+            good.append(row)
         except RowError as exc:
             res["rejects"].append({"line_no": line_no, "reason": str(exc)})
             bad.append([table, name, line_no, str(exc), raw[:4000]])
@@ -331,6 +351,16 @@ def sessions_snapshot(conn, client, at: dt.datetime | None = None) -> dict:
 
 
 # --- retention --------------------------------------------------------------------
+
+
+def retention_days(client, table: str) -> int | None:
+    """The days a table keeps a row after its collected_at (its TTL), None without one."""
+    ddl = client.command(f"SHOW CREATE TABLE {table}")  # table: a SCHEMAS key
+    found = _TTL_DAYS.search(str(ddl))
+    return int(found.group(1)) if found else None
+
+
+_TTL_DAYS = re.compile(r"TTL\s+toDateTime\(collected_at\)\s*\+\s*toIntervalDay\((\d+)\)")
 
 
 def set_ttl(client, days: int) -> list[str]:

@@ -645,12 +645,13 @@ def test_external_ingest_good_duplicate_and_malformed(ch, tmp_path):
 
 def test_ingest_external_cli_exit_codes(dsn, tmp_path):
     url = f"chdb://{tmp_path / 'ext'}"
+    day = dt.date.today() - dt.timedelta(days=3)  # within the default 365-day retention
     f = _write(
         tmp_path / "fg.csv",
-        """
+        f"""
         value,classification,sentiment_score,index_timestamp,source,collected_at
-        40,Fear,-20,2025-03-01T00:00:00Z,alternative.me,2025-03-01T00:05:00Z
-        400,Fear,-20,2025-03-02T00:00:00Z,alternative.me,2025-03-02T00:05:00Z
+        40,Fear,-20,{day}T00:00:00Z,alternative.me,{day}T00:05:00Z
+        400,Fear,-20,{day}T00:01:00Z,alternative.me,{day}T00:06:00Z
         """,
     )
     assert h.run_cli(dsn, "--clickhouse-url", url, "migrate").returncode == 0
@@ -702,6 +703,45 @@ def test_sessions_snapshot_matches_calendar_sessions(conn, ch):
     assert [r[:3] for r in rows] == [(3, ["crypto_24x7", "forex_24x5", "us_equity"], "high")]
     now_snap = external.sessions_snapshot(conn, ch)  # PostgreSQL's now()
     assert now_snap["active_sessions"] == direct(now_snap["collected_at"].replace(tzinfo=UTC))
+
+
+def test_external_rows_past_the_retention_or_with_odd_text_are_rejected(ch, tmp_path):
+    """A row collected longer ago than the table's TTL was reported as inserted and
+    vanished at once; objects, arrays and NUL bytes in text fields were stored as
+    Python reprs. Each is a reject with its line and reason; good rows land."""
+    from runner import external
+
+    now = dt.datetime.now(UTC).replace(microsecond=0)
+    old, recent = now - dt.timedelta(days=400), now - dt.timedelta(days=2)
+
+    def reading(value, at, source="alternative.me"):
+        stamp = at.isoformat()
+        return {"value": value, "classification": "fear", "sentiment_score": -20,
+                "index_timestamp": stamp, "source": source, "collected_at": stamp}  # fmt: skip
+
+    lines = [
+        reading(40, recent),
+        reading(41, old),
+        reading(42, recent, {"a": 1}),
+        reading(43, recent, ["x"]),
+        reading(44, recent, "bad\u0000name"),
+    ]
+    path = tmp_path / "fg.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    res = external.ingest_file(ch, "external_fear_greed_index", str(path))
+    reasons = {r["line_no"]: r["reason"] for r in res["rejects"]}
+    assert res["rows_inserted"] == 1 and set(reasons) == {2, 3, 4, 5}, reasons
+    assert "older than the 365-day retention" in reasons[2]
+    assert reasons[3].startswith("source: an object or array")
+    assert reasons[4].startswith("source: an object or array")
+    assert reasons[5].startswith("source: contains a NUL byte")
+    assert [r[0] for r in _final(ch, "external_fear_greed_index", "value")] == [40]
+    # with a longer retention set first, the old row lands and stays
+    external.set_ttl(ch, 1000)
+    res = external.ingest_file(ch, "external_fear_greed_index", str(path))
+    assert res["rows_inserted"] == 2
+    ch.command("OPTIMIZE TABLE external_fear_greed_index FINAL")
+    assert sorted(r[0] for r in _final(ch, "external_fear_greed_index", "value")) == [40, 41]
 
 
 def test_external_ttl_setting(ch):
