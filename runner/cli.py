@@ -1040,6 +1040,11 @@ def verify(obj: Ctx, symbol, from_, to, as_json):
     ch = _clickhouse(obj)
     with obj.pool().connection() as conn:
         symbols = [symbol] if symbol else queries.export_symbols(conn, None)
+        if not symbols:
+            raise TickaggError(
+                "nothing to verify: no symbol has an export task"
+                " (`tickagg export` or `tickagg sync` with --clickhouse-url creates them)"
+            )
         drift = []
         for s in symbols:
             drift.extend(clickhouse.verify_symbol(conn, ch, s, _parse_ts(from_), _parse_ts(to)))

@@ -479,14 +479,21 @@ def verify_symbol(conn, client, symbol: str, from_ts=None, to_ts=None) -> list[d
         (r["timeframe"], r["day"]): (int(r["bars"]), int(r["checksum"]))
         for r in queries.export_day_checksums(conn, symbol, lo, hi)
     }
-    res = client.query(
-        CH_DAY_CHECKSUMS,
-        parameters={
-            "symbol": symbol,
-            "from_ts": lo.astimezone(dt.UTC).replace(tzinfo=None),
-            "to_ts": hi.astimezone(dt.UTC).replace(tzinfo=None),
-        },
-    )
+    try:
+        res = client.query(
+            CH_DAY_CHECKSUMS,
+            parameters={
+                "symbol": symbol,
+                "from_ts": lo.astimezone(dt.UTC).replace(tzinfo=None),
+                "to_ts": hi.astimezone(dt.UTC).replace(tzinfo=None),
+            },
+        )
+    except Exception as exc:  # noqa: BLE001 - the driver's errors, reported as ours
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ClickHouseError(
+            f"ClickHouse could not be read for verify ({first_line[:300]});"
+            " are its tables there? `tickagg migrate --clickhouse-url URL` creates them"
+        ) from exc
     ch = {(tf, day): (int(n), int(cs)) for tf, day, n, cs in res.result_rows}
     drift = []
     for key in sorted(set(pg) | set(ch)):

@@ -327,6 +327,20 @@ def test_verify_cli_and_lock_message(conn, dsn, ch, ch_url):
     assert ch_url.removeprefix("chdb://") in res.stderr
 
 
+def test_verify_says_when_there_is_nothing_to_compare_or_no_tables(conn, dsn, tmp_path):
+    """verify with nothing exported printed "verified 0 symbols" and exit 0; before
+    the ClickHouse tables existed it printed an 18-frame traceback."""
+    url = f"chdb://{tmp_path / 'empty'}"
+    res = h.run_cli(dsn, "--clickhouse-url", url, "verify")
+    assert res.returncode == 1 and "nothing to verify" in res.stderr, res.stderr
+    h.register(conn, "VNT", "crypto_24x7")
+    queries.sync_export_tasks(conn, "prod", START)
+    res = h.run_cli(dsn, "--clickhouse-url", url, "verify")
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr and "tickagg migrate --clickhouse-url" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
 def test_daily_coverage_and_rollup_views(conn, dsn, ch):
     _setup(conn, symbols=(("COV", "crypto_24x7", 100.0),))
     _drive(conn, dsn)
