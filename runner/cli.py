@@ -307,7 +307,12 @@ def symbols_list(obj: Ctx, as_json):
 
 
 @cli.command()
-@click.option("--start", default=None, help="agg_start_utc for new tasks (ISO 8601).")
+@click.option(
+    "--start",
+    default=None,
+    help="agg_start_utc for new tasks (ISO 8601); earlier than existing tasks' start, it"
+    " also rewinds them so the stretch before their old start gets derived.",
+)
 @click.pass_obj
 def sync(obj: Ctx, start):
     """Create/update/disable tasks from the registry."""
@@ -316,6 +321,12 @@ def sync(obj: Ctx, start):
         if getattr(obj, "clickhouse_url", None):
             res.update(queries.sync_export_tasks(conn, obj.env, _parse_ts(start)))
     click.echo(json.dumps(res, default=str))
+    if res.get("tasks_rewound"):
+        click.echo(
+            f"rewound {res['tasks_rewound']} tasks to start at {start}: the next runs derive"
+            " the bars before their old start",
+            err=True,
+        )
 
 
 # --- ingest ------------------------------------------------------------------

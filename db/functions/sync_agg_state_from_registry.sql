@@ -14,6 +14,7 @@
 -- if its timeframe is in indicator_timeframes (the others are removed, see
 -- indicators_drop_timeframes).
 -- A new indicators task without bars starts asleep: its bars wake it.
+-- An explicit p_start earlier than existing tasks' start reaches back: see below.
 CREATE OR REPLACE FUNCTION tickagg.sync_agg_state_from_registry(
     p_env text DEFAULT 'prod',
     p_start timestamptz DEFAULT NULL
@@ -40,6 +41,7 @@ DECLARE
     v_ind_updated bigint;
     v_ind_disabled bigint;
     v_ind_removed bigint;
+    v_rewound bigint := 0;
     v_ind_timeframes text[] := tickagg.indicator_timeframes();
 BEGIN
     IF p_env IS NULL OR p_env NOT IN ('prod', 'test') THEN
@@ -116,6 +118,50 @@ BEGIN
     )
     SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM updated), (SELECT count(*) FROM disabled)
     INTO v_created, v_updated, v_disabled;
+
+    -- An explicit start earlier than a task's start reaches back (it was ignored,
+    -- so minutes before the first start never got derived bars). A rollup that
+    -- has materialised something gets the new stretch as a dirty span behind its
+    -- cursor (the late-data path: bars already there stay, only the stretch is
+    -- derived, higher levels follow by the cascade); one that has not starts from
+    -- the new start. History gap scans and tick aggregation look back as far.
+    IF p_start IS NOT NULL THEN
+        WITH earlier AS MATERIALIZED (
+            SELECT
+                s.canonical_symbol, s.timeframe, s.task_kind, s.agg_start_utc AS old_start,
+                s.task_kind = 'rollup' AND s.last_agg_bar_ts_utc
+                > tickagg.agg_bootstrap_cursor(s.canonical_symbol, s.timeframe, s.agg_start_utc) AS materialised
+            FROM tickagg.data_agg_state AS s
+            INNER JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = s.canonical_symbol
+            WHERE
+                s.agg_start_utc > p_start AND s.task_kind IN ('rollup', 'gap_scan_history', 'ticks_1m')
+                AND CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END
+            FOR UPDATE OF s
+        ),
+        dirtied AS (
+            INSERT INTO tickagg.agg_invalidations (canonical_symbol, timeframe, dirty_range)
+            SELECT e.canonical_symbol, e.timeframe, tstzrange(p_start, e.old_start)
+            FROM earlier AS e
+            WHERE e.materialised
+        ),
+        rewound AS (
+            UPDATE tickagg.data_agg_state AS s SET
+                agg_start_utc = p_start,
+                last_agg_bar_ts_utc = CASE
+                    WHEN e.task_kind = 'rollup' AND NOT e.materialised
+                        THEN tickagg.agg_bootstrap_cursor(s.canonical_symbol, s.timeframe, p_start)
+                    WHEN e.task_kind = 'ticks_1m' THEN least(s.last_agg_bar_ts_utc, date_trunc('minute', p_start))
+                    ELSE s.last_agg_bar_ts_utc
+                END,
+                pending_bucket_end = CASE WHEN e.task_kind = 'rollup' THEN NULL ELSE s.pending_bucket_end END,
+                next_run_at = least(s.next_run_at, now()),
+                updated_at = now()
+            FROM earlier AS e
+            WHERE s.canonical_symbol = e.canonical_symbol AND s.timeframe = e.timeframe AND s.task_kind = e.task_kind
+            RETURNING 1
+        )
+        SELECT count(*) INTO v_rewound FROM rewound;
+    END IF;
 
     -- The companion tasks, one statement for all their kinds: two gap scans per
     -- symbol, ticks_1m and ticks_retention per tick-fed symbol (on '1m'), and an
@@ -239,6 +285,7 @@ BEGIN
         'tasks_created', v_created,
         'tasks_updated', v_updated,
         'tasks_disabled', v_disabled,
+        'tasks_rewound', v_rewound,
         'gap_scan_tasks_created', v_scans_created,
         'gap_scan_tasks_updated', v_scans_updated,
         'gap_scan_tasks_disabled', v_scans_disabled,
