@@ -46,10 +46,10 @@ def test_disable_survives_sync_and_is_not_claimed_then_enable(eurusd, role_dsn):
     assert (t["enabled"], t["disabled_by_user"]) == (False, True)
 
     # status says who switched it off, in JSON and in the table
-    status = _ok(runner, "status", "--json")
+    status = _ok(runner, "status", "--json", "--symbol", "EURUSD")
     row = next(r for r in status["tasks"] if (r["timeframe"], r["task_kind"]) == ("5m", "rollup"))
     assert (row["enabled"], row["disabled_by_user"]) == (False, True)
-    table = run_cli(runner, "status", timeout=60).stdout
+    table = run_cli(runner, "status", "--symbol", "EURUSD", timeout=60).stdout
     assert [ln for ln in table.splitlines() if " 5m " in ln and " rollup " in ln and " user " in ln]
     assert not [ln for ln in table.splitlines() if " 15m " in ln and " user " in ln]
 
