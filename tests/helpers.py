@@ -319,11 +319,17 @@ def partial_drive(dsn: str, claims: int, *, max_windows: int | None = None) -> d
 
 
 def sigkill_runner_after(conn, cmd: list[str], seconds: float, last: Mapping) -> dict:
-    """Start a runner (`cmd`, from tickagg_cmd), SIGKILL it after `seconds` and check
-    that no task cursor moved back from `last`. Returns the cursors now."""
+    """Start a runner (`cmd`, from tickagg_cmd), SIGKILL it `seconds` after it has
+    connected and check that no task cursor moved back from `last`. Returns the
+    cursors now. (Counting from its connection, not its start: on a loaded machine
+    Python's start-up alone took the whole window and the runner never worked.)"""
+    earlier = runner_sessions(conn)
     p = subprocess.Popen(
         cmd, cwd=ROOT, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and p.poll() is None and runner_sessions(conn) <= earlier:
+        time.sleep(0.02)
     time.sleep(seconds)
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=30)
@@ -331,6 +337,17 @@ def sigkill_runner_after(conn, cmd: list[str], seconds: float, last: Mapping) ->
     back = {k: (last[k], v) for k, v in now.items() if k in last and v < last[k]}
     assert not back, f"cursors moved back: {back}"
     return now
+
+
+def runner_sessions(conn) -> set[int]:
+    """Backend pids of the tickagg sessions (application_name 'tickagg') open now."""
+    return {
+        r["pid"]
+        for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE application_name = 'tickagg' AND datname = current_database()"
+        )
+    }
 
 
 def run_until_idle_after_kills(dsn: str, conn, *run_args: str, attempts: int = 5) -> None:

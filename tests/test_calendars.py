@@ -237,6 +237,64 @@ def test_a_holiday_set_after_the_fact_re_derives_built_bars(dsn, conn):
     assert (res["changed"], res["tasks_dirtied"]) == (False, 0)
 
 
+def test_a_holiday_removed_by_a_direct_write_re_derives_built_bars(dsn, conn):
+    """A holiday deleted straight from market_holidays (not through
+    calendar_set_holiday) changes the day's session all the same: the bars built
+    around it follow by themselves."""
+    rng = random.Random(705)
+    agg_start = dt.datetime(2025, 6, 30, tzinfo=UTC)
+    bars = random_bars("us_equity", D(2025, 6, 30), D(2025, 7, 11), rng)
+    for minute in range(0, 390, 5):  # a feed that traded on July 4th
+        at = dt.datetime.combine(D(2025, 7, 4), dt.time(9, 30), NY).astimezone(UTC)
+        bars[at + dt.timedelta(minutes=minute)] = Bar1m(500.0, 501.0, 499.0, 500.5, 10.0)
+    conn.execute("SELECT tickagg.calendar_set_holiday('us_equity', '2025-07-04', NULL, 'July 4')")
+    h.register(conn, "SPZ", "us_equity")
+    h.sync(conn, agg_start)
+    h.insert_bars(conn, "SPZ", bars)
+    h.rollups_only(conn)
+    h.drive(dsn)
+    with_holiday = expected_bars(
+        "SPZ", "us_equity", bars, agg_start, holidays={D(2025, 7, 4): None}
+    )
+    assert not diff(with_holiday, h.derived(conn, ["SPZ"]))
+    conn.execute(
+        "DELETE FROM tickagg.market_holidays WHERE calendar_code = 'us_equity'"
+        " AND holiday_date = '2025-07-04'"
+    )
+    h.drive(dsn)
+    problems = diff(expected_bars("SPZ", "us_equity", bars, agg_start), h.derived(conn, ["SPZ"]))
+    assert not problems, "\n".join(problems)
+
+
+def test_a_symbol_moved_to_another_calendar_re_derives_its_bars(dsn, conn):
+    """A crypto symbol re-registered on forex_24x5 kept its 1d bars at 00:00 UTC,
+    its weekend buckets and 1440 expected candles. After the move every bar
+    follows the new calendar, the old buckets are gone, and no open gap lies in
+    what is now closed time."""
+    rng = random.Random(406)
+    agg_start = dt.datetime(2025, 3, 3, tzinfo=UTC)
+    bars = random_bars("crypto_24x7", D(2025, 3, 3), D(2025, 3, 16), rng, hole_rate=0.002)
+    h.register(conn, "HB04", "crypto_24x7")
+    h.sync(conn, agg_start)
+    h.insert_bars(conn, "HB04", bars)
+    h.drive(dsn)
+    assert not diff(
+        expected_bars("HB04", "crypto_24x7", bars, agg_start), h.derived(conn, ["HB04"])
+    )
+
+    done = run_cli(dsn, "symbols", "add", "HB04", "--calendar", "forex_24x5")
+    assert done.returncode == 0, done.stderr
+    h.sync(conn, agg_start)
+    h.drive(dsn)
+    problems = diff(expected_bars("HB04", "forex_24x5", bars, agg_start), h.derived(conn, ["HB04"]))
+    assert not problems, "\n".join(problems)
+    weekend_gaps = conn.execute(
+        "SELECT count(*) AS n FROM tickagg.gap_ledger WHERE canonical_symbol = 'HB04'"
+        " AND filled_at IS NULL AND extract(isodow FROM gap_start AT TIME ZONE 'UTC') = 6"
+    ).fetchone()["n"]
+    assert weekend_gaps == 0
+
+
 SESSIONS_DIFFER = """
 SELECT count(*) AS n FROM (
     (SELECT * FROM tickagg.calendar_sessions(%(c)s, %(f)s, %(t)s)

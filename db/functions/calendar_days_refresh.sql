@@ -3,10 +3,14 @@
 -- refresh with nothing changed writes nothing. Called by the triggers on
 -- market_calendars and market_holidays, and by every migrate (after a time-zone
 -- rule change, the stored UTC times follow). Returns the rows written or removed.
--- Rollup tasks of the calendar's symbols store when the bucket at their cursor
--- closes (pending_bucket_end, from these sessions); a change around their cursor
--- recomputes it, and brings the next run forward when it now closes earlier
--- (a removed holiday), so no bar waits for a session that no longer exists.
+-- A changed session changes the buckets and expected candles of the calendar's
+-- symbols: their bars already built over the changed dates are re-derived (a
+-- dirty span per rollup task, the late-data path, only behind its cursor), and
+-- the stored end of the bucket at a task's cursor (pending_bucket_end) is
+-- recomputed when the change lies around it, bringing the next run forward when
+-- it now closes earlier (a removed holiday). So a holiday added, changed or
+-- removed by any path (calendar_set_holiday, an import, a direct write), an
+-- edited calendar or a time-zone rule change all correct the bars by themselves.
 CREATE OR REPLACE FUNCTION tickagg.calendar_days_refresh(
     p_calendar_code text,
     p_dates daterange DEFAULT NULL
@@ -77,7 +81,17 @@ BEGIN
     FROM changed AS c;
 
     IF v_changed > 0 THEN
-        -- a date's session lies within two days of it; tasks whose cursor is past
+        -- a date's session lies within two days of it
+        INSERT INTO tickagg.agg_invalidations (canonical_symbol, timeframe, dirty_range)
+        SELECT
+            t.canonical_symbol,
+            t.timeframe,
+            tstzrange((v_first - 2)::timestamp AT TIME ZONE 'UTC', (v_last + 3)::timestamp AT TIME ZONE 'UTC')
+        FROM tickagg.calendar_rollups_past(p_calendar_code, (v_first - 2)::timestamp AT TIME ZONE 'UTC') AS t;
+        IF FOUND THEN
+            PERFORM pg_notify('tickagg_work', '');
+        END IF;
+        -- tasks whose cursor is past
         -- the changed dates, or whose bucket closes before them, are unaffected
         WITH affected AS (
             SELECT

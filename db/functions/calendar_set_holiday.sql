@@ -1,9 +1,10 @@
 -- Add or change a holiday (p_early_close NULL: closed all day) or an early close
 -- (the local wall-clock close time) of a calendar. The runner role may call it;
 -- it cannot write market_holidays itself. A change alters the buckets and the
--- expected candles of that trading date, so it dirties the date for every rollup
--- task of the calendar's symbols: bars already built are re-derived by the next
--- runs (the usual late-data path; only behind each task's cursor).
+-- expected candles of that trading date: the trigger on market_holidays
+-- refreshes its session (calendar_days_refresh), which dirties the date for
+-- every rollup task of the calendar's symbols, so bars already built are
+-- re-derived by the next runs (the late-data path; only behind each cursor).
 CREATE OR REPLACE FUNCTION tickagg.calendar_set_holiday(
     p_calendar_code text,
     p_holiday_date date,
@@ -44,24 +45,9 @@ BEGIN
         early_close = excluded.early_close, description = excluded.description
     WHERE (h.early_close, h.description) IS DISTINCT FROM (excluded.early_close, excluded.description)
     RETURNING true INTO v_changed;
-
     IF v_changed THEN
-        INSERT INTO tickagg.agg_invalidations (canonical_symbol, timeframe, dirty_range)
-        SELECT
-            s.canonical_symbol,
-            s.timeframe,
-            -- the date's regular session: an early close only shortens it
-            tstzrange(
-                (p_holiday_date + v_calendar.session_open_offset) AT TIME ZONE v_calendar.time_zone,
-                (p_holiday_date + v_calendar.session_close_offset) AT TIME ZONE v_calendar.time_zone
-            )
-        FROM tickagg.data_agg_state AS s
-        INNER JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = s.canonical_symbol
-        WHERE r.calendar_code = p_calendar_code AND s.task_kind = 'rollup';
-        GET DIAGNOSTICS v_dirtied = ROW_COUNT;
-        IF v_dirtied > 0 THEN
-            PERFORM pg_notify('tickagg_work', '');
-        END IF;
+        SELECT count(*) INTO v_dirtied
+        FROM tickagg.calendar_rollups_past(p_calendar_code, (p_holiday_date - 2)::timestamp AT TIME ZONE 'UTC');
     END IF;
 
     RETURN jsonb_build_object(

@@ -61,3 +61,10 @@ FOR EACH ROW EXECUTE FUNCTION tickagg.calendar_days_from_holidays();
 CREATE OR REPLACE TRIGGER market_holidays_truncate_refresh_days
 AFTER TRUNCATE ON tickagg.market_holidays
 FOR EACH STATEMENT EXECUTE FUNCTION tickagg.calendar_days_from_holidays();
+
+-- A symbol moved to another calendar re-derives its bars (registry_calendar_changed).
+CREATE OR REPLACE TRIGGER registry_calendar_changed
+AFTER UPDATE OF calendar_code ON tickagg.core_asset_registry_all
+FOR EACH ROW
+WHEN (old.calendar_code IS DISTINCT FROM new.calendar_code)
+EXECUTE FUNCTION tickagg.registry_calendar_changed();
