@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import logging
 import os
+import time
 
 import click
 
@@ -20,7 +21,7 @@ DEFAULT_WORKERS = min(os.cpu_count() or 1, 8)
 
 log = logging.getLogger("tickagg")
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_REJECTED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_REJECTED, EXIT_UNAVAILABLE, EXIT_INCOMPLETE = 0, 1, 2, 3, 4, 5
 
 
 class Ctx:
@@ -510,7 +511,7 @@ def run(
     metrics_interval,
 ):
     """Claim and execute due tasks until stopped (SIGTERM/SIGINT: finish, exit 0)."""
-    from .loop import Runner, RunnerConfig
+    from .loop import Runner, RunnerConfig, RunStats
     from .run_progress import RunProgress
 
     _warn_password_on_command_line(obj.require_dsn())
@@ -533,16 +534,27 @@ def run(
         from .metrics import MetricsServer
 
         server = MetricsServer(cfg.dsn, metrics_host, metrics_port, metrics_interval).start()
-    runner = Runner(cfg, metrics=server.metrics if server else None)
+    runners: list[Runner] = []
+
+    def start_runner() -> RunStats:
+        runners.append(Runner(cfg, metrics=server.metrics if server else None))
+        return runners[-1].run()
+
     try:
         # on a terminal, what is left and how fast it goes (not for a daemon's log)
         with RunProgress(
             cfg.dsn,
             cfg.env,
-            lambda: (runner.stats.bars_written, runner.stats.tasks_succeeded),
+            lambda: (
+                sum(r.stats.bars_written for r in runners),
+                sum(r.stats.tasks_succeeded for r in runners),
+            ),
             enabled=until_idle and obj.log_format != "json",
         ):
-            stats = runner.run()
+            if until_idle:
+                stats = _run_until_idle(obj, start_runner, runners, cfg.lease_seconds)
+            else:
+                stats = start_runner()
     finally:
         if server is not None:
             server.stop()
@@ -551,6 +563,62 @@ def run(
             f"idle: {stats.tasks_succeeded} tasks succeeded, "
             f"{stats.tasks_failed} failed, {stats.bars_written} bars written"
         )
+        _exit_if_work_left(obj, stats.tasks_failed)
+
+
+# How long `run --until-idle` waits, beyond one lease, for tasks other runners hold
+OTHER_RUNNERS_GRACE_SECONDS = 30
+
+
+def _run_until_idle(obj: Ctx, start_runner, runners: list, lease_seconds: float):
+    """Run until nothing is due. When this runner goes idle while other runners
+    still hold tasks (busy ones, or a crashed one until its lease ends), wait for
+    them and run again whatever their work made due, up to one lease plus a grace
+    period. Returns the totals of every round."""
+    from .loop import RunStats
+
+    total = RunStats()
+    deadline = time.monotonic() + lease_seconds + OTHER_RUNNERS_GRACE_SECONDS
+    empty_rounds = 0  # due tasks this runner cannot take (another env's) end the wait
+    while True:
+        stats = start_runner()
+        empty_rounds = 0 if stats.tasks_run else empty_rounds + 1
+        for field in ("tasks_run", "tasks_succeeded", "tasks_failed", "leases_lost", "released"):
+            setattr(total, field, getattr(total, field) + getattr(stats, field))
+        total.bars_written += stats.bars_written
+        if runners[-1].stop_reason != "idle":
+            return total
+        while True:
+            with obj.pool().connection() as conn:
+                left = queries.work_left(conn)
+            if any(r["due"] for r in left) and empty_rounds < 2 and time.monotonic() < deadline:
+                break  # another runner's work made tasks due: take them
+            if not any(r["leased"] for r in left) or time.monotonic() >= deadline:
+                return total
+            time.sleep(0.5)
+
+
+def _exit_if_work_left(obj: Ctx, failed: int) -> None:
+    """`run --until-idle` in a script (`ingest && run --until-idle && export`) must
+    not exit 0 while bars are incomplete: runs failed, or tasks are still leased
+    (by a crashed runner, until its lease ends), backing off or given up on."""
+    with obj.pool().connection() as conn:
+        left = queries.work_left(conn)
+    if not failed and not left:
+        return
+    parts = [f"{failed} runs failed"] if failed else []
+    for r in left:
+        counts = ", ".join(
+            f"{r[k]} {k.replace('_', ' ')}"
+            for k in ("due", "leased", "backing_off", "given_up")
+            if r[k]
+        )
+        parts.append(f"{r['task_kind']}: {counts}")
+    click.echo(
+        "incomplete: " + "; ".join(parts) + " (`tickagg status` shows them; run again later)",
+        err=True,
+    )
+    raise SystemExit(EXIT_INCOMPLETE)
 
 
 # --- status ------------------------------------------------------------------

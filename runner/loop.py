@@ -331,6 +331,8 @@ class Runner:
         self._own_pool = pool is None
         self.pool = pool
         self.stop_event = threading.Event()
+        # why the runner stopped first ("idle", a signal's name, ...)
+        self.stop_reason: str | None = None
         self._cond = threading.Condition()
         self._wake_seq = 0
         self._busy = 0
@@ -352,6 +354,7 @@ class Runner:
 
     def request_stop(self, reason: str = "") -> None:
         if not self.stop_event.is_set():
+            self.stop_reason = reason
             log.info(
                 "stopping%s: no new claims; current tasks finish", f" ({reason})" if reason else ""
             )

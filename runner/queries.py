@@ -203,6 +203,36 @@ TASK_STATUS_OF_SYMBOL = "SELECT * FROM tickagg.task_status WHERE canonical_symbo
 
 TASK_SUMMARY = "SELECT * FROM tickagg.task_summary"
 
+# What `run --until-idle` leaves behind, per kind: tasks another runner still
+# leases (a crashed one's until its lease ends), tasks backing off after a
+# failure, tasks given up on (hard_failed, or optional and auto-disabled after
+# hard failures), and tasks due now
+WORK_LEFT = """
+SELECT
+    t.task_kind,
+    coalesce(max(w.due), 0) AS due,
+    count(*) FILTER (WHERE t.status = 'running') AS leased,
+    count(*) FILTER (
+        WHERE t.status = 'idle' AND t.next_run_at > now()
+        AND (t.transient_fail_streak > 0 OR t.hard_fail_streak > 0)
+    ) AS backing_off,
+    count(*) FILTER (WHERE t.status IN ('hard_failed', 'disabled')) AS given_up
+FROM tickagg.task_status AS t
+LEFT JOIN tickagg.task_waits AS w ON w.task_kind = t.task_kind
+WHERE t.enabled
+GROUP BY t.task_kind
+HAVING
+    coalesce(max(w.due), 0) > 0
+    OR count(*) FILTER (
+        WHERE t.status IN ('running', 'hard_failed', 'disabled')
+        OR (
+            t.status = 'idle' AND t.next_run_at > now()
+            AND (t.transient_fail_streak > 0 OR t.hard_fail_streak > 0)
+        )
+    ) > 0
+ORDER BY t.task_kind
+"""
+
 # hard_failed, failing or erroring tasks, worst first, capped: status lists them by name
 TASKS_NEEDING_ATTENTION = """
 SELECT * FROM tickagg.task_status
@@ -486,6 +516,11 @@ def task_status(conn) -> list[dict]:
 
 def task_status_of_symbol(conn, symbol: str) -> list[dict]:
     return _all(conn, TASK_STATUS_OF_SYMBOL, {"symbol": symbol})
+
+
+def work_left(conn) -> list[dict]:
+    """Per kind, the tasks due, leased, backing off or given up on (kinds with any)."""
+    return _all(conn, WORK_LEFT)
 
 
 def task_summary(conn) -> list[dict]:

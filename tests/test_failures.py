@@ -221,7 +221,8 @@ def test_runner_hard_failures_via_real_sql_error(dsn, conn, mandatory, final):
     h.insert_bars(conn, "GOOD", bars)
     for n in (1, 2, 3):
         p = h.run_cli(dsn, "run", "--until-idle")
-        assert p.returncode == 0, p.stderr[-3000:]
+        # a failed run leaves the bars incomplete: exit 5, saying so
+        assert p.returncode == 5 and "incomplete: 1 runs failed" in p.stderr, p.stderr[-3000:]
         s = task(conn, "BAD")
         assert s["hard_fail_streak"] == n, (n, s)
         assert "simulated storage failure" in s["last_error"]
@@ -246,7 +247,7 @@ def test_runner_transient_failure_backs_off(dsn, conn):
         conn, "BAD", {dt.datetime(2025, 3, 4, tzinfo=UTC): Bar1m(10.0, 11.0, 9.0, 10.5, 1.0)}
     )
     p = h.run_cli(dsn, "run", "--until-idle")
-    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.returncode == 5 and "backing off" in p.stderr, p.stderr[-3000:]
     s = task(conn, "BAD")
     assert (s["transient_fail_streak"], s["hard_fail_streak"], s["status"]) == (1, 0, "idle")
     wait = conn.execute(

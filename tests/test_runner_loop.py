@@ -95,6 +95,47 @@ def test_run_until_idle_materialises_bars(dsn):
     )
 
 
+def test_run_until_idle_exits_non_zero_while_work_is_left(dsn, conn):
+    """`ingest && run --until-idle && export` must not go on with incomplete bars:
+    a task still leased by a crashed runner, and runs that failed (then back off),
+    make --until-idle exit 5 with a summary of what is left."""
+    end = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=1)
+    sym = _load_symbol(dsn, 1, end)
+    # a runner that died holding the 1h rollup: its lease runs for ten more minutes
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET status = 'running', claim_token = gen_random_uuid(),"
+        " lease_expires_at = now() + interval '10 minutes', running_started_at_utc = now()"
+        " WHERE canonical_symbol = %s AND timeframe = '1h' AND task_kind = 'rollup'",
+        (sym,),
+    )
+    # and every indicators run fails (a setting out of range)
+    conn.execute(
+        "UPDATE tickagg.settings SET setting_value = '1' WHERE setting_key = 'indicator_rsi_period'"
+    )
+    # it waits for the leased task one lease (--lease-seconds) plus 30 s, then says so
+    out, err = _tickagg(
+        dsn, "--env", "test", "run", "--until-idle", "--lease-seconds", "3"
+    ).communicate(timeout=180)
+    assert "incomplete:" in err, err[-3000:]
+    (line,) = [x for x in err.splitlines() if x.startswith("incomplete:")]
+    assert "runs failed" in line and "rollup: 1 leased" in line, line
+    assert "indicators:" in line and ("backing off" in line or "given up" in line), line
+
+    conn.execute(
+        "UPDATE tickagg.settings SET setting_value = '14'"
+        " WHERE setting_key = 'indicator_rsi_period'"
+    )
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET status = 'idle', claim_token = NULL,"
+        " lease_expires_at = NULL, running_started_at_utc = NULL, transient_fail_streak = 0,"
+        " hard_fail_streak = 0, next_run_at = now() WHERE canonical_symbol = %s",
+        (sym,),
+    )
+    proc = _tickagg(dsn, "--env", "test", "run", "--until-idle")
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-3000:]
+
+
 def test_sigterm_exits_0_and_leaves_nothing_running(dsn):
     end = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=1)
     syms = [_load_symbol(dsn, 7, end) for _ in range(2)]
