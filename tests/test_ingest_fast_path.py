@@ -195,6 +195,27 @@ def landed(conn, syms: list[str], batch_id: int) -> tuple[dict, dict]:
     return rows, rejects
 
 
+def raw_row(line: str) -> dict:
+    """A rejected line as ingest_rejects keeps it: the fields as text (empty is
+    null), the source as it was taken (the default when empty)."""
+    import csv
+
+    fields = [f if f != "" else None for f in (next(csv.reader([line])) + [None] * 8)[:8]]
+    names = HEADER.split(",")
+    raw = dict(zip(names, fields, strict=True)) | {"vwap": None, "trade_count": None}
+    raw["source"] = (raw["source"] or "").strip() or "polygon_historical"
+    return raw
+
+
+def raw_rows(conn, batch_id: int) -> dict:
+    return {
+        r["line_no"]: r["raw_row"]
+        for r in conn.execute(
+            "SELECT line_no, raw_row FROM tickagg.ingest_rejects WHERE batch_id = %s", (batch_id,)
+        )
+    }
+
+
 def ingest_counting_parse_calls(conn, path: str) -> tuple[dict, int]:
     """Ingest a file chunk by chunk as `tickagg ingest bars` does (runner.ingest),
     in this session, and count the calls of parse_timestamptz it made."""
@@ -241,6 +262,9 @@ def test_fast_and_slow_judging_land_what_the_rules_say(conn, tmp_path):
             assert parse_calls >= len(lines)
         got_rows, got_rejects = landed(conn, [a, b], res["batch_id"])
         assert got_rejects == rejects, path_taken
+        assert raw_rows(conn, res["batch_id"]) == {
+            line: raw_row(lines[line - 2]) for line in rejects
+        }
         assert got_rows == rows, path_taken
         assert res["rows_total"] == len(lines) and res["rows_rejected"] == len(rejects)
         # the same outcome in terms of the lines, whichever symbols they were written for

@@ -207,13 +207,22 @@ BEGIN
                 SELECT
                     v_batch_id,
                     k.line_no,
-                    jsonb_build_object(
-                        'canonical_symbol', k.canonical_symbol, 'ts_utc', k.ts_text, 'open', k.open_text,
-                        'high', k.high_text, 'low', k.low_text, 'close', k.close_text, 'volume', k.volume_text,
-                        'vwap', k.vwap_text, 'trade_count', k.trade_count_text, 'source', k.source
-                    ),
+                    to_jsonb(raw),  -- (jsonb_build_object of the same pairs cost 20% more)
                     coalesce(k.reason, format('duplicate of line %s', k.first_line))
                 FROM ranked AS k
+                CROSS JOIN LATERAL (
+                    SELECT
+                        k.canonical_symbol,
+                        k.ts_text AS ts_utc,
+                        k.open_text AS open,
+                        k.high_text AS high,
+                        k.low_text AS low,
+                        k.close_text AS close,
+                        k.volume_text AS volume,
+                        k.vwap_text AS vwap,
+                        k.trade_count_text AS trade_count,
+                        k.source
+                ) AS raw
                 WHERE k.reason IS NOT NULL OR k.line_no <> k.first_line
                 RETURNING line_no, reason
             ),
