@@ -51,24 +51,42 @@ def csv_header(path: str) -> list[str]:
 
 
 def csv_chunks(path: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """The lines after the header, in chunks of about chunk_bytes that each end at a line end."""
-    size = chunk_bytes
+    """The lines after the header, in chunks of about chunk_bytes that each end at
+    the end of a record (a line end outside quotes)."""
     with open_binary(path) as fh:
         fh.readline()  # the header
         rest = b""
         while True:
-            block = fh.read(size)
+            block = fh.read(chunk_bytes)
             if not block:
                 if rest.strip():
                     yield rest if rest.endswith(b"\n") else rest + b"\n"
                 return
             block = rest + block
-            cut = block.rfind(b"\n")
+            cut = record_end(block)
+            if cut < 0 and len(block) >= 4 * chunk_bytes:  # a stray quote: see record_end
+                cut = block.rfind(b"\n")
             if cut < 0:
                 rest = block
                 continue
             rest = block[cut + 1 :]
             yield block[: cut + 1]
+
+
+def record_end(block: bytes) -> int:
+    """The offset of the last line end of block that ends a record, or -1. block
+    starts at a record's start. A line end inside a quoted field (an odd number of
+    quotes before it: a quote inside quotes is doubled) does not end a record, as
+    COPY (FORMAT csv) reads it. (A file whose quotes never balance again, a stray
+    quote, is cut at its last line end anyway once the block is 4 chunks long, so
+    memory stays bounded: COPY rejects that chunk and it is re-read row by row.)"""
+    cut = block.rfind(b"\n")
+    quotes = block.count(b'"', 0, cut)
+    while cut >= 0 and quotes % 2:
+        earlier = block.rfind(b"\n", 0, cut)
+        quotes -= block.count(b'"', earlier + 1, cut)
+        cut = earlier
+    return cut
 
 
 def parquet_names(path: str) -> list[str]:

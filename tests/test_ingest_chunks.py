@@ -335,6 +335,52 @@ def test_two_sessions_ingesting_the_same_keys_land_each_once(dsn, conn, tmp_path
     assert stored["n"] == n and stored["v"] == sum(range(n))
 
 
+@pytest.mark.parametrize("inside", [1, 16])
+def test_a_quoted_line_break_across_a_chunk_boundary_is_one_record(
+    dsn, conn, tmp_path, monkeypatch, inside
+):
+    """A chunk boundary that falls on a line break inside a quoted field (here a
+    note column bars ignore) must not split the record: every row lands as
+    written, and a bad row after it is rejected at the line it starts on."""
+    sym = f"CK{uuid.uuid4().hex[:6].upper()}"
+    with conn.transaction():
+        queries.register_symbol(conn, sym, "crypto_24x7", asset_class="crypto", active=False,
+                                test_active=True)  # fmt: skip
+    header = ",".join(HEADER[:7]) + ",note\n"
+    first = (
+        f'{sym},{BASE:%Y-%m-%d %H:%M:%S},100,101,99,100.5,7,"one line\nand ""more"",\nand more"\n'
+    )
+    lines = [first]
+    for i in range(1, 6):
+        lines.append(
+            f"{sym},{BASE + dt.timedelta(minutes=i):%Y-%m-%d %H:%M:%S},100,101,99,100.5,{i},\n"
+        )
+    lines.append(f"{sym},not a time,100,101,99,100.5,1,\n")
+    path = tmp_path / "quoted.csv"
+    path.write_bytes((header + "".join(lines)).encode())
+    # the first chunk's bytes end just after a line break inside the quoted note
+    monkeypatch.setattr(ingest, "CHUNK_BYTES", first.index("\n") + inside)
+
+    with db.make_pool(dsn, max_size=1) as pool:
+        res = ingest.ingest_bars_file(pool, str(path))
+    assert (res["rows_total"], res["rows_landed"], res["rows_rejected"]) == (7, 6, 1)
+    got_rejects = conn.execute(
+        "SELECT line_no, reason FROM tickagg.ingest_rejects WHERE batch_id = %s",
+        (res["batch_id"],),
+    ).fetchall()
+    # the header is line 1, the quoted record lines 2-4, then one line per record
+    assert [(r["line_no"], r["reason"]) for r in got_rejects] == [
+        (10, "ts_utc 'not a time' is not a timestamp")
+    ]
+    stored = conn.execute(
+        "SELECT ts_utc, volume FROM tickagg.data_bars WHERE canonical_symbol = %s ORDER BY ts_utc",
+        (sym,),
+    ).fetchall()
+    assert [(r["ts_utc"], r["volume"]) for r in stored] == [
+        (BASE + dt.timedelta(minutes=i), 7 if i == 0 else i) for i in range(6)
+    ]
+
+
 def test_two_staged_calls_in_one_transaction_are_two_files(conn):
     """ingest_staged_bars keeps no keys from one call to the next unless the caller
     keeps tickagg_bars_seen: a producer's second call in the same transaction
