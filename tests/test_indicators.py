@@ -554,38 +554,6 @@ def test_parameter_change_recomputes_the_series(conn):
         assert (have is None) if math.isnan(want[i]) else _rel(have, want[i]) < REL, i
 
 
-def test_checkpoint_of_another_state_layout_is_not_resumed_from(conn):
-    """A checkpoint written by a version with another state layout (its params lack
-    this version's layout name) is not read as this version's state: after an
-    upgrade the series is recomputed from its first bar and still equals TA-Lib."""
-    _setup(conn, sym="LAY", tfs=("1h",), n=700, seed=14)
-    _drive_indicators(conn, max_bars=300)
-    # the previous version's params: the same fields without the layout's name; a
-    # state that would give wrong values if it were resumed from
-    changed = conn.execute(
-        "UPDATE tickagg.indicator_checkpoints SET"
-        " params = regexp_replace(params, '^state [^;]*;', ''),"
-        " state = array_fill(12345.0::double precision, ARRAY[cardinality(state)])"
-        " WHERE canonical_symbol = 'LAY'"
-    ).rowcount
-    assert changed >= 2
-    # a correction at bar 600: the next run starts from the checkpoint before it
-    conn.execute(
-        "INSERT INTO tickagg.indicator_rewinds (canonical_symbol, timeframe, from_ts)"
-        " SELECT 'LAY', '1h', ts_utc FROM tickagg.derived_data_bars"
-        " WHERE canonical_symbol = 'LAY' ORDER BY ts_utc OFFSET 600 LIMIT 1"
-    )
-    conn.execute(
-        "UPDATE tickagg.data_agg_state SET next_run_at = now() WHERE canonical_symbol = 'LAY'"
-    )
-    _drive_indicators(conn, max_bars=300)
-    _check(conn, "LAY", "1h")
-    assert conn.execute(
-        "SELECT bool_and(params LIKE 'state %%') AS ok FROM tickagg.indicator_checkpoints"
-        " WHERE canonical_symbol = 'LAY'"
-    ).fetchone()["ok"]
-
-
 def test_correction_committed_during_a_run_is_not_lost(conn, dsn):
     """Runner A computes the whole series (reading the old bars); a correction of
     a bar in the middle commits before A finishes. A's finish succeeds, and the

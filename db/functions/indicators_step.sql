@@ -301,9 +301,8 @@ BEGIN
         v_slowk := array_fill(NULL::double precision, ARRAY[v_sd]);
     END IF;
 
-    -- The run's bars as arrays, after the v_lookback bars before it (unchanged:
-    -- a checkpoint before where a run starts saw them as they are), which the
-    -- windows need, with what needs no state carried from bar to bar.
+    -- The run's bars as arrays, after the v_lookback bars before it, with what
+    -- needs no state carried from bar to bar.
     WITH run_bars AS MATERIALIZED (
         SELECT b.ts_utc, b.bucket_end, b.high, b.low, b.close, b.volume, b.vwap
         FROM tickagg.derived_data_bars AS b
