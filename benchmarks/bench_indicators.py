@@ -112,7 +112,13 @@ SELECT tickagg.agg_finish(
 def drive(conn, kind: str) -> tuple[float, int, int]:
     """Claim and run the due tasks of one kind until none is due, as the runner
     would (10,000 buckets or bars per run); seconds, runs, bars."""
-    conn.execute("UPDATE tickagg.data_agg_state SET enabled = (task_kind = %s)", (kind,))
+    # the tasks of the kind are due now: a task disabled while its source was
+    # written was not made due by those writes
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET enabled = (task_kind = %(kind)s),"
+        " next_run_at = CASE WHEN task_kind = %(kind)s THEN now() ELSE next_run_at END",
+        {"kind": kind},
+    )
     runs = bars = 0
     t0 = time.perf_counter()
     while (task := conn.execute(CLAIM_SQL).fetchone()) is not None:

@@ -16,6 +16,12 @@
 -- by step, in double precision and in TA-Lib's order of operations, so that a
 -- series computed from its first bar equals TA-Lib's single pass over the same
 -- arrays. The series is the bars that exist: gaps and closed markets have no bar.
+--
+-- A PL/pgSQL statement costs ~0.1 µs whatever it computes, more than its
+-- arithmetic, so the loop spends as few as it can (issue 16): one assignment per
+-- running value with its warm-up in a CASE, a running sum's add and subtract in
+-- one expression, sums of several terms in one expression (a + b + c adds left
+-- to right, the order of a loop), constants computed once.
 CREATE OR REPLACE FUNCTION tickagg.indicators_step(
     p_canonical_symbol text,
     p_timeframe text,
@@ -61,6 +67,12 @@ DECLARE
     -- bars before the run that the window functions read
     v_lookback integer;
     v_ema_k double precision[];
+    v_mf_n integer;
+    v_ms_n integer;
+    v_sg_n integer;
+    v_mf_k double precision;
+    v_ms_k double precision;
+    v_sg_k double precision;
     v_keys text[];
     v_key_set_id integer;
     v_nv integer;
@@ -146,7 +158,6 @@ DECLARE
     v_diff double precision;
     v_diff_m double precision;
     v_tp double precision;
-    v_ring_tp double precision;
     v_mf double precision;
     v_t double precision;
     v_u double precision;
@@ -161,7 +172,6 @@ DECLARE
     -- array has no null bitmap and a bar's slice is found in O(1)
     v_out double precision[];
     v_count integer := 0;
-    v_last_ts timestamptz;
     v_last_end timestamptz;
     v_written bigint := 0;
     v_stored_to timestamptz;
@@ -201,6 +211,12 @@ BEGIN
     );
     v_ring := greatest(v_bb_n, (SELECT max(p) FROM unnest(v_sma) AS p));
     v_ema_k := ARRAY(SELECT 2.0::double precision / (p + 1) FROM unnest(v_ema) WITH ORDINALITY AS e (p, o) ORDER BY o);
+    v_mf_n := v_macd[1];
+    v_ms_n := v_macd[2];
+    v_sg_n := v_macd[3];
+    v_mf_k := (2.0 / (v_mf_n + 1))::double precision;
+    v_ms_k := (2.0 / (v_ms_n + 1))::double precision;
+    v_sg_k := (2.0 / (v_sg_n + 1))::double precision;
     v_keys := ARRAY(SELECT 'sma_' || p FROM unnest(v_sma) WITH ORDINALITY AS e (p, o) ORDER BY o)
         || ARRAY(SELECT 'ema_' || p FROM unnest(v_ema) WITH ORDINALITY AS e (p, o) ORDER BY o)
         || ARRAY[
@@ -408,75 +424,73 @@ BEGIN
 
         -- SMA: TA-Lib's running sum (add, divide, subtract the trailing value)
         FOR v_k IN 1..v_ns LOOP
-            v_sma_sum[v_k] := v_sma_sum[v_k] + v_x;
-            IF v_i >= v_sma[v_k] - 1 THEN
-                v_out[v_base + v_k] := v_sma_sum[v_k] / v_sma[v_k];
-                v_sma_sum[v_k] := v_sma_sum[v_k] - v_closes[((v_i - v_sma[v_k] + 1) % v_ring) + 1];
-            END IF;
+            v_out[v_base + v_k] := CASE
+                WHEN v_i >= v_sma[v_k] - 1 THEN (v_sma_sum[v_k] + v_x) / v_sma[v_k] ELSE 'NaN'
+            END;
+            v_sma_sum[v_k] := CASE
+                WHEN v_i >= v_sma[v_k] - 1
+                    THEN (v_sma_sum[v_k] + v_x) - v_closes[((v_i - v_sma[v_k] + 1) % v_ring) + 1]
+                ELSE v_sma_sum[v_k] + v_x
+            END;
         END LOOP;
 
         -- EMA seeded with the SMA of the first p values
         FOR v_k IN 1..v_ne LOOP
-            IF v_i >= v_ema[v_k] THEN
-                v_ema_val[v_k] := ((v_x - v_ema_val[v_k]) * v_ema_k[v_k]) + v_ema_val[v_k];
-                v_out[v_base + v_ns + v_k] := v_ema_val[v_k];
-            ELSIF v_i = v_ema[v_k] - 1 THEN
-                v_ema_val[v_k] := (v_ema_val[v_k] + v_x) / v_ema[v_k];
-                v_out[v_base + v_ns + v_k] := v_ema_val[v_k];
-            ELSE
-                v_ema_val[v_k] := v_ema_val[v_k] + v_x;
-            END IF;
+            v_ema_val[v_k] := CASE
+                WHEN v_i >= v_ema[v_k] THEN ((v_x - v_ema_val[v_k]) * v_ema_k[v_k]) + v_ema_val[v_k]
+                WHEN v_i = v_ema[v_k] - 1 THEN (v_ema_val[v_k] + v_x) / v_ema[v_k]
+                ELSE v_ema_val[v_k] + v_x
+            END;
+            v_out[v_base + v_ns + v_k] := CASE WHEN v_i >= v_ema[v_k] - 1 THEN v_ema_val[v_k] ELSE 'NaN' END;
         END LOOP;
         v_base := v_base + v_ns + v_ne;
 
-        -- RSI (Wilder): TA-Lib averages the first p changes, then smooths
+        -- RSI (Wilder): TA-Lib averages the first p changes, then smooths; a rise
+        -- adds to the gains and 0 to the losses (exact), a fall the other way
         IF v_i >= 1 THEN
             v_diff := v_x - v_prev_close;
-            IF v_i > v_rsi_n THEN
-                v_loss := v_loss * (v_rsi_n - 1);
-                v_gain := v_gain * (v_rsi_n - 1);
-            END IF;
-            IF v_diff < 0 THEN
-                v_loss := v_loss - v_diff;
-            ELSE
-                v_gain := v_gain + v_diff;
-            END IF;
+            v_gain := CASE
+                WHEN v_i > v_rsi_n THEN ((v_gain * (v_rsi_n - 1)) + greatest(v_diff, 0)) / v_rsi_n
+                WHEN v_i = v_rsi_n THEN (v_gain + greatest(v_diff, 0)) / v_rsi_n
+                ELSE v_gain + greatest(v_diff, 0)
+            END;
+            v_loss := CASE
+                WHEN v_i > v_rsi_n THEN ((v_loss * (v_rsi_n - 1)) + greatest(-v_diff, 0)) / v_rsi_n
+                WHEN v_i = v_rsi_n THEN (v_loss + greatest(-v_diff, 0)) / v_rsi_n
+                ELSE v_loss + greatest(-v_diff, 0)
+            END;
             IF v_i >= v_rsi_n THEN
-                v_loss := v_loss / v_rsi_n;
-                v_gain := v_gain / v_rsi_n;
-                v_t := v_gain + v_loss;
-                v_out[v_base + 1] := CASE WHEN abs(v_t) < c_eps THEN 0 ELSE 100.0 * (v_gain / v_t) END;
+                v_out[v_base + 1] := CASE
+                    WHEN abs(v_gain + v_loss) < c_eps THEN 0 ELSE 100.0 * (v_gain / (v_gain + v_loss))
+                END;
             END IF;
         END IF;
 
         -- MACD as TA-Lib computes it: both EMAs start on the slow one's first
         -- output, so the fast EMA is seeded with the mean of bars slow-fast..slow-1
-        IF v_i < v_macd[2] - 1 THEN
+        IF v_i < v_ms_n - 1 THEN
             v_slow_sum := v_slow_sum + v_x;
-            IF v_i >= v_macd[2] - v_macd[1] THEN
+            IF v_i >= v_ms_n - v_mf_n THEN
                 v_fast_sum := v_fast_sum + v_x;
             END IF;
         ELSE
-            IF v_i = v_macd[2] - 1 THEN
-                v_slow := (v_slow_sum + v_x) / v_macd[2];
-                v_fast := (v_fast_sum + v_x) / v_macd[1];
+            v_slow := CASE
+                WHEN v_i = v_ms_n - 1 THEN (v_slow_sum + v_x) / v_ms_n ELSE ((v_x - v_slow) * v_ms_k) + v_slow
+            END;
+            v_fast := CASE
+                WHEN v_i = v_ms_n - 1 THEN (v_fast_sum + v_x) / v_mf_n ELSE ((v_x - v_fast) * v_mf_k) + v_fast
+            END;
+            v_j := v_i - (v_ms_n - 1);
+            IF v_j < v_sg_n - 1 THEN
+                v_signal_sum := v_signal_sum + (v_fast - v_slow);
             ELSE
-                v_fast := ((v_x - v_fast) * (2.0 / (v_macd[1] + 1))) + v_fast;
-                v_slow := ((v_x - v_slow) * (2.0 / (v_macd[2] + 1))) + v_slow;
-            END IF;
-            v_t := v_fast - v_slow;
-            v_j := v_i - (v_macd[2] - 1);
-            IF v_j < v_macd[3] - 1 THEN
-                v_signal_sum := v_signal_sum + v_t;
-            ELSE
-                IF v_j = v_macd[3] - 1 THEN
-                    v_signal := (v_signal_sum + v_t) / v_macd[3];
-                ELSE
-                    v_signal := ((v_t - v_signal) * (2.0 / (v_macd[3] + 1))) + v_signal;
-                END IF;
-                v_out[v_base + 2] := v_t;
+                v_signal := CASE
+                    WHEN v_j = v_sg_n - 1 THEN (v_signal_sum + (v_fast - v_slow)) / v_sg_n
+                    ELSE (((v_fast - v_slow) - v_signal) * v_sg_k) + v_signal
+                END;
+                v_out[v_base + 2] := v_fast - v_slow;
                 v_out[v_base + 3] := v_signal;
-                v_out[v_base + 4] := v_t - v_signal;
+                v_out[v_base + 4] := (v_fast - v_slow) - v_signal;
             END IF;
         END IF;
 
@@ -484,10 +498,9 @@ BEGIN
         -- of the window (stddev_pop's stable update, exactly 0 on a flat window;
         -- TA-Lib 0.8 computes it accurately too, where a running sum of squares
         -- would lose up to 1e-7 relative to cancellation)
-        v_bb_sum := v_bb_sum + v_x;
         IF v_i >= v_bb_n - 1 THEN
-            v_t := v_bb_sum / v_bb_n;
-            v_bb_sum := v_bb_sum - v_closes[((v_i - v_bb_n + 1) % v_ring) + 1];
+            v_t := (v_bb_sum + v_x) / v_bb_n;
+            v_bb_sum := (v_bb_sum + v_x) - v_closes[((v_i - v_bb_n + 1) % v_ring) + 1];
             v_u := v_bb_dev[v_b] * v_bbands[2];
             v_out[v_base + 5] := v_t;
             v_out[v_base + 6] := v_t + v_u;
@@ -495,59 +508,55 @@ BEGIN
             IF v_t <> 0 THEN
                 v_out[v_base + 8] := ((v_t + v_u) - (v_t - v_u)) / v_t;
             END IF;
+        ELSE
+            v_bb_sum := v_bb_sum + v_x;
         END IF;
 
         -- true range, shared by ATR and ADX
         IF v_i >= 1 THEN
             v_tr := greatest(v_h - v_l, abs(v_h - v_prev_close), abs(v_l - v_prev_close));
             -- ATR (Wilder): mean of the first p true ranges, then smoothed
-            IF v_i <= v_atr_n THEN
-                v_atr := v_atr + v_tr;
-                IF v_i = v_atr_n THEN
-                    v_atr := v_atr / v_atr_n;
-                END IF;
-            ELSE
-                v_atr := ((v_atr * (v_atr_n - 1)) + v_tr) / v_atr_n;
-            END IF;
+            v_atr := CASE
+                WHEN v_i > v_atr_n THEN ((v_atr * (v_atr_n - 1)) + v_tr) / v_atr_n
+                WHEN v_i = v_atr_n THEN (v_atr + v_tr) / v_atr_n
+                ELSE v_atr + v_tr
+            END;
             IF v_i >= v_atr_n THEN
                 v_out[v_base + 9] := v_atr;
             END IF;
 
-            -- ADX, +DI, -DI (Wilder): directional movement sums, then smoothing
+            -- ADX, +DI, -DI (Wilder): directional movement sums, then smoothing; a
+            -- bar's movement adds to one sum and 0 to the other
             v_diff := v_h - v_prev_high;
             v_diff_m := v_prev_low - v_l;
+            v_pdm := CASE WHEN v_i >= v_adx_n THEN v_pdm - v_pdm / v_adx_n ELSE v_pdm END
+                + CASE
+                    WHEN v_diff_m > 0 AND v_diff < v_diff_m THEN 0
+                    WHEN v_diff > 0 AND v_diff > v_diff_m THEN v_diff
+                    ELSE 0
+                END;
+            v_mdm := CASE WHEN v_i >= v_adx_n THEN v_mdm - v_mdm / v_adx_n ELSE v_mdm END
+                + CASE WHEN v_diff_m > 0 AND v_diff < v_diff_m THEN v_diff_m ELSE 0 END;
+            v_tr_s := CASE WHEN v_i >= v_adx_n THEN v_tr_s - v_tr_s / v_adx_n ELSE v_tr_s END + v_tr;
             IF v_i >= v_adx_n THEN
-                v_pdm := v_pdm - v_pdm / v_adx_n;
-                v_mdm := v_mdm - v_mdm / v_adx_n;
-                v_tr_s := v_tr_s - v_tr_s / v_adx_n;
-            END IF;
-            IF v_diff_m > 0 AND v_diff < v_diff_m THEN
-                v_mdm := v_mdm + v_diff_m;
-            ELSIF v_diff > 0 AND v_diff > v_diff_m THEN
-                v_pdm := v_pdm + v_diff;
-            END IF;
-            v_tr_s := v_tr_s + v_tr;
-            IF v_i >= v_adx_n THEN
-                IF abs(v_tr_s) < c_eps THEN
-                    v_pdi := 0;
-                    v_mdi := 0;
-                ELSE
-                    v_pdi := 100.0 * (v_pdm / v_tr_s);
-                    v_mdi := 100.0 * (v_mdm / v_tr_s);
-                END IF;
+                v_pdi := CASE WHEN abs(v_tr_s) < c_eps THEN 0 ELSE 100.0 * (v_pdm / v_tr_s) END;
+                v_mdi := CASE WHEN abs(v_tr_s) < c_eps THEN 0 ELSE 100.0 * (v_mdm / v_tr_s) END;
                 v_out[v_base + 17] := v_pdi;
                 v_out[v_base + 18] := v_mdi;
-                v_t := v_mdi + v_pdi;
-                IF abs(v_tr_s) >= c_eps AND abs(v_t) >= c_eps THEN
-                    v_t := 100.0 * (abs(v_mdi - v_pdi) / v_t);
-                    IF v_i <= 2 * v_adx_n - 1 THEN
-                        v_sum_dx := v_sum_dx + v_t;
-                    ELSE
-                        v_adx := ((v_adx * (v_adx_n - 1)) + v_t) / v_adx_n;
+                -- DX where defined: the first ones summed, then smoothed
+                IF v_i > 2 * v_adx_n - 1 THEN
+                    v_adx := CASE
+                        WHEN abs(v_tr_s) >= c_eps AND abs(v_mdi + v_pdi) >= c_eps
+                            THEN ((v_adx * (v_adx_n - 1)) + 100.0 * (abs(v_mdi - v_pdi) / (v_mdi + v_pdi))) / v_adx_n
+                        ELSE v_adx
+                    END;
+                ELSE
+                    IF abs(v_tr_s) >= c_eps AND abs(v_mdi + v_pdi) >= c_eps THEN
+                        v_sum_dx := v_sum_dx + 100.0 * (abs(v_mdi - v_pdi) / (v_mdi + v_pdi));
                     END IF;
-                END IF;
-                IF v_i = 2 * v_adx_n - 1 THEN
-                    v_adx := v_sum_dx / v_adx_n;
+                    IF v_i = 2 * v_adx_n - 1 THEN
+                        v_adx := v_sum_dx / v_adx_n;
+                    END IF;
                 END IF;
                 IF v_i >= 2 * v_adx_n - 1 THEN
                     v_out[v_base + 16] := v_adx;
@@ -583,40 +592,49 @@ BEGIN
             v_hh := v_high[v_highest_at];
             v_ll := v_low[v_lowest_at];
             -- TA-Lib 0.8: 100 * ((c - L) / (H - L)), 0 for a range within its scaled dead-zone
-            v_t := v_hh - v_ll;
             v_t := CASE
-                WHEN abs(v_t) <= c_eps * (abs(v_hh) + abs(v_ll)) THEN 0
-                ELSE 100.0 * ((v_x - v_ll) / v_t)
+                WHEN abs(v_hh - v_ll) <= c_eps * (abs(v_hh) + abs(v_ll)) THEN 0
+                ELSE 100.0 * ((v_x - v_ll) / (v_hh - v_ll))
             END;
             v_j := v_i - (v_fk - 1);
             v_fastk[(v_j % v_sk) + 1] := v_t;
-            v_k_sum := v_k_sum + v_t;
             IF v_j >= v_sk - 1 THEN
-                v_slowk_now := v_k_sum / v_sk;
-                v_k_sum := v_k_sum - v_fastk[((v_j - v_sk + 1) % v_sk) + 1];
+                v_slowk_now := (v_k_sum + v_t) / v_sk;
+                v_k_sum := (v_k_sum + v_t) - v_fastk[((v_j - v_sk + 1) % v_sk) + 1];
                 v_m := v_j - (v_sk - 1);
                 v_slowk[(v_m % v_sd) + 1] := v_slowk_now;
-                v_d_sum := v_d_sum + v_slowk_now;
                 IF v_m >= v_sd - 1 THEN
                     v_out[v_base + 10] := v_slowk_now;
-                    v_out[v_base + 11] := v_d_sum / v_sd;
-                    v_d_sum := v_d_sum - v_slowk[((v_m - v_sd + 1) % v_sd) + 1];
+                    v_out[v_base + 11] := (v_d_sum + v_slowk_now) / v_sd;
+                    v_d_sum := (v_d_sum + v_slowk_now) - v_slowk[((v_m - v_sd + 1) % v_sd) + 1];
+                ELSE
+                    v_d_sum := v_d_sum + v_slowk_now;
                 END IF;
+            ELSE
+                v_k_sum := v_k_sum + v_t;
             END IF;
         END IF;
 
-        -- CCI: TA-Lib sums its circular buffer in slot order, so this does too
+        -- CCI: TA-Lib sums its circular buffer in slot order, so this does too,
+        -- five slots per statement
         v_tp := (v_h + v_l + v_x) / 3;
         v_tps[(v_i % v_cci_n) + 1] := v_tp;
         IF v_i >= v_cci_n - 1 THEN
             v_t := 0;
-            FOREACH v_ring_tp IN ARRAY v_tps LOOP
-                v_t := v_t + v_ring_tp;
+            FOR v_k IN 1..v_cci_n - 4 BY 5 LOOP
+                v_t := v_t + v_tps[v_k] + v_tps[v_k + 1] + v_tps[v_k + 2] + v_tps[v_k + 3] + v_tps[v_k + 4];
+            END LOOP;
+            FOR v_k IN v_cci_n - v_cci_n % 5 + 1..v_cci_n LOOP
+                v_t := v_t + v_tps[v_k];
             END LOOP;
             v_t := v_t / v_cci_n;
             v_u := 0;
-            FOREACH v_ring_tp IN ARRAY v_tps LOOP
-                v_u := v_u + abs(v_ring_tp - v_t);
+            FOR v_k IN 1..v_cci_n - 4 BY 5 LOOP
+                v_u := v_u + abs(v_tps[v_k] - v_t) + abs(v_tps[v_k + 1] - v_t) + abs(v_tps[v_k + 2] - v_t)
+                    + abs(v_tps[v_k + 3] - v_t) + abs(v_tps[v_k + 4] - v_t);
+            END LOOP;
+            FOR v_k IN v_cci_n - v_cci_n % 5 + 1..v_cci_n LOOP
+                v_u := v_u + abs(v_tps[v_k] - v_t);
             END LOOP;
             v_t := v_tp - v_t;
             -- 0 when the typical price sits on its mean (a flat window, TA-Lib fix #7)
@@ -631,47 +649,41 @@ BEGIN
         -- a whole period without flow empties the sums exactly; clamped to 0-100)
         IF v_i >= 1 THEN
             v_slot := (v_i % v_mfi_n) + 1;
-            IF v_i > v_mfi_n THEN
-                v_mf_pos := v_mf_pos - v_mfp[v_slot];
-                v_mf_neg := v_mf_neg - v_mfn[v_slot];
-            END IF;
             v_diff := v_tp - v_prev_tp;
             v_mf := CASE WHEN abs(v_diff) <= c_eps * (abs(v_tp) + abs(v_prev_tp)) THEN 0 ELSE v_tp * v_vol END;
-            IF v_diff < 0 THEN
-                v_mfp[v_slot] := 0;
-                v_mfn[v_slot] := v_mf;
-                v_mf_neg := v_mf_neg + v_mf;
-            ELSE
-                v_mfp[v_slot] := v_mf;
-                v_mfn[v_slot] := 0;
-                v_mf_pos := v_mf_pos + v_mf;
-            END IF;
-            v_mf_null := CASE WHEN v_mf = 0 THEN v_mf_null + 1 ELSE 0 END;
-            IF v_mf_null >= v_mfi_n THEN
-                v_mf_null := v_mfi_n;
-                v_mf_pos := 0;
-                v_mf_neg := 0;
-            END IF;
+            v_mf_null := CASE WHEN v_mf = 0 THEN least(v_mf_null + 1, v_mfi_n) ELSE 0 END;
+            v_mf_pos := CASE
+                WHEN v_mf_null >= v_mfi_n THEN 0
+                ELSE CASE WHEN v_i > v_mfi_n THEN v_mf_pos - v_mfp[v_slot] ELSE v_mf_pos END
+                    + CASE WHEN v_diff < 0 THEN 0 ELSE v_mf END
+            END;
+            v_mf_neg := CASE
+                WHEN v_mf_null >= v_mfi_n THEN 0
+                ELSE CASE WHEN v_i > v_mfi_n THEN v_mf_neg - v_mfn[v_slot] ELSE v_mf_neg END
+                    + CASE WHEN v_diff < 0 THEN v_mf ELSE 0 END
+            END;
+            v_mfp[v_slot] := CASE WHEN v_diff < 0 THEN 0 ELSE v_mf END;
+            v_mfn[v_slot] := CASE WHEN v_diff < 0 THEN v_mf ELSE 0 END;
             IF v_i >= v_mfi_n THEN
                 v_t := v_mf_pos + v_mf_neg;
-                v_u := CASE WHEN v_mf_pos < 0 THEN 0 WHEN v_mf_pos > v_t THEN v_t ELSE v_mf_pos END;
-                v_out[v_base + 13] := CASE WHEN v_t <= 0 THEN 0 ELSE 100.0 * (v_u / v_t) END;
+                v_out[v_base + 13] := CASE
+                    WHEN v_t <= 0 THEN 0
+                    ELSE 100.0 * (CASE WHEN v_mf_pos < 0 THEN 0 WHEN v_mf_pos > v_t THEN v_t ELSE v_mf_pos END / v_t)
+                END;
             END IF;
         END IF;
 
         -- OBV starts at the first bar's volume; A/D line skips zero-range bars
-        IF v_i = 0 THEN
-            v_obv := v_vol;
-        ELSIF v_x > v_prev_close THEN
-            v_obv := v_obv + v_vol;
-        ELSIF v_x < v_prev_close THEN
-            v_obv := v_obv - v_vol;
-        END IF;
+        v_obv := CASE
+            WHEN v_i = 0 THEN v_vol
+            WHEN v_x > v_prev_close THEN v_obv + v_vol
+            WHEN v_x < v_prev_close THEN v_obv - v_vol
+            ELSE v_obv
+        END;
         v_out[v_base + 14] := v_obv;
-        v_t := v_h - v_l;
-        IF v_t > 0 THEN
-            v_adl := v_adl + (((v_x - v_l) - (v_h - v_x)) / v_t) * v_vol;
-        END IF;
+        v_adl := CASE
+            WHEN v_h - v_l > 0 THEN v_adl + (((v_x - v_l) - (v_h - v_x)) / (v_h - v_l)) * v_vol ELSE v_adl
+        END;
         v_out[v_base + 15] := v_adl;
 
         -- vwap of the trading day so far, from the bars' own vwap and volume;
@@ -700,8 +712,6 @@ BEGIN
         v_prev_low := v_l;
         v_prev_tp := v_tp;
         v_n := v_i + 1;
-        v_last_ts := v_ts[v_b];
-        v_last_end := v_bucket_end[v_b];
 
         -- a checkpoint every v_every bars, and where this run ends
         IF v_n % v_every = 0 OR v_b = v_before + v_count THEN
@@ -716,12 +726,13 @@ BEGIN
             INSERT INTO tickagg.indicator_checkpoints AS c (
                 canonical_symbol, timeframe, ts_utc, bar_no, params, state
             )
-            VALUES (p_canonical_symbol, p_timeframe, v_last_ts, v_n, v_params, v_state)
+            VALUES (p_canonical_symbol, p_timeframe, v_ts[v_b], v_n, v_params, v_state)
             ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
                 bar_no = excluded.bar_no, params = excluded.params, state = excluded.state,
                 created_at = now();
         END IF;
     END LOOP;
+    v_last_end := v_bucket_end[v_before + v_count];
 
     -- The end-of-run checkpoint this run resumed from is superseded: live runs of
     -- one bar each keep one checkpoint off the every-N grid, not one per bar.
