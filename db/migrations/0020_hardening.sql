@@ -1,0 +1,9 @@
+-- Issue 18's hardening. derived_bars_changed now keeps at most one pending
+-- indicator rewind per series (the earliest); the queues that grew before it,
+-- a row per correction for every disabled indicators task, shrink to that row.
+DELETE FROM tickagg.indicator_rewinds AS w
+USING tickagg.indicator_rewinds AS e
+WHERE
+    e.canonical_symbol = w.canonical_symbol
+    AND e.timeframe = w.timeframe
+    AND (e.from_ts, e.rewind_id) < (w.from_ts, w.rewind_id);
