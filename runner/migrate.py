@@ -308,9 +308,7 @@ def migrate(
             n_files = _apply_files(conn, root)
             result = {"migrations_applied": applied, "files_applied": n_files}
             if timescaledb:
-                result.update(
-                    timescale.convert(conn, lambda c: _apply_files(c, root), compress_after)
-                )
+                result.update(timescale.convert(conn, compress_after))
             result["drift"] = drift(conn, root)
             return result
         finally:
