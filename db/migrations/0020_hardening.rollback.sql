@@ -1,3 +1,3 @@
 -- Undo 0020. The rewinds it merged stay merged: the earliest of a series is
 -- all any run of the previous code needs from them.
-SELECT 1;
+DROP INDEX tickagg.idx_calendar_days_open;

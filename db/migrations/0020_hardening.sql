@@ -7,3 +7,8 @@ WHERE
     e.canonical_symbol = w.canonical_symbol
     AND e.timeframe = w.timeframe
     AND (e.from_ts, e.rewind_id) < (w.from_ts, w.rewind_id);
+
+-- calendar_sessions finds the stored sessions overlapping a range by their
+-- opening time, which bounds them whatever the calendar's time zone (by their
+-- trading date it assumed time zones within 14 hours of UTC).
+CREATE INDEX idx_calendar_days_open ON tickagg.calendar_days (calendar_code, open_utc);
