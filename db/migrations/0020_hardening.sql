@@ -12,3 +12,9 @@ WHERE
 -- opening time, which bounds them whatever the calendar's time zone (by their
 -- trading date it assumed time zones within 14 hours of UTC).
 CREATE INDEX idx_calendar_days_open ON tickagg.calendar_days (calendar_code, open_utc);
+
+-- rollup_ranges writes the derived bars of any symbols and timeframes, with one
+-- result shape (a row per symbol and timeframe); rollup_ranges_batch, which
+-- repeated its upsert and soft-delete for many symbols of one timeframe, is gone.
+DROP FUNCTION IF EXISTS tickagg.rollup_ranges(text, text[], tstzmultirange[], text);
+DROP FUNCTION IF EXISTS tickagg.rollup_ranges_batch(text, text[], tstzmultirange[]);
