@@ -335,6 +335,13 @@ class Runner:
         self.stop_reason: str | None = None
         self._cond = threading.Condition()
         self._wake_seq = 0
+        # A run's own NOTIFY tells its worker nothing: the claim after the run (or
+        # in its statement) sees what the run committed. So a wake-up from a session
+        # a worker last ran a task on is counted for that worker (_own_wakes) and
+        # wakes only the others; without that, each run cost an empty claim.
+        self._session_worker: dict[int, int] = {}
+        self._own_wakes: dict[int, int] = {}
+        self._worker_no = threading.local()
         self._busy = 0
         self._idle_exit = False
         self.stats = RunStats()
@@ -347,10 +354,24 @@ class Runner:
         self._unrecorded_failures: list[tuple] = []
 
     # -- wake-ups -------------------------------------------------------------
-    def wake(self) -> None:
+    def wake(self, sender_pid: int | None = None) -> None:
         with self._cond:
             self._wake_seq += 1
+            worker_no = self._session_worker.get(sender_pid)
+            if worker_no is not None:
+                self._own_wakes[worker_no] = self._own_wakes.get(worker_no, 0) + 1
             self._cond.notify_all()
+
+    def _wakes_for(self, worker_no: int) -> int:
+        """Wake-ups so far that may be news to worker_no (call holding _cond)."""
+        return self._wake_seq - self._own_wakes.get(worker_no, 0)
+
+    def _note_run_session(self, conn) -> None:
+        """The session a worker runs a task on: its NOTIFYs are that worker's own."""
+        worker_no = getattr(self._worker_no, "value", None)
+        if worker_no is not None:
+            with self._cond:
+                self._session_worker[conn.info.backend_pid] = worker_no
 
     def request_stop(self, reason: str = "") -> None:
         if not self.stop_event.is_set():
@@ -376,8 +397,8 @@ class Runner:
                     # a short wait: shutdown joins this thread, and `run --until-idle`
                     # spent up to a second of its run waiting here
                     while not self.stop_event.is_set():
-                        for _ in conn.notifies(timeout=0.1, stop_after=1):
-                            self.wake()
+                        for notify in conn.notifies(timeout=0.1, stop_after=1):
+                            self.wake(notify.pid)
             except Exception as exc:  # noqa: BLE001 - reconnect on anything
                 if self.stop_event.is_set():
                     break
@@ -487,10 +508,11 @@ class Runner:
         # [] when nothing was due, None when it claimed nothing (then this loop claims). A
         # task held here stays counted busy, so no idle check elsewhere ends the run.
         claimed: list[dict] | None = None
+        self._worker_no.value = worker_no
         with log_context(worker=worker_no):
             while not self.stop_event.is_set() or claimed:
                 with self._cond:
-                    seq = self._wake_seq
+                    seq = self._wakes_for(worker_no)
                 if claimed is None:
                     claimed = self._claim_counted()
                 if claimed:
@@ -507,11 +529,12 @@ class Runner:
                                 self._busy -= 1
                             # a wake-up during the run may be for work committed after
                             # its claim: then the wait below returns at once
-                            woken = self._wake_seq != seq
+                            woken = self._wakes_for(worker_no) != seq
                             self._wake_seq += 1
+                            self._own_wakes[worker_no] = self._own_wakes.get(worker_no, 0) + 1
                             self._cond.notify_all()
                             if not woken:
-                                seq = self._wake_seq
+                                seq = self._wakes_for(worker_no)
                     if claimed != [] or self.stop_event.is_set():
                         continue
                 claimed = None
@@ -526,7 +549,7 @@ class Runner:
                                 self.request_stop("idle")
                                 return
                 timeout = self._sleep_seconds()
-                self._wait(seq, timeout)
+                self._wait(worker_no, seq, timeout)
 
     def _claim_counted(self) -> list[dict]:
         """A worker's own claim, counted busy from before it is sent, so an idle
@@ -550,10 +573,11 @@ class Runner:
                     self._busy -= 1
         return claimed
 
-    def _wait(self, seq: int, timeout: float) -> None:
+    def _wait(self, worker_no: int, seq: int, timeout: float) -> None:
         with self._cond:
             self._cond.wait_for(
-                lambda: self._wake_seq != seq or self.stop_event.is_set(), timeout=timeout
+                lambda: self._wakes_for(worker_no) != seq or self.stop_event.is_set(),
+                timeout=timeout,
             )
 
     def _release(self, task: dict) -> None:
@@ -631,6 +655,7 @@ class Runner:
                 self.stats.tasks_run += 1
             try:
                 with self.pool.connection() as conn:
+                    self._note_run_session(conn)
                     if kind in SELF_FINISHING_HANDLERS and self._own_pool:
                         # one statement; the pool's sessions carry the statement timeout
                         fin = self._run_and_finish(conn, task, run_id, started_at, claim_next)
@@ -673,6 +698,7 @@ class Runner:
         with log_context(kind="rollup", timeframe=tasks[0]["timeframe"]):
             try:
                 with self.pool.connection() as conn:
+                    self._note_run_session(conn)
                     if self._own_pool:
                         # one statement; the pool's sessions carry the statement timeout
                         rows = queries.agg_run_rollup_batch(

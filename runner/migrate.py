@@ -6,8 +6,11 @@ re-create with CREATE OR REPLACE, so every migrate applies all of them in one
 transaction and records each file's sha256 in tickagg.schema_files for drift checks.
 
 Rollback: a migration `NNNN_name.sql` may have a sibling `NNNN_name.rollback.sql`
-(yoyo's convention); `rollback(dsn, n)` runs those for the last n applied migrations.
-It does not re-apply functions/views; run `migrate` afterwards if you roll forward again.
+(yoyo's convention); `rollback(dsn, n)` runs those for the last n applied migrations,
+then removes every function, view and trigger of the code layer: they are the newer
+release's, written against tables the rollback took back, where some would fail and
+some write wrongly. The release that matches the remaining migrations re-creates its
+own with its `migrate` (as does this one's, rolling forward again).
 """
 
 from __future__ import annotations
@@ -310,13 +313,56 @@ def migrate(
             n_files = _apply_files(conn, root)
             result = {"migrations_applied": applied, "files_applied": n_files}
             if timescaledb:
-                result.update(
-                    timescale.convert(conn, lambda c: _apply_files(c, root), compress_after)
-                )
+                result.update(timescale.convert(conn, compress_after))
             result["drift"] = drift(conn, root)
             return result
         finally:
             _unlock(conn)
+
+
+# The code layer: the views, the triggers that call tickagg functions, and the
+# functions (migrations create none of them; an extension's own are left alone).
+# Views first (they may use functions), all in one statement each so that their
+# dependencies among themselves do not matter; no CASCADE, so that an object of
+# someone else's that depends on them stops the rollback instead of vanishing.
+DROP_CODE_LAYER_SQL = """
+DO $$
+DECLARE
+    v_trigger record;
+    v_views text;
+    v_routines text;
+BEGIN
+    SELECT string_agg(c.oid::regclass::text, ', ') INTO v_views
+    FROM pg_catalog.pg_class AS c
+    WHERE c.relnamespace = 'tickagg'::regnamespace AND c.relkind = 'v';
+    IF v_views IS NOT NULL THEN
+        EXECUTE 'DROP VIEW ' || v_views;
+    END IF;
+    FOR v_trigger IN
+        SELECT t.tgname, t.tgrelid::regclass AS relation
+        FROM pg_catalog.pg_trigger AS t
+        INNER JOIN pg_catalog.pg_proc AS p ON p.oid = t.tgfoid
+        WHERE p.pronamespace = 'tickagg'::regnamespace AND NOT t.tgisinternal
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', v_trigger.tgname, v_trigger.relation);
+    END LOOP;
+    SELECT string_agg(p.oid::regprocedure::text, ', ') INTO v_routines
+    FROM pg_catalog.pg_proc AS p
+    WHERE
+        p.pronamespace = 'tickagg'::regnamespace
+        AND NOT EXISTS (
+            SELECT FROM pg_catalog.pg_depend AS d
+            WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+        );
+    IF v_routines IS NOT NULL THEN
+        EXECUTE 'DROP ROUTINE ' || v_routines;
+    END IF;
+    IF to_regclass('tickagg.schema_files') IS NOT NULL THEN
+        DELETE FROM tickagg.schema_files;
+    END IF;
+END
+$$
+"""
 
 
 def _rollback_file(migration_path: str) -> Path:
@@ -325,7 +371,8 @@ def _rollback_file(migration_path: str) -> Path:
 
 
 def rollback(dsn: str, count: int, *, db_dir: Path | None = None) -> list[str]:
-    """Roll back the last `count` applied migrations using their .rollback.sql siblings."""
+    """Roll back the last `count` applied migrations using their .rollback.sql siblings,
+    then remove the code layer (module docstring)."""
     root = Path(db_dir) if db_dir else default_db_dir()
     with _connect(dsn) as conn:
         _lock(conn)
@@ -341,6 +388,8 @@ def rollback(dsn: str, count: int, *, db_dir: Path | None = None) -> list[str]:
                     if missing:
                         raise ValueError(f"no .rollback.sql for: {', '.join(missing)}")
                     backend.rollback_migrations(victims)
+                if victims:
+                    conn.execute(DROP_CODE_LAYER_SQL)
                 return [m.id for m in victims]
             finally:
                 backend.connection.close()

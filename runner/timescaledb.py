@@ -7,8 +7,9 @@ What it does, after the normal migrate and under the same advisory lock:
 - CREATE EXTENSION timescaledb (the server must preload it);
 - data_bars becomes a hypertable on ts_utc with 7-day chunks (existing rows move);
   TimescaleDB refuses to convert a table that has triggers with transition tables,
-  so tickagg's statement triggers on data_bars are dropped first and re-created by
-  re-applying db/post, in the same transaction;
+  so tickagg's statement triggers on data_bars are dropped first and re-created from
+  their own definitions (pg_get_triggerdef), in the same transaction: nothing else
+  is re-applied;
 - with `--compress-after`, compression segmented by symbol and a compression policy.
 
 What it leaves alone, and why: `ticks` is natively partitioned by day with the
@@ -23,6 +24,8 @@ transition tables on hypertables, which late-data invalidation relies on.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 from psycopg import sql
@@ -45,9 +48,9 @@ SELECT EXISTS (
 ) AS is_hypertable
 """
 
-# Triggers with transition tables block create_hypertable; db/post re-creates them.
+# Triggers with transition tables block create_hypertable; they are re-created after it.
 TRANSITION_TRIGGERS_SQL = """
-SELECT t.tgname AS name
+SELECT t.tgname AS name, pg_catalog.pg_get_triggerdef(t.oid) AS definition
 FROM pg_catalog.pg_trigger AS t
 WHERE t.tgrelid = 'tickagg.data_bars'::regclass
     AND NOT t.tgisinternal
@@ -111,23 +114,32 @@ def check_available(conn: psycopg.Connection) -> str:
     return version
 
 
-def convert(conn: psycopg.Connection, reapply_post, compress_after: dt.timedelta | None) -> dict:
-    """Turn data_bars into a hypertable (idempotent); `reapply_post(conn)` re-creates
-    the triggers. Runs in one transaction: on any error nothing changes."""
+@contextmanager
+def transition_triggers_set_aside(conn: psycopg.Connection) -> Iterator[None]:
+    """data_bars without its transition-table triggers inside the block, the same
+    triggers (their own definitions) after it; call within a transaction."""
+    triggers = conn.execute(TRANSITION_TRIGGERS_SQL).fetchall()
+    for name, _ in triggers:
+        conn.execute(sql.SQL("DROP TRIGGER {} ON tickagg.data_bars").format(sql.Identifier(name)))
+    yield
+    for _, definition in triggers:
+        conn.execute(definition)
+
+
+def convert(conn: psycopg.Connection, compress_after: dt.timedelta | None) -> dict:
+    """Turn data_bars into a hypertable (idempotent). Runs in one transaction: on any
+    error nothing changes."""
     version = check_available(conn)
     with conn.transaction():
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         schema = sql.Identifier(conn.execute(EXTENSION_SCHEMA_SQL).fetchone()[0])
         converted = False
         if not conn.execute(IS_HYPERTABLE_SQL).fetchone()[0]:
-            for (name,) in conn.execute(TRANSITION_TRIGGERS_SQL).fetchall():
+            with transition_triggers_set_aside(conn):
                 conn.execute(
-                    sql.SQL("DROP TRIGGER {} ON tickagg.data_bars").format(sql.Identifier(name))
+                    sql.SQL(CREATE_HYPERTABLE_SQL).format(schema=schema),
+                    {"chunk": CHUNK_INTERVAL},
                 )
-            conn.execute(
-                sql.SQL(CREATE_HYPERTABLE_SQL).format(schema=schema), {"chunk": CHUNK_INTERVAL}
-            )
-            reapply_post(conn)
             converted = True
         if compress_after is not None:
             conn.execute(COMPRESS_SQL)

@@ -20,7 +20,7 @@ import uuid
 
 import helpers as h
 from oracle import Bar1m, diff
-from test_oracle import assert_matches, build, load, oracle
+from test_oracle import SYMBOLS, assert_matches, build, load, oracle
 
 from runner.loop import Runner, RunnerConfig
 
@@ -370,3 +370,36 @@ def test_sigkill_during_batches_loses_and_duplicates_nothing(dsn, conn):
         " WHERE derivation_version <> 1 OR deleted_at IS NOT NULL LIMIT 5"
     ).fetchall()
     assert revised == []
+
+
+def test_derived_bars_are_written_by_one_statement_with_one_result_shape(dsn, conn):
+    """Every path writes derived bars through rollup_ranges: a batch's symbols of
+    one timeframe and a cascade's levels of one symbol alike, with one row of
+    counts per symbol and timeframe (issue 18 item 6: rollup_ranges_batch repeated
+    its upsert and soft-delete and returned another shape). Its counts are those of
+    the bars it wrote, and the bars equal the oracle."""
+    writers = conn.execute(
+        "SELECT proname FROM pg_proc WHERE pronamespace = 'tickagg'::regnamespace"
+        " AND prosrc ~* 'INSERT INTO tickagg\\.derived_data_bars' ORDER BY 1"
+    ).fetchall()
+    assert [r["proname"] for r in writers] == ["rollup_ranges"]
+
+    agg_start, data = build(5, symbols=SYMBOLS[:2])
+    load(conn, agg_start, data)
+    elements = [(sym, tf) for sym in data for tf in ("5m", "15m")]
+    week = "[2025-03-05 00:00Z, 2025-03-08 00:00Z)"
+    call = "SELECT * FROM tickagg.rollup_ranges(%s, %s, %s::tstzmultirange[], '1m')"
+    args = ([s for s, _ in elements], [t for _, t in elements], [f"{{{week}}}"] * len(elements))
+    rows = conn.execute(call, args).fetchall()
+    assert [(r["canonical_symbol"], r["timeframe"]) for r in rows] == elements
+    for r in rows:
+        stored = conn.execute(
+            "SELECT count(*) AS n FROM tickagg.derived_data_bars WHERE canonical_symbol = %s"
+            " AND timeframe = %s AND ts_utc <@ %s::tstzrange",
+            (r["canonical_symbol"], r["timeframe"], week),
+        ).fetchone()["n"]
+        assert r["bars_written"] == r["buckets_with_data"] == stored > 0, r
+    # identical content is not rewritten
+    assert sum(r["bars_written"] for r in conn.execute(call, args).fetchall()) == 0
+    h.drive(dsn)
+    assert_matches(conn, agg_start, data)

@@ -402,3 +402,36 @@ def test_a_session_far_from_its_date_is_refused(conn):
             " WHERE calendar_code = 'forex_24x5'"
         )
     assert ei.value.sqlstate == "23514"
+
+
+def test_sessions_of_calendars_far_from_utc(conn):
+    """The stored sessions are found by bounds that follow from the calendar data
+    (a session lasts at most a day, a CHECK), not from an assumption about how far
+    a time zone is from UTC (within 14 hours; issue 18 item 4): calendars at the
+    farthest zones, with sessions at the CHECKs' extremes, store every trading
+    date and give exactly the computed sessions."""
+    zones = {
+        "far_kiritimati": "Pacific/Kiritimati",  # UTC+14
+        "far_gmt_minus_12": "Etc/GMT+12",  # UTC-12
+        "far_apia": "Pacific/Apia",  # UTC+13, and skipped 2011-12-30 moving across the date line
+        "far_niue": "Pacific/Niue",  # UTC-11
+    }
+    for i, (code, zone) in enumerate(zones.items()):
+        conn.execute(
+            "INSERT INTO tickagg.market_calendars (calendar_code, description, time_zone,"
+            " session_open_offset, session_close_offset, trading_isodows)"
+            " VALUES (%s, 'far from UTC', %s, %s, %s, '{1,2,3,4,5}')",
+            (code, zone, *(("-1 day", "00:00"), ("1 day", "2 days"))[i % 2]),
+        )
+        stored = conn.execute(
+            "SELECT count(*) AS n FROM tickagg.calendar_days WHERE calendar_code = %s", (code,)
+        ).fetchone()["n"]
+        assert stored == (D(2070, 1, 1) - D(1990, 1, 1)).days, zone
+    rng = random.Random(14)
+    for _ in range(200):
+        code = rng.choice(list(zones))
+        start = at(UTC, 1985, 1, 1) + dt.timedelta(minutes=rng.randint(0, 90 * 525_600))
+        end = start + rng.choice(
+            [dt.timedelta(minutes=1), dt.timedelta(hours=7), dt.timedelta(days=rng.randint(1, 9))]
+        )
+        assert sessions_differ(conn, code, start, end) == 0, (code, start, end)

@@ -162,3 +162,47 @@ def test_parquet_ingest(dsn, tmp_path):
     assert res["rows_total"] == n
     assert res["rows_landed"] == n - 1
     assert [r["line_no"] for r in res["rejects"]] == [5]
+
+
+def test_a_missing_volume_is_rejected_not_loaded_as_zero(dsn, tmp_path):
+    """An empty volume field (CSV) or a null (Parquet) is a missing value, rejected
+    with its line and reason like a missing price; it used to load as volume 0
+    (issue 18 item 5). An explicit 0 is a volume and lands."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    sym = _symbol()
+    _register(dsn, sym)
+    rows = [
+        [sym, _ts(0), "100", "101", "99", "100", "0", ""],
+        [sym, _ts(1), "100", "101", "99", "100", "", ""],
+        [sym, _ts(2), "100", "101", "99", "100", "7", ""],
+    ]
+    path = tmp_path / "bars.csv"
+    _write_csv(path, rows)
+    res = json.loads(_invoke(dsn, "ingest", "bars", str(path), "--json").stdout)
+    assert [(r["line_no"], r["reason"]) for r in res["rejects"]] == [(3, "volume is missing")]
+    assert res["rows_landed"] == 2
+
+    table = pa.table(
+        {
+            "canonical_symbol": [sym, sym],
+            "ts_utc": [_ts(3), _ts(4)],
+            "open": [100.0, 100.0],
+            "high": [101.0, 101.0],
+            "low": [99.0, 99.0],
+            "close": [100.0, 100.0],
+            "volume": [None, 5.0],
+        }
+    )
+    parquet = tmp_path / "bars.parquet"
+    pq.write_table(table, parquet)
+    res = json.loads(_invoke(dsn, "ingest", "bars", str(parquet), "--json").stdout)
+    assert [r["reason"] for r in res["rejects"]] == ["volume is missing"]
+    assert res["rows_landed"] == 1
+
+    with db.connect(dsn) as conn:
+        stored = conn.execute(
+            "SELECT ts_utc, volume FROM tickagg.data_bars WHERE canonical_symbol = %s ORDER BY 1",
+            (sym,),
+        ).fetchall()
+    assert [r["volume"] for r in stored] == [0.0, 7.0, 5.0]

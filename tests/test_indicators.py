@@ -616,3 +616,70 @@ def test_a_correction_ahead_of_the_cursor_committed_after_a_run_read_is_not_lost
     conn.execute("UPDATE tickagg.data_agg_state SET next_run_at = now()")
     _drive_indicators(conn)
     _check(conn, "RACE", "1h")
+
+
+def _rewinds(conn, sym: str) -> list[dt.datetime]:
+    rows = conn.execute(
+        "SELECT from_ts FROM tickagg.indicator_rewinds WHERE canonical_symbol = %s ORDER BY 1",
+        (sym,),
+    ).fetchall()
+    return [r["from_ts"] for r in rows]
+
+
+def _bump_close(conn, sym: str, ts: dt.datetime, factor: float = 1.01) -> None:
+    conn.execute(
+        "UPDATE tickagg.derived_data_bars SET close = close * %s,"
+        " high = greatest(high, close * %s), derivation_version = derivation_version + 1"
+        " WHERE canonical_symbol = %s AND timeframe = '1h' AND ts_utc = %s",
+        (factor, factor, sym, ts),
+    )
+
+
+def test_a_disabled_series_keeps_one_pending_rewind_the_earliest(conn):
+    """Corrections to the bars of a disabled indicators task queue one rewind, the
+    earliest, not a row each (issue 18 item 1: the queue grew forever). Enabled
+    again, the task recomputes from there and equals TA-Lib."""
+    rng = _setup(conn, sym="OFF", tfs=("1h",), n=400, seed=21)
+    _drive_indicators(conn)
+    conn.execute("SELECT tickagg.agg_task_set_enabled('OFF', '1h', 'indicators', false)")
+    series = [r["ts_utc"] for r in _series(conn, "OFF", "1h")]
+    corrected = [series[rng.randrange(50, 400)] for _ in range(60)]
+    for ts in corrected:
+        _bump_close(conn, "OFF", ts, 1 + rng.gauss(0, 0.01))
+    assert _rewinds(conn, "OFF") == [min(corrected)]
+    # one statement over several bars, before every pending rewind: it replaces it
+    conn.execute(
+        "UPDATE tickagg.derived_data_bars SET volume = volume + 1"
+        " WHERE canonical_symbol = 'OFF' AND timeframe = '1h' AND ts_utc = ANY(%s)",
+        (series[20:30:3],),
+    )
+    assert _rewinds(conn, "OFF") == [series[20]]
+    conn.execute("SELECT tickagg.agg_task_set_enabled('OFF', '1h', 'indicators', true)")
+    assert _drive_indicators(conn, rng) >= 1
+    assert _rewinds(conn, "OFF") == []
+    _check(conn, "OFF", "1h")
+
+
+def test_a_run_skips_a_rewind_a_correction_holds_and_recomputes_it_next(conn, dsn):
+    """A correction covered by a pending rewind queues nothing and holds that
+    rewind until it commits. A run that starts meanwhile neither waits for the
+    correction nor takes the rewind (it cannot read the corrected bar yet): the
+    rewind stays queued, and the next run brings the series up to date."""
+    _setup(conn, sym="HOLD", tfs=("1h",), n=400, seed=22)
+    _drive_indicators(conn)
+    series = [r["ts_utc"] for r in _series(conn, "HOLD", "1h")]
+    _bump_close(conn, "HOLD", series[100])  # committed: the pending rewind
+    with h.connect(dsn) as other:
+        other.autocommit = False
+        _bump_close(other, "HOLD", series[200], 1.03)  # covered, uncommitted
+        assert _rewinds(conn, "HOLD") == [series[100]]
+        runs = _drive_indicators(conn)  # would wait forever if the run waited
+        assert runs >= 1
+        assert _rewinds(conn, "HOLD") == [series[100]], "the held rewind is left queued"
+        other.commit()
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET next_run_at = now() WHERE canonical_symbol = 'HOLD'"
+    )
+    _drive_indicators(conn)
+    assert _rewinds(conn, "HOLD") == []
+    _check(conn, "HOLD", "1h")

@@ -50,7 +50,7 @@ def expected_reason(rec, known):
     sym, ts_t, o_t, h_t, l_t, c_t, v_t, src = rec
     ts = parse_ts(ts_t)
     o, h, lo, c = (parse_float(x) for x in (o_t, h_t, l_t, c_t))
-    vol = parse_float(v_t if v_t else "0")
+    vol = parse_float(v_t) if v_t else None
     if sym not in known:
         return f"unknown symbol {quote(sym)}", None
     if ts is None:
@@ -63,7 +63,7 @@ def expected_reason(rec, known):
     ):
         if val is None and text:
             return f"{name} {quote(text)} is not a finite number", None
-    if vol is None:
+    if vol is None and v_t:
         return f"volume {quote(v_t)} is not a finite number", None
     src = src.strip() if src and src.strip() else "polygon_historical"
     if not re.fullmatch(r"[a-z0-9_]{1,64}", src):
@@ -80,6 +80,8 @@ def expected_reason(rec, known):
         return "open is outside [low, high]", None
     if not lo <= c <= h:
         return "close is outside [low, high]", None
+    if vol is None:
+        return "volume is missing", None
     if vol < 0:
         return "volume is negative", None
     return None, (ts, (o, h, lo, c, vol), src)

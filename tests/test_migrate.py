@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import multiprocessing
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import helpers as h
 import psycopg
 import pytest
 from psycopg import sql
 from yoyo import read_migrations
 
-from runner.migrate import migrate
+from runner.migrate import migrate, rollback
 from runner.paths import REPO_DB_DIR
 
 
@@ -99,3 +101,46 @@ def test_drift_detects_function_changed_in_database(dsn, conn):
     ]
     migrate(dsn)
     assert migrate(dsn, dry_run=True)["drift"] == []
+
+
+CODE_LAYER_SQL = """
+SELECT 'function ' || p.oid::regprocedure::text AS object
+FROM pg_proc AS p
+WHERE p.pronamespace = 'tickagg'::regnamespace
+  AND NOT EXISTS (SELECT FROM pg_depend AS d WHERE d.objid = p.oid AND d.deptype = 'e')
+UNION ALL
+SELECT 'view ' || c.relname FROM pg_class AS c
+WHERE c.relnamespace = 'tickagg'::regnamespace AND c.relkind = 'v'
+UNION ALL
+SELECT 'trigger ' || t.tgname FROM pg_trigger AS t
+JOIN pg_class AS c ON c.oid = t.tgrelid
+WHERE c.relnamespace = 'tickagg'::regnamespace AND NOT t.tgisinternal
+"""
+
+
+def test_each_rollback_leaves_no_code_to_fail_and_migrate_rolls_forward(dsn, conn):
+    """Roll back every migration in turn, the newest first: after each, none of the
+    newer code's functions, views or triggers is left to fail (or write wrongly)
+    against the older tables (calendar_sessions failed after 0009's rollback; issue
+    18 item 4). migrate then rolls forward again, and the rollups equal the oracle."""
+    from test_oracle import assert_matches, build, load
+
+    ids = [m.id for m in read_migrations(str(REPO_DB_DIR / "migrations"))]
+    for migration_id in reversed(ids[1:]):  # 0001 is the base: no rollback
+        assert rollback(dsn, 1) == [migration_id]
+        left = [r["object"] for r in conn.execute(CODE_LAYER_SQL).fetchall()]
+        assert left == [], f"after rolling back {migration_id}: {left[:5]}"
+        with pytest.raises(psycopg.errors.UndefinedFunction):
+            conn.execute("SELECT tickagg.calendar_sessions('forex_24x5', now(), now())")
+    assert migrate(dsn, dry_run=True)["migrations_pending"] == ids[1:]
+
+    result = migrate(dsn)
+    assert result["migrations_applied"] == ids[1:] and result["drift"] == []
+    agg_start, data = build(
+        11,
+        ranges=((dt.date(2025, 3, 6), dt.date(2025, 3, 11)),),
+        symbols=(("FXA", "forex_24x5", 1.0859375, True, True, "polygon_historical"),),
+    )
+    load(conn, agg_start, data)
+    assert h.drive(dsn)["bars_written"] > 0
+    assert_matches(conn, agg_start, data)

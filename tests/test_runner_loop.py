@@ -10,6 +10,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -416,3 +417,61 @@ def test_a_task_claimed_by_a_run_is_released_if_its_bookkeeping_fails(dsn, monke
     assert r.stats.released == 1 and _running(dsn, sym) == []
     tasks = {t["timeframe"]: t for t in _tasks(dsn, sym) if t["task_kind"] == "rollup"}
     assert tasks["5m"]["runs_total"] == 1 and tasks["5m"]["bars_written_total"] > 0
+
+
+def test_a_runs_own_notify_does_not_make_its_worker_claim_again(dsn):
+    """A rollup run's writes NOTIFY tickagg_work; the worker that ran it has
+    already seen that work (the run's statement claims the next task after it), so
+    the notification must not wake it into a claim that finds nothing (issue 18
+    item 6: one wasted round trip per run). A notification from another session
+    still wakes it."""
+    from runner.loop import Runner, RunnerConfig
+
+    end = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=1)
+    sym = _load_symbol(dsn, 1, end)
+    with db.connect(dsn) as conn:  # one task, not due yet: the 5m rollup
+        conn.execute(
+            "UPDATE tickagg.data_agg_state SET next_run_at = now() + interval '1 day',"
+            " enabled = (task_kind = 'rollup' AND timeframe = '5m') WHERE canonical_symbol = %s",
+            (sym,),
+        )
+
+    claims: list[list[dict]] = []
+
+    class CountingRunner(Runner):
+        def _claim_rows(self):
+            rows = super()._claim_rows()
+            claims.append(rows)
+            return rows
+
+    r = CountingRunner(
+        RunnerConfig(dsn=dsn, env="test", lease_seconds=60, statement_timeout=30, poll_max=60)
+    )
+    thread = threading.Thread(target=r.run, kwargs={"install_signals": False})
+    thread.start()
+    try:
+        # quiet: the listener is connected and the worker asleep after finding nothing
+        deadline = time.monotonic() + 60
+        while not (r._wake_seq >= 1 and claims and r._busy == 0):
+            assert time.monotonic() < deadline, "runner never settled"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        settled = len(claims)
+        with db.connect(dsn) as conn:  # work from another session, and its NOTIFY
+            conn.execute(
+                "UPDATE tickagg.data_agg_state SET next_run_at = now()"
+                " WHERE canonical_symbol = %s AND timeframe = '5m'",
+                (sym,),
+            )
+            conn.execute("NOTIFY tickagg_work")
+        while r.stats.tasks_run < 1:
+            assert time.monotonic() < deadline, "the 5m task never ran"
+            time.sleep(0.05)
+        time.sleep(1.0)  # the run's own notification reaches the listener meanwhile
+    finally:
+        r.request_stop("test over")
+        thread.join(30)
+    after = claims[settled:]
+    assert [len(c) for c in after] == [1], "one claim (the 5m task), none found empty"
+    assert r.stats.tasks_run == 1 and r.stats.tasks_failed == 0
+    assert r.stats.bars_written > 0, "the run wrote bars, so its statement notified"

@@ -164,3 +164,44 @@ def test_reset_of_a_leased_task_and_unknown_symbol(eurusd, role_dsn):
     assert out.returncode == 1 and "TK006" in out.stderr and "no task for NOPE" in out.stderr
     out = run_cli(runner, "tasks", "reset", "EURUSD", "--kind", "bogus", timeout=60)
     assert out.returncode == 2  # click rejects the kind
+
+
+def _set_indicators_enabled(conn, value: str) -> None:
+    conn.execute(
+        "UPDATE tickagg.settings SET setting_value = %s WHERE setting_key = 'indicators_enabled'",
+        (value,),
+    )
+
+
+def test_enabling_a_rollup_enables_its_indicators_task_at_once(eurusd, role_dsn):
+    """An indicators task is on exactly when its rollup is (README): sync turns it
+    off with a disabled rollup, and `tasks enable --kind rollup` turns it on again
+    at once, not at the next sync (issue 18 item 5). One the operator disabled
+    themselves stays off, and so do all while indicators_enabled is false."""
+    runner = role_dsn()
+    for tf in ("5m", "1h", "1d"):
+        _ok(runner, "tasks", "disable", "EURUSD", "--timeframe", tf, "--kind", "rollup")
+    _ok(runner, "tasks", "disable", "EURUSD", "--timeframe", "1h", "--kind", "indicators")
+    _sync(runner)
+    assert [_task(eurusd, tf, "indicators")["enabled"] for tf in ("5m", "1h", "1d")] == [False] * 3
+
+    res = _ok(runner, "tasks", "enable", "EURUSD", "--timeframe", "5m", "--kind", "rollup")
+    assert {(t["timeframe"], t["task_kind"]) for t in res["tasks"]} == {
+        ("5m", "rollup"),
+        ("5m", "indicators"),
+    }
+    ind = _task(eurusd, "5m", "indicators")
+    assert (ind["enabled"], ind["disabled_by_user"]) == (True, False)
+    assert ind["next_run_at"] <= eurusd.execute("SELECT now() AS t").fetchone()["t"]
+
+    _ok(runner, "tasks", "enable", "EURUSD", "--timeframe", "1h", "--kind", "rollup")
+    assert _task(eurusd, "1h", "indicators")["enabled"] is False, "the operator's disable holds"
+
+    _set_indicators_enabled(eurusd, "false")
+    _ok(runner, "tasks", "enable", "EURUSD", "--timeframe", "1d", "--kind", "rollup")
+    assert _task(eurusd, "1d", "indicators")["enabled"] is False
+
+    _set_indicators_enabled(eurusd, "true")
+    _sync(runner)  # sync agrees: on beside an enabled rollup unless the operator said no
+    got = [_task(eurusd, tf, "indicators")["enabled"] for tf in ("5m", "1h", "1d")]
+    assert got == [True, False, True]

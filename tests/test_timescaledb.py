@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import psycopg
 import pytest
 from helpers import drive, rollups_only, run_cli
 
@@ -85,3 +86,29 @@ def test_data_bars_become_a_hypertable_and_late_data_still_cascades(conn, dsn):
     ).fetchall()
     assert {r["timeframe"] for r in highs} >= {"5m", "15m", "30m", "1h"}
     assert all(r["high"] == 1.5 for r in highs), highs
+
+
+def test_the_conversion_sets_aside_only_the_data_bars_transition_triggers(dsn):
+    """Around create_hypertable, data_bars' transition-table triggers are dropped and
+    re-created from their own definitions; no function, view or other file is
+    re-applied (issue 18 item 6: the conversion re-applied every db/ file). Runs
+    without TimescaleDB: the block is empty here."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        triggers_sql = (
+            "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger"
+            " WHERE tgrelid = 'tickagg.data_bars'::regclass AND NOT tgisinternal ORDER BY 1"
+        )
+        # a function or view re-created is a new catalog row version
+        catalog_sql = (
+            "SELECT oid, xmin::text FROM pg_proc WHERE pronamespace = 'tickagg'::regnamespace"
+            " UNION ALL SELECT oid, xmin::text FROM pg_class"
+            " WHERE relnamespace = 'tickagg'::regnamespace AND relkind = 'v' ORDER BY 1"
+        )
+        catalog = conn.execute(catalog_sql).fetchall()
+        before = conn.execute(triggers_sql).fetchall()
+        assert len(before) == 4  # invalidation (3) and export tombstones
+        with conn.transaction():
+            with timescaledb.transition_triggers_set_aside(conn):
+                assert not conn.execute(timescaledb.TRANSITION_TRIGGERS_SQL).fetchall()
+            assert conn.execute(triggers_sql).fetchall() == before
+            assert conn.execute(catalog_sql).fetchall() == catalog, "functions were re-created"

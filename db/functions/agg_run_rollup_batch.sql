@@ -10,7 +10,7 @@
 --   2. Each task is planned by catchup_aggregation_range (p_write false): its
 --      dirty spans taken, its frontier and closed buckets, exactly as its own run.
 --   3. The few buckets of every live task are written by one statement over all
---      symbols (rollup_ranges_batch). A task that redoes late buckets (and
+--      symbols (rollup_ranges). A task that redoes late buckets (and
 --      cascades them to the levels above) or has many buckets (a backfill) is
 --      written as its own run writes it (rollup_cascade_dirty).
 --   4. Each task is finished by agg_finish (one definition of success for both
@@ -115,7 +115,9 @@ BEGIN
             )
         )
         INTO v_counts
-        FROM tickagg.rollup_ranges_batch(p_timeframe, v_batch_symbols, v_batch_ranges) AS b;
+        FROM tickagg.rollup_ranges(
+            v_batch_symbols, array_fill(p_timeframe, ARRAY[cardinality(v_batch_symbols)]), v_batch_ranges
+        ) AS b;
     END IF;
 
     FOR v_i IN 1 .. coalesce(cardinality(p_canonical_symbols), 0) LOOP

@@ -4,6 +4,9 @@
 -- clears it and turns an auto-disabled optional task (status 'disabled') back to
 -- idle, due at once. A hard_failed task stays hard_failed (see agg_task_reset).
 -- A running task finishes its current run either way (the lease is not touched).
+-- Enabling rollup tasks enables their indicators tasks too, which sync turned
+-- off with them (an indicators task is on exactly when its rollup is), unless
+-- the operator disabled those themselves or indicators are off (indicators_enabled).
 CREATE OR REPLACE FUNCTION tickagg.agg_task_set_enabled(
     p_canonical_symbol text,
     p_timeframe text DEFAULT NULL,
@@ -35,7 +38,14 @@ BEGIN
         WHERE
             s.canonical_symbol = p_canonical_symbol
             AND (p_timeframe IS NULL OR s.timeframe = p_timeframe)
-            AND (p_task_kind IS NULL OR s.task_kind = p_task_kind)
+            AND (
+                p_task_kind IS NULL OR s.task_kind = p_task_kind
+                OR (
+                    p_enabled AND p_task_kind = 'rollup' AND s.task_kind = 'indicators'
+                    AND NOT s.enabled AND NOT s.disabled_by_user
+                    AND tickagg.setting('indicators_enabled')::boolean
+                )
+            )
         RETURNING s.timeframe, s.task_kind, s.status, s.enabled
     )
     SELECT jsonb_agg(to_jsonb(c) ORDER BY c.timeframe, c.task_kind) INTO v_tasks FROM changed AS c;

@@ -31,13 +31,15 @@ BEGIN
     END IF;
     WITH computed AS MATERIALIZED (
         SELECT s.*
-        -- the dates' sessions lie within two days of them
-        FROM tickagg.calendar_days_compute(
+        FROM tickagg.market_calendars AS c
+        -- the dates' sessions lie within two days of them in the calendar's local
+        -- time (a CHECK on market_calendars), whatever its distance from UTC
+        CROSS JOIN LATERAL tickagg.calendar_days_compute(
             p_calendar_code,
-            (lower(v_dates) - 3)::timestamp AT TIME ZONE 'UTC',
-            (upper(v_dates) + 3)::timestamp AT TIME ZONE 'UTC'
+            (lower(v_dates) - 2)::timestamp AT TIME ZONE c.time_zone,
+            (upper(v_dates) + 2)::timestamp AT TIME ZONE c.time_zone
         ) AS s
-        WHERE s.trading_date <@ v_dates
+        WHERE c.calendar_code = p_calendar_code AND s.trading_date <@ v_dates
     ),
     written AS (
         INSERT INTO tickagg.calendar_days (

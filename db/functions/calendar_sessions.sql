@@ -33,9 +33,8 @@ SET search_path = pg_catalog, tickagg, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
-    -- A session overlapping the range belongs to a date within two days of it
-    -- (a CHECK on market_calendars); a week away from the window's edges, all
-    -- those dates are kept.
+    -- Stored sessions serve ranges a week inside the window, whose sessions (and
+    -- those of the days around them) are all stored.
     IF
         p_from >= (lower(tickagg.calendar_days_window()) + 7)::timestamp AT TIME ZONE 'UTC'
         AND p_to <= (upper(tickagg.calendar_days_window()) - 7)::timestamp AT TIME ZONE 'UTC'
@@ -45,9 +44,10 @@ BEGIN
         FROM tickagg.calendar_days AS d
         WHERE
             d.calendar_code = p_calendar_code
-            -- its date, in local time (within 14 hours of UTC), within two days
-            AND d.trading_date >= (p_from AT TIME ZONE 'UTC')::date - 3
-            AND d.trading_date <= (p_to AT TIME ZONE 'UTC')::date + 3
+            -- A session lasts at most a day (a CHECK on market_calendars), a few
+            -- hours more across a clock change: one that overlaps the range opened
+            -- less than two days before it, whatever the calendar's time zone.
+            AND d.open_utc > p_from - interval '2 days'
             AND d.open_utc < p_to
             AND d.close_utc > p_from
         ORDER BY d.trading_date;

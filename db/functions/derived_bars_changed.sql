@@ -63,12 +63,37 @@ BEGIN
         ) AS d (span)
         RETURNING 1
     ),
+    -- At most one pending rewind per series, the earliest (a disabled task's
+    -- queue grew by a row per correction, forever): a write that a pending rewind
+    -- at or before it covers queues nothing, and one before every pending rewind
+    -- replaces them. Rewinds an indicators run has taken (locked by its DELETE)
+    -- are left to it, never waited for: a correction must not wait for a run.
+    -- The covering rewind is held (FOR KEY SHARE) until this write commits, so
+    -- no run can take it and then read the bars as they were before this write.
     rewinds AS (
         INSERT INTO tickagg.indicator_rewinds (canonical_symbol, timeframe, from_ts)
         SELECT c.canonical_symbol, c.timeframe, c.first_start
         FROM changed AS c
         INNER JOIN tickagg.data_agg_state AS s
             ON s.canonical_symbol = c.canonical_symbol AND s.timeframe = c.timeframe AND s.task_kind = 'indicators'
+        WHERE NOT EXISTS (
+            SELECT FROM tickagg.indicator_rewinds AS w
+            WHERE
+                w.canonical_symbol = c.canonical_symbol AND w.timeframe = c.timeframe
+                AND w.from_ts <= c.first_start
+            FOR KEY SHARE SKIP LOCKED
+        )
+        RETURNING canonical_symbol, timeframe, from_ts
+    ),
+    superseded AS (
+        DELETE FROM tickagg.indicator_rewinds AS w
+        WHERE w.rewind_id IN (
+            SELECT x.rewind_id
+            FROM tickagg.indicator_rewinds AS x
+            INNER JOIN rewinds AS r
+                ON x.canonical_symbol = r.canonical_symbol AND x.timeframe = r.timeframe AND x.from_ts > r.from_ts
+            FOR UPDATE OF x SKIP LOCKED
+        )
         RETURNING 1
     ),
     woken AS (
@@ -82,7 +107,7 @@ BEGIN
             AND (s.next_run_at > clock_timestamp() OR s.status = 'running')
         RETURNING 1
     )
-    -- (each of the three runs to completion whatever is read of it)
+    -- (each runs to completion whatever is read of it)
     SELECT EXISTS (SELECT FROM invalidated) OR EXISTS (SELECT FROM rewinds) OR EXISTS (SELECT FROM woken)
     INTO v_notify;
     -- after the indicators rows: every writer locks task rows in the same order

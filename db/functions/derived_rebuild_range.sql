@@ -76,9 +76,10 @@ BEGIN
         );
     END IF;
 
-    v_rollup := tickagg.rollup_ranges(
-        p_canonical_symbol, ARRAY[p_timeframe], ARRAY[tstzmultirange(tstzrange(v_from, v_to))]
-    );
+    SELECT to_jsonb(r) INTO v_rollup
+    FROM tickagg.rollup_ranges(
+        ARRAY[p_canonical_symbol], ARRAY[p_timeframe], ARRAY[tstzmultirange(tstzrange(v_from, v_to))]
+    ) AS r;
 
     RETURN jsonb_build_object(
         'buckets_rebuilt', (v_rollup ->> 'buckets_with_data')::bigint,

@@ -77,7 +77,6 @@ DECLARE
     v_key_set_id integer;
     v_nv integer;
     -- where to start
-    v_rewind_ids bigint[];
     v_rewind timestamptz;
     v_start timestamptz;
     v_after timestamptz := '-infinity';
@@ -231,12 +230,21 @@ BEGIN
         SELECT k.key_set_id INTO v_key_set_id FROM tickagg.indicator_key_sets AS k WHERE k.keys = v_keys;
     END IF;
 
-    -- Rewinds read here are consumed by this run; any committed later stay queued.
-    SELECT array_agg(w.rewind_id), min(w.from_ts) INTO v_rewind_ids, v_rewind
-    FROM tickagg.indicator_rewinds AS w
-    WHERE w.canonical_symbol = p_canonical_symbol AND w.timeframe = p_timeframe;
+    -- The rewinds taken here are consumed by this run; any committed later stay
+    -- queued, and so does one a write still holds (derived_bars_changed): its
+    -- bars are not readable yet, so the next run starts there.
+    WITH taken AS (
+        DELETE FROM tickagg.indicator_rewinds AS w
+        WHERE w.rewind_id IN (
+            SELECT x.rewind_id
+            FROM tickagg.indicator_rewinds AS x
+            WHERE x.canonical_symbol = p_canonical_symbol AND x.timeframe = p_timeframe
+            FOR UPDATE SKIP LOCKED
+        )
+        RETURNING w.from_ts
+    )
+    SELECT min(t.from_ts) INTO v_rewind FROM taken AS t;
     v_start := least(p_cursor, v_rewind);
-    DELETE FROM tickagg.indicator_rewinds AS w WHERE w.rewind_id = ANY(v_rewind_ids);
     -- a checkpoint at or after the start saw bars that may have changed since
     DELETE FROM tickagg.indicator_checkpoints AS c
     WHERE c.canonical_symbol = p_canonical_symbol AND c.timeframe = p_timeframe AND c.ts_utc >= v_start;

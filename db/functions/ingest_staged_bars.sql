@@ -121,7 +121,7 @@ BEGIN
                     CASE WHEN g.prices_plain THEN g.close::float8 ELSE tickagg.parse_float8(g.close) END AS close,
                     CASE
                         WHEN g.prices_plain THEN g.volume::float8
-                        ELSE tickagg.parse_float8(coalesce(nullif(g.volume, ''), '0'))
+                        ELSE tickagg.parse_float8(nullif(g.volume, ''))
                     END AS volume,
                     tickagg.parse_float8(nullif(g.vwap, '')) AS vwap,
                     -- (a bounded repeat like [0-9]{1,18} makes the regular expression ~30x slower)
@@ -150,7 +150,7 @@ BEGIN
                             THEN format('low %L is not a finite number', p.low_text)
                         WHEN p.close IS NULL AND p.close_text <> ''
                             THEN format('close %L is not a finite number', p.close_text)
-                        WHEN p.volume IS NULL
+                        WHEN p.volume IS NULL AND p.volume_text <> ''
                             THEN format('volume %L is not a finite number', p.volume_text)
                         WHEN p.vwap IS NULL AND p.vwap_text <> ''
                             THEN format('vwap %L is not a finite number', p.vwap_text)

@@ -181,11 +181,12 @@ BEGIN
                             OR v_sources[v_i] = ANY(v_timeframes[v_group_from:v_i - 1])
                         )
                         AND v_steps[v_i] <= v_group_step * 168;
-                    v_rollup := tickagg.rollup_ranges(
-                        p_canonical_symbol, v_timeframes[v_group_from:v_i - 1], v_ranges[v_group_from:v_i - 1],
-                        v_sources[v_group_from]
-                    );
-                    v_by_timeframe := v_by_timeframe || (v_rollup -> 'by_timeframe');
+                    SELECT v_by_timeframe || jsonb_object_agg(r.timeframe, to_jsonb(r) - 'canonical_symbol' - 'timeframe')
+                    INTO v_by_timeframe
+                    FROM tickagg.rollup_ranges(
+                        array_fill(p_canonical_symbol, ARRAY[v_i - v_group_from]),
+                        v_timeframes[v_group_from:v_i - 1], v_ranges[v_group_from:v_i - 1], v_sources[v_group_from]
+                    ) AS r;
                     EXIT WHEN v_i > cardinality(v_timeframes);
                     v_group_from := v_i;
                     v_group_step := (SELECT t.step FROM tickagg.timeframes AS t WHERE t.timeframe = v_sources[v_i]);
@@ -220,8 +221,9 @@ BEGIN
     END IF;
 
     -- nothing above to redo (or it failed): the own level alone
-    v_rollup := tickagg.rollup_ranges(p_canonical_symbol, ARRAY[p_timeframe], ARRAY[p_ranges]);
-    RETURN (v_rollup -> 'by_timeframe' -> p_timeframe) || jsonb_build_object('cascaded', v_by_timeframe);
+    SELECT to_jsonb(r) - 'canonical_symbol' - 'timeframe' INTO v_rollup
+    FROM tickagg.rollup_ranges(ARRAY[p_canonical_symbol], ARRAY[p_timeframe], ARRAY[p_ranges]) AS r;
+    RETURN v_rollup || jsonb_build_object('cascaded', v_by_timeframe);
 END
 $$;
 
