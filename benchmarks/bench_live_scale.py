@@ -423,6 +423,15 @@ def report_minutes(conn, title, windows, cpu, task_count) -> float:
     return sum(per_minute) / len(per_minute) if per_minute else 0.0
 
 
+def reset_statements(conn) -> None:
+    """pg_stat_statements from the first live minute on, when the server loads it."""
+    try:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("SELECT pg_stat_statements_reset()")
+    except psycopg.Error:
+        pass  # not loaded (shared_preload_libraries): the profile leaves it out
+
+
 def report_profile(conn, lo, hi) -> None:
     """Where the live minutes' time went: ops_runlog per kind and level, and the
     top statements when the server has pg_stat_statements loaded."""
@@ -434,17 +443,19 @@ def report_profile(conn, lo, hi) -> None:
     print(f"  {'kind':11s} {'level':>5s} {'runs':>8s} {'calls':>7s} {'bars':>8s} {'busy s':>8s}")
     for r in rows:
         print(
-            f"  {r['task_kind']:11s} {r['timeframe']:>5s} {r['runs']:8d} {r['calls']:7d}"
+            f"  {r['task_kind']:11s} {r['timeframe']:>5s} {int(r['runs']):8d} {r['calls']:7d}"
             f" {int(r['bars'] or 0):8d} {float(r['busy_s']):8.1f}"
         )
     try:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         statements = conn.execute(STATEMENTS_SQL).fetchall()
     except psycopg.Error:
         return  # pg_stat_statements not loaded on this server
-    print("\n== pg_stat_statements (whole run, track as the server sets it): top by total time ==")
+    print(
+        "\n== pg_stat_statements from the first live minute to the end (track as the server"
+        " sets it): top by total time =="
+    )
     for r in statements:
-        print(f"  {r['calls']:8d} {float(r['total_s']):8.1f} s  {r['query']}")
+        print(f"  {int(r['calls']):8d} {float(r['total_s']):8.1f} s  {r['query']}")
 
 
 # --- main -------------------------------------------------------------------------
@@ -522,6 +533,7 @@ def run(conn, dsn, args, bars, ticks, daemon, task_count, agg_start) -> None:
     tick_feed = TickFeed(dsn, ticks, args.ticks_per_second, first, end) if ticks else None
     sampler = CpuSampler(conn, daemon.pid)
     _sleep_until(first)
+    reset_statements(conn)
     cpu = [sampler.sample()]
     bar_feed.start()
     if tick_feed:
