@@ -1,7 +1,9 @@
-"""agg_get_due_tasks claims by one of two plans: with few tasks due it orders only
-those (taken from the next_run_at index and the pending invalidations), with many
-it walks the priority index. Both must claim exactly what the listing (which
-takes no locks) shows, in its order."""
+"""agg_get_due_tasks' claim walks the priority index from the highest priority
+that has a task due (found through idx_agg_state_priority_due and the pending
+invalidations), not from its head: whatever is due (everything, a few tasks, a
+few woken by invalidations, only low-priority tasks behind thousands that are
+not), it claims exactly what the listing (which takes no locks and walks from the
+head) shows, in its order."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import datetime as dt
 import helpers as h
 
 UTC = dt.UTC
-SYMBOLS = 800  # x 7 rollup levels: more than the 5,000 due that switch plans
+SYMBOLS = 1500  # x 7 rollup levels
 
 
 def order_keys(rows: list[dict]) -> list[tuple]:
@@ -58,7 +60,7 @@ def test_both_claim_plans_take_the_listing_in_its_order(conn):
     due = conn.execute(
         "SELECT count(*) AS n FROM tickagg.data_agg_state WHERE enabled AND next_run_at <= now()"
     ).fetchone()["n"]
-    assert due > 5000
+    assert due > 10000
     expected = listing(conn, 40)
     assert order_keys(claim(conn, 40)) == order_keys(expected)
     # few due: most tasks scheduled later, a few due and a few woken by invalidations
@@ -81,9 +83,26 @@ def test_both_claim_plans_take_the_listing_in_its_order(conn):
         "SELECT count(*) AS n FROM tickagg.data_agg_state"
         " WHERE enabled AND status = 'idle' AND next_run_at <= now()"
     ).fetchone()["n"]
-    assert 0 < due < 5000
+    assert 0 < due < 10000
     expected = listing(conn, 10000)
     assert woken and woken <= keys(expected)
     got = claim(conn, 10000)
     assert keys(got) == keys(expected)
     assert order_keys(got) == order_keys(expected)
+    # only low-priority tasks due (gap scans, 150) behind rollups that are not
+    conn.execute("DELETE FROM tickagg.agg_invalidations")
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET next_run_at = now() + interval '1 hour'"
+        " WHERE task_kind = 'rollup' AND status = 'idle'"
+    )
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET enabled = true,"
+        " next_run_at = now() - interval '1 minute'"
+        " WHERE task_kind = 'gap_scan' AND hashtext(canonical_symbol) % 3 = 0"
+    )
+    expected = listing(conn, 10000)
+    assert expected and {r["task_kind"] for r in expected} == {"gap_scan"}
+    got = claim(conn, 10000)
+    assert keys(got) == keys(expected)
+    assert order_keys(got) == order_keys(expected)
+    assert claim(conn, 10) == []  # nothing due

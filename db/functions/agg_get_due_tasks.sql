@@ -42,11 +42,10 @@ SET search_path = pg_catalog, tickagg, pg_temp
 SET jit = off
 AS $$
 DECLARE
-    -- fewer tasks due than this: order only those (below)
-    c_few_due CONSTANT integer := 5000;
     v_reclaimed integer;
     v_aged integer;
     v_waited_since timestamptz;
+    v_first_priority integer;
 BEGIN
     IF p_env IS NULL OR p_env NOT IN ('prod', 'test') THEN
         RAISE EXCEPTION 'unknown environment %', p_env
@@ -158,70 +157,37 @@ BEGIN
         END IF;
     END IF;
 
-    -- Few tasks due (a live market between its minute closes: a few thousand of
-    -- 100,000 tasks): those come from idx_agg_state_next_run (and the pending
-    -- invalidations) and only they are ordered, so the claim does not walk
-    -- idx_agg_state_due_priority through every task that is not due and ranks
-    -- ahead of them (31 ms a claim at 98,000 tasks, measured). Many due (a
-    -- backfill): the walk, whose head is due. The same WHERE and order either way.
-    IF (
-        SELECT count(*) FROM (
-            SELECT 1 FROM tickagg.data_agg_state AS d
-            WHERE d.enabled AND d.status = 'idle' AND d.next_run_at <= p_now
-            LIMIT c_few_due
-        ) AS x
-    ) < c_few_due THEN
-        RETURN QUERY
-        WITH due_keys AS MATERIALIZED (
-            SELECT d.canonical_symbol, d.timeframe, d.task_kind
-            FROM tickagg.data_agg_state AS d
-            WHERE d.enabled AND d.status = 'idle' AND d.next_run_at <= p_now
-            UNION
-            SELECT i.canonical_symbol, i.timeframe, 'rollup'
-            FROM tickagg.agg_invalidations AS i
-        ),
-        chosen AS MATERIALIZED (
-            SELECT s.canonical_symbol, s.timeframe, s.task_kind
-            FROM due_keys AS k
-            INNER JOIN tickagg.data_agg_state AS s
-                ON s.canonical_symbol = k.canonical_symbol AND s.timeframe = k.timeframe AND s.task_kind = k.task_kind
-            -- re-checked on the locked row version, so a task claimed meanwhile drops out
-            WHERE
-                s.enabled
-                AND s.status = 'idle'
-                AND (
-                    s.next_run_at <= p_now
-                    OR (
-                        s.task_kind = 'rollup' AND s.transient_fail_streak = 0 AND s.hard_fail_streak = 0
-                        AND (s.canonical_symbol, s.timeframe) IN (
-                            SELECT i.canonical_symbol, i.timeframe FROM tickagg.agg_invalidations AS i
-                        )
-                    )
-                )
-                AND s.canonical_symbol IN (
-                    SELECT r.canonical_symbol FROM tickagg.core_asset_registry_all AS r
-                    WHERE CASE p_env WHEN 'prod' THEN r.active ELSE r.test_active END
-                )
-            -- ties in the order the index holds them (heap TID), as the walk and the
-            -- listing meet them
-            ORDER BY
-                s.is_mandatory DESC, s.task_priority ASC, s.last_agg_bar_ts_utc ASC, s.timeframe_step ASC, s.ctid
-            LIMIT p_limit - v_reclaimed - v_aged
-            FOR UPDATE OF s SKIP LOCKED
+    -- The walk starts at the highest priority that has a task due (one probe of
+    -- idx_agg_state_priority_due per priority, and the pending invalidations):
+    -- rows of higher priorities are then passed over in the index alone, not
+    -- read one by one from the heap to find them not due. With 98,000 tasks and
+    -- a backlog of low-priority tasks due behind 70,000 rollup and indicators
+    -- tasks that were not, a claim took 31-110 ms (bench_live_scale).
+    WITH RECURSIVE priorities (priority) AS (
+        SELECT min(d.task_priority) FROM tickagg.data_agg_state AS d WHERE d.enabled AND d.status = 'idle'
+        UNION ALL
+        SELECT (
+            SELECT min(d.task_priority) FROM tickagg.data_agg_state AS d
+            WHERE d.enabled AND d.status = 'idle' AND d.task_priority > pr.priority
         )
-        UPDATE tickagg.data_agg_state AS s SET
-            status = 'running',
-            claim_token = gen_random_uuid(),
-            lease_expires_at = p_now + make_interval(secs => p_lease_seconds),
-            running_started_at_utc = p_now,
-            last_attempt_at_utc = p_now,
-            updated_at = p_now
-        FROM chosen AS c
-        WHERE s.canonical_symbol = c.canonical_symbol AND s.timeframe = c.timeframe AND s.task_kind = c.task_kind
-        RETURNING
-            s.canonical_symbol, s.timeframe, s.task_kind, s.last_agg_bar_ts_utc, s.claim_token,
-            s.lease_expires_at, s.is_mandatory, s.task_priority, p_now - s.last_agg_bar_ts_utc, s.status;
-        RETURN;
+        FROM priorities AS pr
+        WHERE pr.priority IS NOT NULL
+    )
+    SELECT min(pr.priority) INTO v_first_priority
+    FROM priorities AS pr
+    WHERE EXISTS (
+        SELECT 1 FROM tickagg.data_agg_state AS d
+        WHERE d.enabled AND d.status = 'idle' AND d.task_priority = pr.priority AND d.next_run_at <= p_now
+    );
+    v_first_priority := least(v_first_priority, (
+        SELECT min(s.task_priority)
+        FROM tickagg.agg_invalidations AS i
+        INNER JOIN tickagg.data_agg_state AS s
+            ON s.canonical_symbol = i.canonical_symbol AND s.timeframe = i.timeframe AND s.task_kind = 'rollup'
+        WHERE s.enabled AND s.status = 'idle'
+    ));
+    IF v_first_priority IS NULL THEN
+        RETURN;  -- nothing due
     END IF;
 
     RETURN QUERY
@@ -230,7 +196,8 @@ BEGIN
         FROM tickagg.data_agg_state AS s
         -- re-checked on the locked row version, so a task claimed meanwhile drops out
         WHERE
-            s.enabled
+            s.task_priority >= v_first_priority
+            AND s.enabled
             AND s.status = 'idle'
             AND (
                 s.next_run_at <= p_now
