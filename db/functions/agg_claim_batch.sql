@@ -38,6 +38,9 @@ AS $$
 DECLARE
     v_head record;
     v_batch_size integer := coalesce(p_batch_size, tickagg.setting('rollup_batch_size')::integer);
+    -- what a task of the head's kind and timeframe reads, and its step
+    v_source_timeframe text;
+    v_step interval;
 BEGIN
     IF p_lease_seconds IS NULL THEN
         RAISE EXCEPTION 'agg_claim_batch claims: p_lease_seconds is required'
@@ -62,9 +65,13 @@ BEGIN
     status := v_head.status;
     RETURN NEXT;
 
+    SELECT CASE v_head.task_kind WHEN 'rollup' THEN t.source_timeframe ELSE t.timeframe END, t.step
+    INTO v_source_timeframe, v_step
+    FROM tickagg.timeframes AS t
+    WHERE t.timeframe = v_head.timeframe;
     IF v_head.task_kind NOT IN ('rollup', 'indicators', 'ticks_1m') OR v_batch_size < 2
         OR NOT tickagg.batch_has_little_pending(
-            v_head.task_kind, v_head.canonical_symbol, v_head.timeframe, v_head.cursor_ts, p_now
+            v_head.task_kind, v_head.canonical_symbol, v_source_timeframe, v_step, v_head.cursor_ts, p_now
         ) THEN
         RETURN;
     END IF;
@@ -78,7 +85,7 @@ BEGIN
             s.task_kind = v_head.task_kind
             AND s.timeframe = v_head.timeframe
             AND tickagg.batch_has_little_pending(
-                v_head.task_kind, s.canonical_symbol, v_head.timeframe, s.last_agg_bar_ts_utc, p_now
+                v_head.task_kind, s.canonical_symbol, v_source_timeframe, v_step, s.last_agg_bar_ts_utc, p_now
             )
             AND s.enabled
             AND s.status = 'idle'
