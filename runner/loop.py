@@ -62,8 +62,8 @@ class RunnerConfig:
     # until_idle only: how long the database may stay unavailable before the run
     # gives up (DatabaseUnavailable); a daemon waits for it however long it takes
     connect_timeout: float = 60
-    # rollup, indicators or ticks_1m tasks of one timeframe claimed and run as one batch;
-    # None: the rollup_batch_size setting, 1: one task a run
+    # rollup or indicators tasks of one timeframe claimed and run as one batch; None: the
+    # rollup_batch_size setting, 1: one task a run
     batch_size: int | None = None
 
 
@@ -281,13 +281,8 @@ def _run_ticks_1m(conn, task: dict, cfg: RunnerConfig) -> dict:
     res = queries.ticks_aggregate_minutes(
         conn, task["canonical_symbol"], task["cursor_ts"], cfg.max_windows
     )
-    return _ticks_1m_result(task, res or {})
-
-
-def _ticks_1m_result(task: dict, res: dict) -> dict:
-    """agg_finish's arguments from a ticks_1m run's result (its own or its batch's)."""
     return _step_result(
-        task, res, "ticks_1m", ("windows_processed", "bars_written", "dirty_ranges")
+        task, res or {}, "ticks_1m", ("windows_processed", "bars_written", "dirty_ranges")
     )
 
 
@@ -308,12 +303,6 @@ def _run_ticks_retention(conn, task: dict, cfg: RunnerConfig) -> dict:
         "cont": False,
     }
 
-
-# task_kind -> fn(task, result): agg_finish's arguments from a batch's row of a task
-BATCH_RESULTS: dict[str, Callable[[dict, dict], dict]] = {
-    "indicators": _indicators_result,
-    "ticks_1m": _ticks_1m_result,
-}
 
 # task_kind -> fn(conn, task, config): runs inside the transaction that execute()
 # opens and finishes with agg_finish and the run log
@@ -419,8 +408,7 @@ class Runner:
         return rows[0] if rows else None
 
     def _claim_rows(self) -> list[dict]:
-        """The head of the queue, or a batch of rollup, indicators or ticks_1m tasks of one
-        timeframe."""
+        """The head of the queue, or a batch of rollup or indicators tasks of one timeframe."""
         with self.pool.connection() as conn:
             return queries.claim_batch(
                 conn, self.cfg.env, self.cfg.lease_seconds, self.cfg.batch_size
@@ -673,9 +661,9 @@ class Runner:
             return claimed
 
     def execute_batch(self, tasks: list[dict]) -> None:
-        """Run a claimed batch of rollup, indicators or ticks_1m tasks of one timeframe
-        in one statement (agg_run_rollup_batch / agg_run_task_batch): each task's
-        writes, cursor, finish and run log row commit together with the others'. A
+        """Run a claimed batch of rollup or indicators tasks of one timeframe in one
+        statement (agg_run_rollup_batch / agg_run_indicators_batch): each task's bars
+        or values, cursor, finish and run log row commit together with the others'. A
         task whose lease was taken over is skipped by the statement (its work left to
         its new holder). If the statement fails, nothing of it stays, and each task
         runs on its own, so one bad task fails alone. Claims nothing next (returns
@@ -722,7 +710,7 @@ class Runner:
                         fin = _rollup_result(task, row["result"])
                         cascaded = fin.pop("cascaded_bars", {})
                     else:
-                        fin, cascaded = BATCH_RESULTS[kind](task, row["result"]), {}
+                        fin, cascaded = _indicators_result(task, row["result"]), {}
                     self._record_success(task, fin, cascaded, elapsed / len(tasks))
         return None
 

@@ -1,4 +1,4 @@
-"""Batches of indicators tasks (agg_claim_batch + agg_run_task_batch): the
+"""Batches of indicators tasks (agg_claim_batch + agg_run_indicators_batch): the
 values equal the per-task path bar for bar on mixed batches (live bars, a
 correction that rewinds a series, a series with nothing new, two timeframes), and
 TA-Lib; a task whose lease was taken over is skipped in its batch; a SIGKILL
@@ -138,7 +138,7 @@ def test_a_task_whose_lease_was_taken_over_is_skipped_in_its_indicators_batch(ds
     ).fetchone()["claim_token"]
     run_ids = [uuid.uuid4() for _ in tasks]
     rows = conn.execute(
-        "SELECT * FROM tickagg.agg_run_task_batch('indicators', %s, %s, %s, %s, %s, now())",
+        "SELECT * FROM tickagg.agg_run_indicators_batch(%s, %s, %s, %s, %s, now())",
         (
             "5m",
             [t["canonical_symbol"] for t in tasks],

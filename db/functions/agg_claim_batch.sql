@@ -1,14 +1,15 @@
 -- The runner's claim: the head of the queue (agg_get_due_tasks, limit 1) and,
--- when the head is a rollup, indicators or ticks_1m task with a few steps to do,
--- up to p_batch_size - 1 more due tasks of its kind and timeframe, so that
--- agg_run_rollup_batch / agg_run_task_batch run them all in one statement. At a
--- minute boundary every symbol of a market has a minute to aggregate (tick-fed)
--- or a bucket to close and then its indicators to extend; one task a run costs
--- ~4-5 ms each, a batch shares that cost.
+-- when the head is a rollup or an indicators task with a few bars to do, up to
+-- p_batch_size - 1 more due tasks of its kind and timeframe, so that
+-- agg_run_rollup_batch / agg_run_indicators_batch run them all in one statement.
+-- At a minute boundary every symbol of a bar-fed market has a bucket to close and
+-- then its indicators to extend; one task a run costs ~4-5 ms each, a batch
+-- shares that cost.
 -- The batch is claimed like agg_get_due_tasks claims (idle and due, FOR UPDATE
 -- SKIP LOCKED, the same order, a lease and a claim token each), and only tasks
--- with live or late work join it, or start it (batch_has_little_pending); a
--- catch-up or a backfill runs alone. Its WHERE repeats
+-- with a few buckets of source past their cursor join it, or start it
+-- (rollup_has_few_buckets_pending: live and late work; an indicators task's
+-- source is its own timeframe's bars); a backfill runs alone. Its WHERE repeats
 -- agg_get_due_tasks' due condition (FOR UPDATE cannot lock rows that come
 -- through a function); tests/test_batch.py checks that both pick the same tasks.
 CREATE OR REPLACE FUNCTION tickagg.agg_claim_batch(
@@ -37,10 +38,9 @@ SET jit = off
 AS $$
 DECLARE
     v_head record;
-    v_batch_size integer := coalesce(p_batch_size, tickagg.setting('rollup_batch_size')::integer);
-    -- what a task of the head's kind and timeframe reads, and its step
+    v_frame tickagg.timeframes;
     v_source_timeframe text;
-    v_step interval;
+    v_batch_size integer := coalesce(p_batch_size, tickagg.setting('rollup_batch_size')::integer);
 BEGIN
     IF p_lease_seconds IS NULL THEN
         RAISE EXCEPTION 'agg_claim_batch claims: p_lease_seconds is required'
@@ -65,14 +65,11 @@ BEGIN
     status := v_head.status;
     RETURN NEXT;
 
-    SELECT CASE v_head.task_kind WHEN 'rollup' THEN t.source_timeframe ELSE t.timeframe END, t.step
-    INTO v_source_timeframe, v_step
-    FROM tickagg.timeframes AS t
-    WHERE t.timeframe = v_head.timeframe;
-    IF v_head.task_kind NOT IN ('rollup', 'indicators', 'ticks_1m') OR v_batch_size < 2
-        OR NOT tickagg.batch_has_little_pending(
-            v_head.task_kind, v_head.canonical_symbol, v_source_timeframe, v_step, v_head.cursor_ts, p_now
-        ) THEN
+    SELECT * INTO v_frame FROM tickagg.timeframes AS t WHERE t.timeframe = v_head.timeframe;
+    v_source_timeframe := CASE v_head.task_kind WHEN 'rollup' THEN v_frame.source_timeframe ELSE v_head.timeframe END;
+    IF v_head.task_kind NOT IN ('rollup', 'indicators') OR v_batch_size < 2 OR NOT tickagg.rollup_has_few_buckets_pending(
+        v_head.canonical_symbol, v_source_timeframe, v_head.cursor_ts, v_frame.step
+    ) THEN
         RETURN;
     END IF;
 
@@ -84,8 +81,8 @@ BEGIN
         WHERE
             s.task_kind = v_head.task_kind
             AND s.timeframe = v_head.timeframe
-            AND tickagg.batch_has_little_pending(
-                v_head.task_kind, s.canonical_symbol, v_source_timeframe, v_step, s.last_agg_bar_ts_utc, p_now
+            AND tickagg.rollup_has_few_buckets_pending(
+                s.canonical_symbol, v_source_timeframe, s.last_agg_bar_ts_utc, v_frame.step
             )
             AND s.enabled
             AND s.status = 'idle'
@@ -123,4 +120,4 @@ END
 $$;
 
 COMMENT ON FUNCTION tickagg.agg_claim_batch(text, timestamptz, integer, integer) IS
-'Claim the head of the due queue and, for a live rollup, indicators or ticks_1m head, up to p_batch_size - 1 more due tasks of its kind and timeframe.';
+'Claim the head of the due queue and, for a live rollup or indicators head, up to p_batch_size - 1 more due tasks of its kind and timeframe.';
