@@ -300,6 +300,28 @@ WHERE finished_at >= %(from)s AND finished_at < %(to)s
 GROUP BY 1, 2 ORDER BY 1, 2
 """
 
+# a batch's tasks share one started_at: its busy time is counted once
+RUN_PROFILE_SQL = """
+WITH calls AS (
+    SELECT task_kind, timeframe, started_at, count(*) AS runs, sum(bars_written) AS bars,
+           max(finished_at) - started_at AS busy
+    FROM tickagg.ops_runlog
+    WHERE finished_at >= %(from)s AND finished_at < %(to)s
+    GROUP BY task_kind, timeframe, started_at
+)
+SELECT task_kind, timeframe, sum(runs) AS runs, count(*) AS calls, sum(bars) AS bars,
+       extract(epoch FROM sum(busy)) AS busy_s
+FROM calls GROUP BY 1, 2 ORDER BY busy_s DESC
+"""
+
+STATEMENTS_SQL = """
+SELECT calls, total_exec_time / 1000 AS total_s,
+       left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS query
+FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+ORDER BY total_exec_time DESC LIMIT 15
+"""
+
 LEVELS = ("5m", "15m", "30m", "1h", "4h", "1d", "1w")
 
 
@@ -401,6 +423,41 @@ def report_minutes(conn, title, windows, cpu, task_count) -> float:
     return sum(per_minute) / len(per_minute) if per_minute else 0.0
 
 
+def reset_statements(conn) -> None:
+    """pg_stat_statements from the first live minute on, when the server loads it."""
+    try:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("SELECT pg_stat_statements_reset()")
+    except psycopg.Error:
+        pass  # not loaded (shared_preload_libraries): the profile leaves it out
+
+
+def report_profile(conn, lo, hi) -> None:
+    """Where the live minutes' time went: ops_runlog per kind and level, and the
+    top statements when the server has pg_stat_statements loaded."""
+    rows = conn.execute(RUN_PROFILE_SQL, {"from": lo, "to": hi}).fetchall()
+    print(
+        f"\n== profile of the live minutes ({lo:%H:%M}-{hi:%H:%M}):"
+        " ops_runlog per kind and level =="
+    )
+    print(f"  {'kind':11s} {'level':>5s} {'runs':>8s} {'calls':>7s} {'bars':>8s} {'busy s':>8s}")
+    for r in rows:
+        print(
+            f"  {r['task_kind']:11s} {r['timeframe']:>5s} {int(r['runs']):8d} {r['calls']:7d}"
+            f" {int(r['bars'] or 0):8d} {float(r['busy_s']):8.1f}"
+        )
+    try:
+        statements = conn.execute(STATEMENTS_SQL).fetchall()
+    except psycopg.Error:
+        return  # pg_stat_statements not loaded on this server
+    print(
+        "\n== pg_stat_statements from the first live minute to the end (track as the server"
+        " sets it): top by total time =="
+    )
+    for r in statements:
+        print(f"  {int(r['calls']):8d} {float(r['total_s']):8.1f} s  {r['query']}")
+
+
 # --- main -------------------------------------------------------------------------
 
 
@@ -476,6 +533,7 @@ def run(conn, dsn, args, bars, ticks, daemon, task_count, agg_start) -> None:
     tick_feed = TickFeed(dsn, ticks, args.ticks_per_second, first, end) if ticks else None
     sampler = CpuSampler(conn, daemon.pid)
     _sleep_until(first)
+    reset_statements(conn)
     cpu = [sampler.sample()]
     bar_feed.start()
     if tick_feed:
@@ -497,6 +555,7 @@ def run(conn, dsn, args, bars, ticks, daemon, task_count, agg_start) -> None:
     if tick_feed:
         report_tick_latency(conn, tick_feed, first, end, since)
     report_minutes(conn, f"live ({live} min)", windows[:live], cpu[: live + 1], task_count)
+    report_profile(conn, first, end)
     if args.idle_minutes > 1:
         # the first minute after the feeds stop still runs what the last minute closed
         idle = windows[live + 1 :]

@@ -62,7 +62,7 @@ class RunnerConfig:
     # until_idle only: how long the database may stay unavailable before the run
     # gives up (DatabaseUnavailable); a daemon waits for it however long it takes
     connect_timeout: float = 60
-    # rollup tasks of one timeframe claimed and run as one batch; None: the
+    # rollup or indicators tasks of one timeframe claimed and run as one batch; None: the
     # rollup_batch_size setting, 1: one task a run
     batch_size: int | None = None
 
@@ -210,9 +210,12 @@ def _run_indicators(conn, task: dict, cfg: RunnerConfig) -> dict:
     res = queries.indicators_step(
         conn, task["canonical_symbol"], task["timeframe"], task["cursor_ts"], cfg.max_windows
     )
-    return _step_result(
-        task, res or {}, "indicators", ("bars_computed", "bars_written", "rewound_to")
-    )
+    return _indicators_result(task, res or {})
+
+
+def _indicators_result(task: dict, res: dict) -> dict:
+    """agg_finish's arguments from an indicators run's result (its own or its batch's)."""
+    return _step_result(task, res, "indicators", ("bars_computed", "bars_written", "rewound_to"))
 
 
 def _run_gap_scan(conn, task: dict, cfg: RunnerConfig) -> dict:
@@ -429,7 +432,7 @@ class Runner:
         return rows[0] if rows else None
 
     def _claim_rows(self) -> list[dict]:
-        """The head of the queue, or a batch of rollup tasks of one timeframe."""
+        """The head of the queue, or a batch of rollup or indicators tasks of one timeframe."""
         with self.pool.connection() as conn:
             return queries.claim_batch(
                 conn, self.cfg.env, self.cfg.lease_seconds, self.cfg.batch_size
@@ -686,28 +689,30 @@ class Runner:
             return claimed
 
     def execute_batch(self, tasks: list[dict]) -> None:
-        """Run a claimed batch of rollup tasks of one timeframe in one statement
-        (agg_run_rollup_batch): each task's bars, cursor, finish and run log row
-        commit together with the others'. A task whose lease was taken over is
-        skipped by the statement (its work left to its new holder). If the statement
-        fails, nothing of it stays, and each task runs on its own, so one bad task
-        fails alone. Claims nothing next (returns None: the caller claims)."""
+        """Run a claimed batch of rollup or indicators tasks of one timeframe in one
+        statement (agg_run_rollup_batch / agg_run_indicators_batch): each task's bars
+        or values, cursor, finish and run log row commit together with the others'. A
+        task whose lease was taken over is skipped by the statement (its work left to
+        its new holder). If the statement fails, nothing of it stays, and each task
+        runs on its own, so one bad task fails alone. Claims nothing next (returns
+        None: the caller claims)."""
         run_ids = [uuid.uuid4() for _ in tasks]
         t0 = time.monotonic()
         started_at = dt.datetime.now(dt.UTC)
-        with log_context(kind="rollup", timeframe=tasks[0]["timeframe"]):
+        kind = tasks[0]["task_kind"]
+        with log_context(kind=kind, timeframe=tasks[0]["timeframe"]):
             try:
                 with self.pool.connection() as conn:
                     self._note_run_session(conn)
                     if self._own_pool:
                         # one statement; the pool's sessions carry the statement timeout
-                        rows = queries.agg_run_rollup_batch(
+                        rows = queries.agg_run_batch(
                             conn, tasks, run_ids, started_at, self.cfg.max_windows
                         )
                     else:
                         with wrap_exceptions(), conn.transaction():
                             queries.set_statement_timeout(conn, self.cfg.statement_timeout)
-                            rows = queries.agg_run_rollup_batch(
+                            rows = queries.agg_run_batch(
                                 conn, tasks, run_ids, started_at, self.cfg.max_windows
                             )
             except Exception as exc:  # noqa: BLE001 - each task then runs (and fails) alone
@@ -730,8 +735,11 @@ class Runner:
                         log.warning("lease lost: skipped in its batch, nothing written")
                         self._observe(task, "lease_lost", elapsed / len(tasks), 0)
                         continue
-                    fin = _rollup_result(task, row["result"])
-                    cascaded = fin.pop("cascaded_bars", {})
+                    if kind == "rollup":
+                        fin = _rollup_result(task, row["result"])
+                        cascaded = fin.pop("cascaded_bars", {})
+                    else:
+                        fin, cascaded = _indicators_result(task, row["result"]), {}
                     self._record_success(task, fin, cascaded, elapsed / len(tasks))
         return None
 

@@ -25,8 +25,8 @@ SELECT * FROM tickagg.agg_get_due_tasks(
     p_lease_seconds => %(lease_seconds)s)
 """
 
-# the runner's claim: the head of the queue, and for a live rollup head a batch of
-# due rollup tasks of its timeframe (p_batch_size NULL: the rollup_batch_size setting)
+# the runner's claim: the head of the queue, and for a live rollup or indicators head
+# a batch of due tasks of its kind and timeframe (p_batch_size NULL: the rollup_batch_size setting)
 CLAIM_BATCH = """
 SELECT * FROM tickagg.agg_claim_batch(
     p_env => %(env)s,
@@ -91,6 +91,19 @@ SELECT * FROM tickagg.agg_run_rollup_batch(
     p_run_ids => %(run_ids)s,
     p_started_at => %(started_at)s,
     p_max_windows => %(max_windows)s)
+"""
+
+# A claimed batch of indicators tasks of one timeframe: fenced, indicators_step per
+# series, finished and logged per task, in one statement; a row per task
+AGG_RUN_INDICATORS_BATCH = """
+SELECT * FROM tickagg.agg_run_indicators_batch(
+    p_timeframe => %(timeframe)s,
+    p_canonical_symbols => %(symbols)s,
+    p_claim_tokens => %(claim_tokens)s,
+    p_cursors => %(cursors)s,
+    p_run_ids => %(run_ids)s,
+    p_started_at => %(started_at)s,
+    p_max_bars => %(max_windows)s)
 """
 
 INDICATORS_STEP = """
@@ -298,7 +311,8 @@ def get_due_tasks(
 
 
 def claim_batch(conn, env: str, lease_seconds: int, batch_size: int | None = None) -> list[dict]:
-    """Claim the head of the queue and, for a live rollup head, a batch of its timeframe."""
+    """Claim the head of the queue and, for a live rollup or indicators head, a batch of
+    its kind and timeframe."""
     return _all(
         conn,
         CLAIM_BATCH,
@@ -362,14 +376,17 @@ def agg_run_rollup_and_claim(
     return result, [row for row in rows if row["claim_token"] is not None]
 
 
-def agg_run_rollup_batch(
+def agg_run_batch(
     conn, tasks: list[dict], run_ids: list, started_at, max_windows: int | None = None
 ) -> list[dict]:
-    """A claimed batch of rollup tasks of one timeframe run in one statement: a row per
-    task (canonical_symbol, outcome 'success' or 'lease_lost', result)."""
+    """A claimed batch of rollup or indicators tasks of one timeframe run in one
+    statement (agg_run_rollup_batch / agg_run_indicators_batch; max_windows caps an
+    indicators task's bars): a row per task (canonical_symbol, outcome 'success' or
+    'lease_lost', result)."""
+    query = AGG_RUN_ROLLUP_BATCH if tasks[0]["task_kind"] == "rollup" else AGG_RUN_INDICATORS_BATCH
     return _all(
         conn,
-        AGG_RUN_ROLLUP_BATCH,
+        query,
         {
             "timeframe": tasks[0]["timeframe"],
             "symbols": [t["canonical_symbol"] for t in tasks],

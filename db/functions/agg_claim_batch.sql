@@ -1,15 +1,17 @@
 -- The runner's claim: the head of the queue (agg_get_due_tasks, limit 1) and,
--- when the head is a rollup task with a few buckets to do, up to p_batch_size - 1
--- more due rollup tasks of its timeframe, so that agg_run_rollup_batch
--- materialises them all in one statement. At a minute boundary every symbol of a
--- bar-fed market has a bucket to close; one task a run costs ~4-5 ms each, a
--- batch shares that cost.
+-- when the head is a rollup or an indicators task with a few bars to do, up to
+-- p_batch_size - 1 more due tasks of its kind and timeframe, so that
+-- agg_run_rollup_batch / agg_run_indicators_batch run them all in one statement.
+-- At a minute boundary every symbol of a bar-fed market has a bucket to close and
+-- then its indicators to extend; one task a run costs ~4-5 ms each, a batch
+-- shares that cost.
 -- The batch is claimed like agg_get_due_tasks claims (idle and due, FOR UPDATE
 -- SKIP LOCKED, the same order, a lease and a claim token each), and only tasks
 -- with a few buckets of source past their cursor join it, or start it
--- (rollup_has_few_buckets_pending: live and late work); a backfill runs alone. Its WHERE repeats agg_get_due_tasks'
--- due condition (FOR UPDATE cannot lock rows that come through a function);
--- tests/test_batch.py checks that both pick the same tasks.
+-- (rollup_has_few_buckets_pending: live and late work; an indicators task's
+-- source is its own timeframe's bars); a backfill runs alone. Its WHERE repeats
+-- agg_get_due_tasks' due condition (FOR UPDATE cannot lock rows that come
+-- through a function); tests/test_batch.py checks that both pick the same tasks.
 CREATE OR REPLACE FUNCTION tickagg.agg_claim_batch(
     p_env text,
     p_now timestamptz,
@@ -37,6 +39,7 @@ AS $$
 DECLARE
     v_head record;
     v_frame tickagg.timeframes;
+    v_source_timeframe text;
     v_batch_size integer := coalesce(p_batch_size, tickagg.setting('rollup_batch_size')::integer);
 BEGIN
     IF p_lease_seconds IS NULL THEN
@@ -63,8 +66,9 @@ BEGIN
     RETURN NEXT;
 
     SELECT * INTO v_frame FROM tickagg.timeframes AS t WHERE t.timeframe = v_head.timeframe;
-    IF v_head.task_kind <> 'rollup' OR v_batch_size < 2 OR NOT tickagg.rollup_has_few_buckets_pending(
-        v_head.canonical_symbol, v_frame.source_timeframe, v_head.cursor_ts, v_frame.step
+    v_source_timeframe := CASE v_head.task_kind WHEN 'rollup' THEN v_frame.source_timeframe ELSE v_head.timeframe END;
+    IF v_head.task_kind NOT IN ('rollup', 'indicators') OR v_batch_size < 2 OR NOT tickagg.rollup_has_few_buckets_pending(
+        v_head.canonical_symbol, v_source_timeframe, v_head.cursor_ts, v_frame.step
     ) THEN
         RETURN;
     END IF;
@@ -75,17 +79,17 @@ BEGIN
         FROM tickagg.data_agg_state AS s
         -- re-checked on the locked row version, so a task claimed meanwhile drops out
         WHERE
-            s.task_kind = 'rollup'
+            s.task_kind = v_head.task_kind
             AND s.timeframe = v_head.timeframe
             AND tickagg.rollup_has_few_buckets_pending(
-                s.canonical_symbol, v_frame.source_timeframe, s.last_agg_bar_ts_utc, v_frame.step
+                s.canonical_symbol, v_source_timeframe, s.last_agg_bar_ts_utc, v_frame.step
             )
             AND s.enabled
             AND s.status = 'idle'
             AND (
                 s.next_run_at <= p_now
                 OR (
-                    s.transient_fail_streak = 0 AND s.hard_fail_streak = 0
+                    s.task_kind = 'rollup' AND s.transient_fail_streak = 0 AND s.hard_fail_streak = 0
                     AND (s.canonical_symbol, s.timeframe) IN (
                         SELECT i.canonical_symbol, i.timeframe FROM tickagg.agg_invalidations AS i
                     )
@@ -116,4 +120,4 @@ END
 $$;
 
 COMMENT ON FUNCTION tickagg.agg_claim_batch(text, timestamptz, integer, integer) IS
-'Claim the head of the due queue and, for a live rollup head, up to p_batch_size - 1 more due rollup tasks of its timeframe.';
+'Claim the head of the due queue and, for a live rollup or indicators head, up to p_batch_size - 1 more due tasks of its kind and timeframe.';

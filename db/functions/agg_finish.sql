@@ -20,7 +20,12 @@
 --             not materialised yet and that its cursor does not close (so a
 --             symbol whose bars stopped closes its 15m..1w buckets on time and
 --             then costs nothing until new bars come).
---   ticks_1m  at the next minute's close plus its delay
+--   ticks_1m  when ticks are waiting: at once when a later minute's tick (or a
+--             late tick) closes one, else at the close of the minute its ticks are
+--             in, plus its delay; with none, when a bucket of a level above that
+--             holds 1m bars not materialised yet ends (its cursor must pass that
+--             end for the bucket to close), plus the delay. A silent symbol costs
+--             no runs: its next tick schedules it (ticks_record_late)
 --   gap_scan  gap_scan_quiet_interval later; a 1m bar write brings it to
 --             run_interval after the write
 --   gap_scan_history, ticks_retention  run_interval later
@@ -115,6 +120,38 @@ BEGIN
                         AND s.last_agg_bar_ts_utc <= v_newest AND lower(b.bounds) <= v_newest
                 ) AS x;
             END IF;
+        ELSIF p_task_kind = 'ticks_1m' AND NOT p_continue THEN
+            -- the run's own data decides, not a wake-up during it: a tick whose
+            -- trigger woke the task before the run locked its row was read by the run
+            SELECT max(t.ts_utc) INTO v_newest
+            FROM tickagg.ticks AS t
+            WHERE t.canonical_symbol = p_canonical_symbol AND t.ts_utc >= v_cursor;
+            IF v_newest >= v_cursor + interval '1 minute' OR EXISTS (
+                SELECT 1 FROM tickagg.agg_invalidations AS i
+                WHERE i.canonical_symbol = p_canonical_symbol AND i.timeframe = '1m'
+            ) THEN
+                v_due := now();
+            ELSIF v_newest IS NOT NULL THEN
+                v_due := v_cursor + interval '1 minute' + v_task.aggregation_delay;
+            ELSE
+                SELECT r.calendar_code INTO v_calendar_code
+                FROM tickagg.core_asset_registry_all AS r
+                WHERE r.canonical_symbol = p_canonical_symbol;
+                SELECT max(b.ts_utc) INTO v_newest
+                FROM tickagg.data_bars AS b
+                WHERE b.canonical_symbol = p_canonical_symbol AND b.timeframe = '1m';
+                -- at each level the bucket of the last closed minute is the only one
+                -- that can hold bars and still be open
+                SELECT min(upper(b.bounds)) + v_task.aggregation_delay INTO v_due
+                FROM tickagg.data_agg_state AS s
+                CROSS JOIN LATERAL tickagg.bucket_bounds(
+                    v_calendar_code, s.timeframe, v_cursor - interval '1 minute'
+                ) AS b (bounds)
+                WHERE
+                    s.canonical_symbol = p_canonical_symbol AND s.task_kind = 'rollup' AND s.enabled
+                    AND s.last_agg_bar_ts_utc <= v_newest AND lower(b.bounds) <= v_newest
+                    AND upper(b.bounds) > v_cursor;
+            END IF;
         END IF;
 
         UPDATE tickagg.data_agg_state AS s SET
@@ -131,13 +168,11 @@ BEGIN
             runs_total = s.runs_total + 1,
             bars_written_total = s.bars_written_total + coalesce(p_bars_written, 0),
             next_run_at = CASE
-                WHEN p_continue OR v_woken THEN now()
-                -- a ticks_1m task has work when the next minute closes, not a run_interval later
+                WHEN p_continue THEN now()
+                -- (v_due, above: a wake-up during its run was for ticks the run read)
                 WHEN s.task_kind = 'ticks_1m'
-                    THEN least(
-                        now() + s.run_interval,
-                        date_trunc('minute', now() - s.aggregation_delay) + interval '1 minute' + s.aggregation_delay
-                    )
+                    THEN least(now() + tickagg.setting('idle_recheck_interval')::interval, v_due)
+                WHEN v_woken THEN now()
                 WHEN s.task_kind = 'gap_scan' THEN now() + tickagg.setting('gap_scan_quiet_interval')::interval
                 WHEN s.task_kind IN ('gap_scan_history', 'ticks_retention') THEN now() + s.run_interval
                 -- (v_due: NULL but for a bar-fed 5m task, least() skips it)

@@ -1,20 +1,17 @@
 -- A batch of claimed rollup tasks of one timeframe (agg_claim_batch) run in one
 -- call, so one statement and one transaction: each task's bars, cursor, finish
 -- and run log row commit together with every other's, or none does.
---   1. Fencing: the tasks' rows are locked (in key order, so two batches never
---      deadlock) and a task whose claim token or cursor changed since its claim
---      (its lease expired and another runner took it over) is skipped: none of
---      its bars is written, its run is logged 'lease_lost', and the rest of the
---      batch goes on. A locked row cannot be reclaimed (the claim skips locked
---      rows), so what is held here stays held until the commit.
+--   1. Fencing (agg_batch_held): a task whose claim token or cursor changed
+--      since its claim (its lease expired and another runner took it over) is
+--      skipped: none of its bars is written, its run is logged 'lease_lost', and
+--      the rest of the batch goes on.
 --   2. Each task is planned by catchup_aggregation_range (p_write false): its
 --      dirty spans taken, its frontier and closed buckets, exactly as its own run.
 --   3. The few buckets of every live task are written by one statement over all
 --      symbols (rollup_ranges). A task that redoes late buckets (and
 --      cascades them to the levels above) or has many buckets (a backfill) is
 --      written as its own run writes it (rollup_cascade_dirty).
---   4. Each task is finished by agg_finish (one definition of success for both
---      paths) and logged by ops_log_run under its own run id.
+--   4. Each task is finished and logged under its own run id (agg_finish_batch).
 -- Returns one row per task: 'success' with the catch-up result agg_run_rollup
 -- returns, or 'lease_lost'.
 CREATE OR REPLACE FUNCTION tickagg.agg_run_rollup_batch(
@@ -44,7 +41,6 @@ DECLARE
     v_batch_symbols text[] := '{}';
     v_batch_ranges tstzmultirange[] := '{}';
     v_counts jsonb;
-    v_result jsonb;
 BEGIN
     IF cardinality(p_canonical_symbols) IS DISTINCT FROM cardinality(p_claim_tokens)
         OR cardinality(p_canonical_symbols) IS DISTINCT FROM cardinality(p_cursors)
@@ -54,25 +50,7 @@ BEGIN
     END IF;
     v_step := (SELECT t.step FROM tickagg.timeframes AS t WHERE t.timeframe = p_timeframe);
 
-    -- held[i]: task i is still this claim's (its row locked first, in key order)
-    SELECT array_agg(
-        l.status IS NOT DISTINCT FROM 'running'
-        AND l.claim_token IS NOT DISTINCT FROM c.claim_token
-        AND l.last_agg_bar_ts_utc IS NOT DISTINCT FROM c.cursor_ts
-        ORDER BY c.ord
-    )
-    INTO v_held
-    FROM unnest(p_canonical_symbols, p_claim_tokens, p_cursors) WITH ORDINALITY AS c (symbol, claim_token, cursor_ts, ord)
-    LEFT JOIN (
-        SELECT s.canonical_symbol AS symbol, s.status, s.claim_token, s.last_agg_bar_ts_utc
-        FROM tickagg.data_agg_state AS s
-        WHERE
-            s.canonical_symbol = ANY(p_canonical_symbols)
-            AND s.timeframe = p_timeframe
-            AND s.task_kind = 'rollup'
-        ORDER BY s.canonical_symbol
-        FOR UPDATE OF s
-    ) AS l ON l.symbol = c.symbol;
+    v_held := tickagg.agg_batch_held('rollup', p_timeframe, p_canonical_symbols, p_claim_tokens, p_cursors);
 
     FOR v_i IN 1 .. coalesce(cardinality(p_canonical_symbols), 0) LOOP
         v_plan := NULL;
@@ -121,50 +99,17 @@ BEGIN
     END IF;
 
     FOR v_i IN 1 .. coalesce(cardinality(p_canonical_symbols), 0) LOOP
-        canonical_symbol := p_canonical_symbols[v_i];
-        IF v_plans[v_i] IS NULL THEN
-            outcome := 'lease_lost';
-            result := NULL;
-            PERFORM tickagg.ops_log_run(
-                p_run_id => p_run_ids[v_i],
-                p_canonical_symbol => p_canonical_symbols[v_i],
-                p_timeframe => p_timeframe,
-                p_task_kind => 'rollup',
-                p_started_at => p_started_at,
-                p_outcome => 'lease_lost',
-                p_error => 'lease no longer held by this claim: skipped in its batch, nothing written'
-            );
-            RETURN NEXT;
-            CONTINUE;
+        IF v_plans[v_i] IS NOT NULL THEN
+            v_plans[v_i] := (v_plans[v_i] - 'ranges' - 'redoes_dirty' - 'calendar_code' - 'max_windows')
+                || coalesce(v_counts -> p_canonical_symbols[v_i], '{}'::jsonb);
         END IF;
-        v_result := (v_plans[v_i] - 'ranges' - 'redoes_dirty' - 'calendar_code' - 'max_windows')
-            || coalesce(v_counts -> p_canonical_symbols[v_i], '{}'::jsonb);
-        PERFORM tickagg.agg_finish(
-            p_canonical_symbol => p_canonical_symbols[v_i],
-            p_timeframe => p_timeframe,
-            p_task_kind => 'rollup',
-            p_claim_token => p_claim_tokens[v_i],
-            p_outcome => 'success',
-            p_cursor_from => p_cursors[v_i],
-            p_cursor_to => (v_result ->> 'cursor_to')::timestamptz,
-            p_bars_written => (v_result ->> 'bars_written')::integer,
-            p_continue => (v_result ->> 'continue')::boolean
-        );
-        PERFORM tickagg.ops_log_run(
-            p_run_id => p_run_ids[v_i],
-            p_canonical_symbol => p_canonical_symbols[v_i],
-            p_timeframe => p_timeframe,
-            p_task_kind => 'rollup',
-            p_started_at => p_started_at,
-            p_outcome => 'success',
-            p_bars_written => (v_result ->> 'bars_written')::bigint,
-            p_cursor_from => p_cursors[v_i],
-            p_cursor_to => (v_result ->> 'cursor_to')::timestamptz
-        );
-        outcome := 'success';
-        result := v_result;
-        RETURN NEXT;
     END LOOP;
+    PERFORM tickagg.agg_finish_batch(
+        'rollup', p_timeframe, p_canonical_symbols, p_claim_tokens, p_cursors, p_run_ids, p_started_at, v_plans
+    );
+    RETURN QUERY
+    SELECT c.symbol, CASE WHEN c.result IS NULL THEN 'lease_lost' ELSE 'success' END, c.result
+    FROM unnest(p_canonical_symbols, v_plans) AS c (symbol, result);
 END
 $$;
 

@@ -1,6 +1,7 @@
 -- Whether a rollup task's source holds at most 16 of its steps of bars past its
 -- cursor (few_buckets' span): live and late work, which batches of tasks share
--- (agg_claim_batch). More is a catch-up or a backfill, which runs alone, so a
+-- (agg_claim_batch). Also asked of an indicators task, whose source is the bars
+-- of its own timeframe. More is a catch-up or a backfill, which runs alone, so a
 -- batch never grows into one long statement holding hundreds of tasks. One index
 -- probe of the source table; SQL, so it is inlined into the claim.
 CREATE OR REPLACE FUNCTION tickagg.rollup_has_few_buckets_pending(
