@@ -67,8 +67,8 @@ def expected_reason(fields: list, known: set) -> tuple[str | None, tuple | None]
     ):
         if value is None and text:
             return f"{name} '{text}' is not a finite number", None
-    volume = number_of(volume_text or "0")
-    if volume is None:
+    volume = number_of(volume_text) if volume_text else None
+    if volume is None and volume_text:
         return f"volume '{volume_text}' is not a finite number", None
     source = (source or "").strip() or "polygon_historical"
     if not re.fullmatch(r"[a-z0-9_]{1,64}", source):
@@ -86,6 +86,8 @@ def expected_reason(fields: list, known: set) -> tuple[str | None, tuple | None]
         return "open is outside [low, high]", None
     if not lo <= c <= h:
         return "close is outside [low, high]", None
+    if volume is None:
+        return "volume is missing", None
     if volume < 0:
         return "volume is negative", None
     return None, (ts, (o, h, lo, c, volume), source)
