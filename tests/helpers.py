@@ -356,7 +356,10 @@ def run_until_idle_after_kills(dsn: str, conn, *run_args: str, attempts: int = 5
     lease until nothing is running and no invalidation is pending."""
     for _ in range(attempts):
         p = run_cli(dsn, "run", "--until-idle", "--workers", "1", "--lease-seconds", "2", *run_args)
-        assert p.returncode == 0, p.stderr[-3000:]
+        # exit 5: work left, here tasks a killed runner's session claimed after the
+        # kill (its statement still ran); no run may have failed
+        assert p.returncode in (0, 5), p.stderr[-3000:]
+        assert "runs failed" not in p.stderr, p.stderr[-3000:]
         left = conn.execute(
             "SELECT max(lease_expires_at) AS until, count(*) AS n FROM tickagg.data_agg_state"
             " WHERE status = 'running'"
