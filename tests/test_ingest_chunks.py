@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import re
 import uuid
 
 import pytest
+from bar_rules import expected_reason, number_of
 
 from runner import db, ingest, queries
 
@@ -21,74 +21,6 @@ UTC = dt.UTC
 BASE = dt.datetime(2024, 3, 4, 0, 0, tzinfo=UTC)
 RANK = {"polygon_historical": 0, "historical_aggregated": 10, "live_gap_filled": 20}
 HEADER = ["canonical_symbol", "ts_utc", "open", "high", "low", "close", "volume", "source"]
-# the patterns of parse_timestamptz and parse_float8
-TS_RE = re.compile(
-    r"^\s*\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?\s*"
-    r"(Z|z|UTC|[+-]\d{2}(:?\d{2})?)?\s*$"
-)
-FLOAT_RE = re.compile(r"^ *[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,2})? *$")
-
-
-def parse_ts(text):
-    if text is None or not TS_RE.match(text):
-        return None
-    s = text.strip().replace("T", " ").replace("Z", "+00:00")
-    try:
-        v = dt.datetime.fromisoformat(s)
-    except ValueError:
-        return None
-    return v if v.tzinfo else v.replace(tzinfo=UTC)
-
-
-def parse_float(text):
-    if text is None or len(text) > 40 or not FLOAT_RE.match(text):
-        return None
-    return float(text)
-
-
-def expected_reason(rec, known):
-    sym, ts_t, o_t, h_t, l_t, c_t, v_t, src = rec
-    ts = parse_ts(ts_t)
-    o, h, lo, c = (parse_float(x) for x in (o_t, h_t, l_t, c_t))
-    vol = parse_float(v_t) if v_t else None
-    if sym not in known:
-        return f"unknown symbol {quote(sym)}", None
-    if ts is None:
-        return f"ts_utc {quote(ts_t)} is not a timestamp", None
-    for name, text, val in (
-        ("open", o_t, o),
-        ("high", h_t, h),
-        ("low", l_t, lo),
-        ("close", c_t, c),
-    ):
-        if val is None and text:
-            return f"{name} {quote(text)} is not a finite number", None
-    if vol is None and v_t:
-        return f"volume {quote(v_t)} is not a finite number", None
-    src = src.strip() if src and src.strip() else "polygon_historical"
-    if not re.fullmatch(r"[a-z0-9_]{1,64}", src):
-        return f"source {quote(src)} is not a source name", None
-    if ts.second or ts.microsecond:
-        return "ts_utc is not on a whole minute", None
-    if None in (o, h, lo, c):
-        return "a price is missing", None
-    if min(o, h, lo, c) <= 0:
-        return "a price is zero or negative", None
-    if h < lo:
-        return "high is below low", None
-    if not lo <= o <= h:
-        return "open is outside [low, high]", None
-    if not lo <= c <= h:
-        return "close is outside [low, high]", None
-    if vol is None:
-        return "volume is missing", None
-    if vol < 0:
-        return "volume is negative", None
-    return None, (ts, (o, h, lo, c, vol), src)
-
-
-def quote(text):
-    return "NULL" if text is None else "'" + text.replace("'", "''") + "'"
 
 
 def make_file(rng: random.Random, symbols: list[str], csv_shapes: bool):
@@ -107,8 +39,8 @@ def make_file(rng: random.Random, symbols: list[str], csv_shapes: bool):
         kind = rng.random()
         if kind < 0.12 and used:
             rec = list(rng.choice(used))  # exact repeat of an earlier line
-            if rng.random() < 0.5 and parse_float(rec[2]) is not None:
-                rec[5] = f"{parse_float(rec[2]) + 0.25:.2f}"  # same key, other content
+            if rng.random() < 0.5 and number_of(rec[2]) is not None:
+                rec[5] = f"{number_of(rec[2]) + 0.25:.2f}"  # same key, other content
         elif kind < 0.16:
             rec[0] = "NOPE" + rec[0]
         elif kind < 0.20:
