@@ -14,6 +14,7 @@ TS_SHAPE = re.compile(
     r"^\s*(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?\s*"
     r"(Z|z|UTC|[+-]\d{2}(?::?\d{2})?)?\s*$"
 )
+RANK = {"polygon_historical": 0, "historical_aggregated": 10, "live_gap_filled": 20}
 NUMBER_SHAPE = re.compile(r"^ *[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,2})? *$")
 
 
@@ -84,3 +85,29 @@ def expected_reason(fields, known: set) -> tuple[str | None, tuple | None]:
     if volume < 0:
         return "volume is negative", None
     return None, (ts, (o, h, lo, c, volume), source)
+
+
+def expected_ingest(numbered_records, known: set, stored: dict) -> tuple[dict, dict, int]:
+    """(rows by key after the ingest, rejects {line: reason}, rows changed) of a
+    file's (line, fields) records over the stored {key: (values, source, rank)}:
+    the first good occurrence of a key wins, later ones are duplicates; a stored
+    bar is replaced by a higher rank, or an equal one with other content."""
+    rows, rejects, first_line, changed = dict(stored), {}, {}, 0
+    for line, fields in numbered_records:
+        fields = (list(fields) + [None] * 8)[:8]
+        reason, parsed = expected_reason(fields, known)
+        if reason is not None:
+            rejects[line] = reason
+            continue
+        ts, values, source = parsed
+        key = (fields[0], ts)
+        if key in first_line:
+            rejects[line] = f"duplicate of line {first_line[key]}"
+            continue
+        first_line[key] = line
+        rank = RANK.get(source, 0)
+        old = rows.get(key)
+        if old is None or rank > old[2] or (rank == old[2] and (values, source) != old[:2]):
+            rows[key] = (values, source, rank)
+            changed += 1
+    return rows, rejects, changed

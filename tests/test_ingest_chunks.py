@@ -13,13 +13,12 @@ import random
 import uuid
 
 import pytest
-from bar_rules import expected_reason, number_of
+from bar_rules import expected_ingest, number_of
 
 from runner import db, ingest, queries
 
 UTC = dt.UTC
 BASE = dt.datetime(2024, 3, 4, 0, 0, tzinfo=UTC)
-RANK = {"polygon_historical": 0, "historical_aggregated": 10, "live_gap_filled": 20}
 HEADER = ["canonical_symbol", "ts_utc", "open", "high", "low", "close", "volume", "source"]
 
 
@@ -67,32 +66,6 @@ def make_file(rng: random.Random, symbols: list[str], csv_shapes: bool):
         used.append(rec[:8] if len(rec) >= 8 else rec + [None] * (8 - len(rec)))
         raw.append(",".join("" if v is None else v for v in rec))
     return records, lines, raw
-
-
-def expectation(records, lines, known, stored):
-    """(rows by key after the ingest, rejects {line: reason}, change count) from
-    the rules: first good occurrence wins, later ones are duplicates; a stored bar
-    is replaced by a higher or equal rank with other content."""
-    rows = dict(stored)
-    rejects, first_line, changed = {}, {}, 0
-    for rec, line in zip(records, lines, strict=True):
-        rec = (rec + [None] * 8)[:8]
-        reason, parsed = expected_reason(rec, known)
-        if reason is not None:
-            rejects[line] = reason
-            continue
-        ts, values, src = parsed
-        key = (rec[0], ts)
-        if key in first_line:
-            rejects[line] = f"duplicate of line {first_line[key]}"
-            continue
-        first_line[key] = line
-        rank = RANK.get(src, 0)
-        old = rows.get(key)
-        if old is None or rank > old[2] or (rank == old[2] and (values, src) != old[:2]):
-            rows[key] = (values, src, rank)
-            changed += 1
-    return rows, rejects, changed
 
 
 def stored_rows(conn, symbols):
@@ -144,7 +117,7 @@ def test_chunked_ingest_matches_the_rules_row_by_row(dsn, conn, tmp_path, monkey
         write_parquet(path, records)
         lines = [i + 2 for i in range(len(records))]
         monkeypatch.setattr(ingest, "PARQUET_BATCH_ROWS", 11)
-    rows, rejects, changed = expectation(records, lines, set(symbols), before)
+    rows, rejects, changed = expected_ingest(zip(lines, records, strict=True), set(symbols), before)
 
     with db.make_pool(dsn, max_size=1) as pool:
         res = ingest.ingest_bars_file(pool, str(path))

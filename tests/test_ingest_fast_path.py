@@ -10,17 +10,17 @@ compared one by one with an expectation computed here from the documented rules.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import uuid
 
-from bar_rules import expected_reason
+from bar_rules import expected_ingest
 
 from runner import file_chunks, ingest, queries
 
 UTC = dt.UTC
 BASE = dt.datetime(2024, 5, 6, 0, 0, tzinfo=UTC)
 HEADER = "canonical_symbol,ts_utc,open,high,low,close,volume,source"
-RANK = {"polygon_historical": 0, "historical_aggregated": 10, "live_gap_filled": 20}
 # a file line whose timestamp has the everyday shape but no such day: its cast fails
 SLOW_PATH_LINE = "{sym},2024-02-30 00:00:00,1,2,0.5,1.5,1,"
 
@@ -86,29 +86,6 @@ def stored_before(conn, sym: str) -> None:
         )
 
 
-def expectation(lines: list[str], known: set, stored: dict) -> tuple[dict, dict]:
-    import csv
-
-    rows, rejects, first = dict(stored), {}, {}
-    for line_no, fields in enumerate(csv.reader(lines), start=2):
-        fields = [f if f != "" else None for f in (fields + [None] * 8)[:8]]
-        reason, parsed = expected_reason(fields, known)
-        if reason is not None:
-            rejects[line_no] = reason
-            continue
-        ts, values, source = parsed
-        key = (fields[0], ts)
-        if key in first:
-            rejects[line_no] = f"duplicate of line {first[key]}"
-            continue
-        first[key] = line_no
-        old = rows.get(key)
-        rank = RANK.get(source, 0)
-        if old is None or rank > old[2] or (rank == old[2] and (values, source) != old[:2]):
-            rows[key] = (values, source, rank)
-    return rows, rejects
-
-
 def landed(conn, syms: list[str], batch_id: int) -> tuple[dict, dict]:
     rows = {
         (r["canonical_symbol"], r["ts_utc"]): (
@@ -132,8 +109,6 @@ def landed(conn, syms: list[str], batch_id: int) -> tuple[dict, dict]:
 def raw_row(line: str) -> dict:
     """A rejected line as ingest_rejects keeps it: the fields as text (empty is
     null), the source as it was taken (the default when empty)."""
-    import csv
-
     fields = [f if f != "" else None for f in (next(csv.reader([line])) + [None] * 8)[:8]]
     names = HEADER.split(",")
     raw = dict(zip(names, fields, strict=True)) | {"vwap": None, "trade_count": None}
@@ -184,7 +159,8 @@ def test_fast_and_slow_judging_land_what_the_rules_say(conn, tmp_path):
         lines = [line.format(a=a, b=b) for line in mixed_lines()]
         if path_taken == "slow":
             lines.append(SLOW_PATH_LINE.format(sym=a))
-        rows, rejects = expectation(lines, {a, b}, before)
+        records = ([f if f != "" else None for f in fields] for fields in csv.reader(lines))
+        rows, rejects, _ = expected_ingest(enumerate(records, start=2), {a, b}, before)
         path = tmp_path / f"{path_taken}.csv"
         path.write_text(HEADER + "\n" + "\n".join(lines) + "\n")
         res, parse_calls = ingest_counting_parse_calls(conn, str(path))
