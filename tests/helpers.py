@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 from oracle import CONTENT_FIELDS, Bar1m, source_rank
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from runner import queries
@@ -382,3 +383,30 @@ def wait_until_blocked(conn, waiter_pid: int, blocker_pid: int, timeout: float =
     ):
         assert time.monotonic() < deadline, f"session {waiter_pid} never waited on {blocker_pid}"
         time.sleep(0.02)
+
+
+def take_over_lease(conn, symbol: str, timeframe: str, kind: str):
+    """As when a task's lease expired and another runner claimed it: a new token."""
+    return conn.execute(
+        "UPDATE tickagg.data_agg_state SET claim_token = gen_random_uuid()"
+        " WHERE canonical_symbol = %s AND timeframe = %s AND task_kind = %s"
+        " RETURNING claim_token",
+        (symbol, timeframe, kind),
+    ).fetchone()["claim_token"]
+
+
+def run_batch(conn, function: str, timeframe: str, tasks: list[dict], run_ids: list) -> list[dict]:
+    """Call a batch function (agg_run_rollup_batch, agg_run_indicators_batch) on
+    claimed tasks, as the runner does; a row per task."""
+    return conn.execute(
+        sql.SQL("SELECT * FROM tickagg.{}(%s, %s, %s, %s, %s, now())").format(
+            sql.Identifier(function)
+        ),
+        (
+            timeframe,
+            [t["canonical_symbol"] for t in tasks],
+            [t["claim_token"] for t in tasks],
+            [t["cursor_ts"] for t in tasks],
+            run_ids,
+        ),
+    ).fetchall()

@@ -183,22 +183,9 @@ def test_a_task_whose_lease_was_taken_over_is_skipped_in_its_batch(dsn, conn):
     ).fetchall()
     assert sorted(t["canonical_symbol"] for t in tasks) == ["C1", "C2", "F1", "F2"]
     # F1's lease expired and another runner took it over: a new token
-    taken = conn.execute(
-        "UPDATE tickagg.data_agg_state SET claim_token = gen_random_uuid()"
-        " WHERE canonical_symbol = 'F1' AND timeframe = '5m' AND task_kind = 'rollup'"
-        " RETURNING claim_token"
-    ).fetchone()["claim_token"]
+    taken = h.take_over_lease(conn, "F1", "5m", "rollup")
     run_ids = [uuid.uuid4() for _ in tasks]
-    rows = conn.execute(
-        "SELECT * FROM tickagg.agg_run_rollup_batch(%s, %s, %s, %s, %s, now())",
-        (
-            "5m",
-            [t["canonical_symbol"] for t in tasks],
-            [t["claim_token"] for t in tasks],
-            [t["cursor_ts"] for t in tasks],
-            run_ids,
-        ),
-    ).fetchall()
+    rows = h.run_batch(conn, "agg_run_rollup_batch", "5m", tasks, run_ids)
     outcome = {r["canonical_symbol"]: r["outcome"] for r in rows}
     assert outcome == {"C1": "success", "C2": "success", "F1": "lease_lost", "F2": "success"}
     after = h.derived(conn)

@@ -131,22 +131,9 @@ def test_a_task_whose_lease_was_taken_over_is_skipped_in_its_indicators_batch(ds
         ("B2", "indicators"),
     ]
     # B1's lease expired and another runner took it over: a new token
-    taken = conn.execute(
-        "UPDATE tickagg.data_agg_state SET claim_token = gen_random_uuid()"
-        " WHERE canonical_symbol = 'B1' AND timeframe = '5m' AND task_kind = 'indicators'"
-        " RETURNING claim_token"
-    ).fetchone()["claim_token"]
+    taken = h.take_over_lease(conn, "B1", "5m", "indicators")
     run_ids = [uuid.uuid4() for _ in tasks]
-    rows = conn.execute(
-        "SELECT * FROM tickagg.agg_run_indicators_batch(%s, %s, %s, %s, %s, now())",
-        (
-            "5m",
-            [t["canonical_symbol"] for t in tasks],
-            [t["claim_token"] for t in tasks],
-            [t["cursor_ts"] for t in tasks],
-            run_ids,
-        ),
-    ).fetchall()
+    rows = h.run_batch(conn, "agg_run_indicators_batch", "5m", tasks, run_ids)
     assert {r["canonical_symbol"]: r["outcome"] for r in rows} == {
         "B0": "success",
         "B1": "lease_lost",
