@@ -174,11 +174,64 @@ def _apply_files(conn: psycopg.Connection, root: Path) -> int:
         conn.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_TIMEOUT,))
         # Like pg_dump: SQL-function bodies may call functions from later files.
         conn.execute("SET LOCAL check_function_bodies = off")
-        _apply_in_dependency_order(conn, root, files)
+        # post/ (triggers, grants) comes after the stale code is gone: its grants
+        # rewrite every function's catalog row, which would hide what is stale.
+        post = [p for p in files if p.parent == root / "post"]
+        before = conn.execute(CODE_LAYER_VERSIONS_SQL).fetchall()
+        _apply_in_dependency_order(conn, root, [p for p in files if p not in post])
+        _drop_code_not_in_files(conn, before)
+        _apply_in_dependency_order(conn, root, post)
         cols = _ledger_columns(conn)
         if cols is not None:
             _record_ledger(conn, root, files, with_md5="definition_md5" in cols)
     return len(files)
+
+
+# Every function and view of the code layer with the catalog row version that
+# defines it: CREATE OR REPLACE rewrites that row even when nothing changed, so a
+# version that survives applying every file belongs to no file any more.
+CODE_LAYER_VERSIONS_SQL = """
+SELECT 'routine' AS kind, p.oid::regprocedure::text AS object, p.xmin::text AS version
+FROM pg_catalog.pg_proc AS p
+WHERE
+    p.pronamespace = 'tickagg'::regnamespace
+    AND NOT EXISTS (
+        SELECT FROM pg_catalog.pg_depend AS d
+        WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+    )
+UNION ALL
+SELECT 'view', c.oid::regclass::text, r.xmin::text
+FROM pg_catalog.pg_class AS c
+INNER JOIN pg_catalog.pg_rewrite AS r ON r.ev_class = c.oid AND r.rulename = '_RETURN'
+WHERE c.relnamespace = 'tickagg'::regnamespace AND c.relkind = 'v'
+"""
+
+
+def _drop_code_not_in_files(conn: psycopg.Connection, before: list[tuple]) -> None:
+    """Drop the functions and views that no file defines any more (a file removed
+    or a signature changed since the last migrate), and the triggers calling such
+    a function: left behind, they run old code against newer tables. No CASCADE:
+    an object of someone else's that depends on them stops the migrate instead."""
+    after = set(conn.execute(CODE_LAYER_VERSIONS_SQL).fetchall())
+    stale = [(kind, name) for kind, name, version in before if (kind, name, version) in after]
+    views = [name for kind, name in stale if kind == "view"]
+    routines = [name for kind, name in stale if kind == "routine"]
+    if views:
+        conn.execute(sql.SQL("DROP VIEW {}").format(sql.SQL(", ").join(map(sql.SQL, views))))
+    if routines:
+        triggers = conn.execute(
+            """
+            SELECT t.tgname, t.tgrelid::regclass::text AS relation
+            FROM pg_catalog.pg_trigger AS t
+            WHERE NOT t.tgisinternal AND t.tgfoid::regprocedure::text = ANY(%s)
+            """,
+            (routines,),
+        ).fetchall()
+        for name, relation in triggers:
+            conn.execute(
+                sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(name), sql.SQL(relation))
+            )
+        conn.execute(sql.SQL("DROP ROUTINE {}").format(sql.SQL(", ").join(map(sql.SQL, routines))))
 
 
 def _apply_in_dependency_order(conn: psycopg.Connection, root: Path, files: list[Path]) -> None:

@@ -144,3 +144,34 @@ def test_each_rollback_leaves_no_code_to_fail_and_migrate_rolls_forward(dsn, con
     load(conn, agg_start, data)
     assert h.drive(dsn)["bars_written"] > 0
     assert_matches(conn, agg_start, data)
+
+
+def test_migrate_drops_code_that_no_file_defines_any_more(dsn, conn):
+    """A function file removed (or a signature changed) since the last migrate: the
+    old function, a view and a trigger of the old code would keep running against
+    newer tables; migrate drops them and leaves every current object in place."""
+    conn.execute(
+        """
+        CREATE FUNCTION tickagg.removed_helper() RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 1';
+        CREATE FUNCTION tickagg.setting(p_key text, p_old_extra int) RETURNS text
+            LANGUAGE sql STABLE AS 'SELECT NULL::text';
+        CREATE VIEW tickagg.removed_view AS SELECT tickagg.removed_helper() AS one;
+        CREATE FUNCTION tickagg.removed_trigger_fn() RETURNS trigger LANGUAGE plpgsql
+            AS 'BEGIN RETURN NULL; END';
+        CREATE TRIGGER removed_trigger AFTER INSERT ON tickagg.data_bars
+            FOR EACH STATEMENT EXECUTE FUNCTION tickagg.removed_trigger_fn();
+        """
+    )
+    current = conn.execute(CODE_LAYER_SQL).fetchall()
+
+    assert migrate(dsn)["drift"] == []
+
+    left = {r["object"] for r in conn.execute(CODE_LAYER_SQL).fetchall()}
+    assert left == {r["object"] for r in current} - {
+        "function tickagg.removed_helper()",
+        "function tickagg.setting(text,integer)",
+        "function tickagg.removed_trigger_fn()",
+        "view removed_view",
+        "trigger removed_trigger",
+    }
+    assert "function tickagg.setting(text)" in left
