@@ -12,7 +12,14 @@ import time
 import click
 
 from . import db, queries
-from .errors import DatabaseUnavailable, InputFormatError, TickaggError
+from .errors import (
+    DatabaseUnavailable,
+    InputFormatError,
+    InvalidArgument,
+    TickaggError,
+    UnknownSymbol,
+    UnknownTimeframeOrCalendar,
+)
 from .logging_setup import configure as configure_logging
 
 # A task's work is one statement in PostgreSQL: one worker per CPU keeps the
@@ -916,6 +923,84 @@ def _print_table(rows: list[dict], empty: str) -> None:
     click.echo("  ".join(c.ljust(widths[c]) for c in cols).rstrip())
     for r in text:
         click.echo("  ".join(r[c].ljust(widths[c]) for c in cols).rstrip())
+
+
+# --- reading bars --------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--symbol",
+    "symbols",
+    required=True,
+    multiple=True,
+    help="Canonical symbol; repeat for several (rows ordered by symbol, then bucket).",
+)
+@click.option("--timeframe", required=True, help="1m, 5m, 15m, 30m, 1h, 4h, 1d or 1w.")
+@click.option("--from", "from_", default=None, help="First bucket (ISO 8601, UTC without offset).")
+@click.option("--to", default=None, help="End of the window, exclusive (ISO 8601).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "parquet"]),
+    default=None,
+    help="Output format [default: table on a terminal, else csv].",
+)
+@click.option(
+    "--output", type=click.Path(dir_okay=False, writable=True), default=None, help="Write to FILE."
+)
+@click.option(
+    "--indicators", default=None, help="Comma-separated indicator names, one column each (rsi,...)."
+)
+@click.option(
+    "--include-partial",
+    is_flag=True,
+    help="Also the bucket still open now (its values still move; left out by default).",
+)
+@click.option(
+    "--tz",
+    default=None,
+    help="Show times in this IANA zone, or 'calendar' for the symbol's calendar zone"
+    " [default: UTC].",
+)
+@click.pass_obj
+def bars(obj: Ctx, symbols, timeframe, from_, to, fmt, output, indicators, include_partial, tz):
+    """Bars of a symbol and timeframe, newest minute included, in bucket order."""
+    import sys
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from . import read
+
+    names = [n.strip() for n in (indicators or "").split(",") if n.strip()]
+    fmt = fmt or ("table" if (output is None and sys.stdout.isatty()) else "csv")
+    if fmt == "parquet" and output is None and sys.stdout.isatty():
+        raise click.UsageError("parquet is binary: pass --output FILE or redirect stdout")
+    with obj.pool().connection() as conn:
+        zone_name = queries.symbol_time_zone(conn, symbols[0]) if tz == "calendar" else tz
+        try:
+            zone = ZoneInfo(zone_name) if zone_name else None
+        except (ZoneInfoNotFoundError, ValueError):
+            raise click.BadParameter(f"unknown time zone: {tz!r}", param_hint="--tz") from None
+        batches = read.iter_bars(
+            conn, symbols, timeframe, _parse_ts(from_), _parse_ts(to), names, include_partial
+        )
+        try:
+            if fmt == "parquet":
+                target = output or sys.stdout.buffer
+                count = read.write_parquet(batches, target, zone, names)
+            else:
+                with click.open_file(output or "-", "w", encoding="utf-8") as out:
+                    write = {
+                        "csv": read.write_csv,
+                        "json": read.write_json,
+                        "table": read.write_table,
+                    }[fmt]
+                    count = write(batches, out, zone, names)
+        except (UnknownSymbol, UnknownTimeframeOrCalendar, InvalidArgument) as exc:
+            click.echo(f"error: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), err=True)
+            raise SystemExit(EXIT_USAGE) from None
+    if fmt == "table" or output:
+        click.echo(f"{count} bars", err=output is None)
 
 
 @cli.command()

@@ -631,6 +631,23 @@ SELECT gap_start, gap_end, missing_candles FROM tickagg.agg_find_gaps(
     p_to => %(to)s)
 """
 
+BARS_READ = """
+SELECT * FROM tickagg.bars_read(
+    p_symbols => %(symbols)s,
+    p_timeframe => %(timeframe)s,
+    p_from => %(from)s,
+    p_to => %(to)s,
+    p_indicators => %(indicators)s,
+    p_include_open => %(include_open)s)
+"""
+
+SYMBOL_TIME_ZONE = """
+SELECT c.time_zone
+FROM tickagg.asset_registry AS r
+INNER JOIN tickagg.market_calendars AS c ON c.calendar_code = r.calendar_code
+WHERE r.canonical_symbol = %(symbol)s
+"""
+
 LIST_CALENDARS = "SELECT * FROM tickagg.calendars"
 
 LIST_CALENDAR_HOLIDAYS = """
@@ -660,6 +677,10 @@ def agg_find_gaps(conn, symbol: str, timeframe: str, from_ts, to_ts) -> list[dic
         AGG_FIND_GAPS,
         {"symbol": symbol, "timeframe": timeframe, "from": from_ts, "to": to_ts},
     )
+
+
+def symbol_time_zone(conn, symbol: str) -> str | None:
+    return _one(conn, SYMBOL_TIME_ZONE, {"symbol": symbol})
 
 
 def list_calendars(conn) -> list[dict]:
