@@ -121,10 +121,11 @@ def read_bars(
         return pl.from_arrow(table)
     import pandas as pd
 
-    frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    index = ["canonical_symbol", "bucket"]
     if isinstance(symbol, str):
-        return frame.drop(columns="canonical_symbol").set_index("bucket")
-    return frame.set_index(["canonical_symbol", "bucket"])
+        table, index = table.drop_columns(["canonical_symbol"]), ["bucket"]
+    frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    return frame.set_index(index)
 
 
 def _as_time(value: dt.datetime | str | None) -> dt.datetime | None:

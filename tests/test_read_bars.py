@@ -250,3 +250,17 @@ def test_bad_arguments_exit_2_naming_what_is_valid(dsn, loaded, args, message):
     assert message in out.stderr
     if "indicator" in message:
         assert "rsi" in out.stderr.split("nope", 1)[1]
+
+
+def test_the_runner_role_reads_every_view_and_command(dsn, conn, role_dsn, loaded):
+    """The grants promise SELECT on the ohlcv_* views to the runner role; through
+    the inlined realtime_bars function its queries were checked against the
+    tables themselves and failed (permission denied for derived_data_bars)."""
+    runner = role_dsn()
+    with h.connect(runner) as as_runner:
+        for view in ("ohlcv", "ohlcv_5min", "ohlcv_1day", "ohlcv_1week"):
+            query = f"SELECT count(*) AS n FROM tickagg.{view}"  # noqa: S608 - fixed names
+            assert as_runner.execute(query).fetchone() == conn.execute(query).fetchone()
+    out = h.run_cli(runner, "bars", "--symbol", loaded[0], "--timeframe", "4h")
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.splitlines()) > 1

@@ -1,5 +1,5 @@
 -- The bars of some symbols in one timeframe as readers want them: 1-minute bars
--- from data_bars, every other timeframe through realtime_bars (materialised plus
+-- from data_bars, every other timeframe through the ohlcv view (materialised plus
 -- the real-time tail, so the newest minute counts), in (symbol, bucket) order,
 -- with the chosen indicators as one jsonb object per bar. One definition for
 -- `tickagg bars`, tickagg.read_bars() and anyone in SQL. SECURITY DEFINER so a
@@ -99,7 +99,7 @@ BEGIN
             SELECT jsonb_object_agg(n.name, i.indicators -> n.name)
             FROM unnest(p_indicators) AS n (name)
         )
-    FROM tickagg.realtime_bars(p_timeframe) AS r
+    FROM tickagg.ohlcv AS r
     LEFT JOIN tickagg.bar_indicators AS i
         ON
             p_indicators IS NOT NULL
@@ -107,7 +107,7 @@ BEGIN
             AND i.timeframe = p_timeframe
             AND i.ts_utc = r.bucket
     WHERE
-        r.canonical_symbol = ANY(p_symbols)
+        r.canonical_symbol = ANY(p_symbols) AND r.timeframe = p_timeframe
         AND r.bucket >= coalesce(p_from, '-infinity') AND r.bucket < coalesce(p_to, 'infinity')
         AND (p_include_open OR r.bucket_end <= now())
     ORDER BY r.canonical_symbol, r.bucket;

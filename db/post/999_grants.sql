@@ -12,6 +12,7 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA tickagg TO tickagg_runner;
 GRANT SELECT ON
 tickagg.asset_registry,
 tickagg.aggregation_health,
+tickagg.ohlcv,
 tickagg.ohlcv_5min,
 tickagg.ohlcv_15min,
 tickagg.ohlcv_30min,
