@@ -958,13 +958,23 @@ def _print_table(rows: list[dict], empty: str) -> None:
     help="Also the bucket still open now (its values still move; left out by default).",
 )
 @click.option(
+    "--fill",
+    type=click.Choice(["none", "null", "prev"]),
+    default="none",
+    show_default=True,
+    help="One row per bucket of open market time: a missing one empty (null) or flat at the"
+    " previous close with zero volume (prev), flagged is_filled.",
+)
+@click.option(
     "--tz",
     default=None,
     help="Show times in this IANA zone, or 'calendar' for the symbol's calendar zone"
     " [default: UTC].",
 )
 @click.pass_obj
-def bars(obj: Ctx, symbols, timeframe, from_, to, fmt, output, indicators, include_partial, tz):
+def bars(
+    obj: Ctx, symbols, timeframe, from_, to, fmt, output, indicators, include_partial, fill, tz
+):
     """Bars of a symbol and timeframe, newest minute included, in bucket order."""
     import sys
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -982,7 +992,7 @@ def bars(obj: Ctx, symbols, timeframe, from_, to, fmt, output, indicators, inclu
         except (ZoneInfoNotFoundError, ValueError):
             raise click.BadParameter(f"unknown time zone: {tz!r}", param_hint="--tz") from None
         batches = read.iter_bars(
-            conn, symbols, timeframe, _parse_ts(from_), _parse_ts(to), names, include_partial
+            conn, symbols, timeframe, _parse_ts(from_), _parse_ts(to), names, include_partial, fill
         )
         try:
             if fmt == "parquet":

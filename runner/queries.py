@@ -638,7 +638,8 @@ SELECT * FROM tickagg.bars_read(
     p_from => %(from)s,
     p_to => %(to)s,
     p_indicators => %(indicators)s,
-    p_include_open => %(include_open)s)
+    p_include_open => %(include_open)s,
+    p_fill => %(fill)s)
 """
 
 SYMBOL_TIME_ZONE = """

@@ -36,6 +36,7 @@ BAR_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("expected_candles", pa.int32()),
     ("quality_score", pa.int16()),
     ("is_partial", pa.bool_()),
+    ("is_filled", pa.bool_()),
 )
 TIME_COLUMNS = ("bucket", "bucket_end")
 
@@ -56,10 +57,12 @@ def iter_bars(
     end: dt.datetime | None = None,
     indicators: Sequence[str] = (),
     include_open: bool = False,
+    fill: str = "none",
     batch_rows: int = BATCH_ROWS,
 ) -> Iterator[list[dict[str, Any]]]:
     """Batches of bar rows in (symbol, bucket) order, each indicator a column of
-    its own. Runs in a transaction of its own (a savepoint inside the caller's)."""
+    its own. Runs in a transaction of its own (a savepoint inside the caller's).
+    fill: none, null or prev (see tickagg.bars_read)."""
     params = {
         "symbols": list(symbols),
         "timeframe": timeframe,
@@ -67,6 +70,7 @@ def iter_bars(
         "to": end,
         "indicators": list(indicators) or None,
         "include_open": include_open,
+        "fill": fill,
     }
     with wrap_exceptions(), conn.transaction():
         with conn.cursor(name="tickagg_bars_read", row_factory=dict_row) as cur:
@@ -92,13 +96,16 @@ def read_bars(
     indicators: Sequence[str] | None = None,
     *,
     include_open: bool = False,
+    fill: str = "none",
     engine: str = "pandas",
 ):
     """Bars as a DataFrame. One symbol (a string): indexed by bucket (tz-aware
     UTC); several (a list): indexed by (canonical_symbol, bucket). Prices float64,
     indicators one float64 column each. engine="polars" returns a polars
     DataFrame with canonical_symbol and bucket as columns. start/end: datetimes
-    or ISO 8601 strings (UTC when no offset); end is exclusive."""
+    or ISO 8601 strings (UTC when no offset); end is exclusive. fill="null" or
+    "prev": one row per bucket of open market time, a missing one empty or flat at
+    the previous close with zero volume, flagged is_filled."""
     if engine not in ("pandas", "polars"):
         raise ValueError(f"engine must be 'pandas' or 'polars', not {engine!r}")
     symbols = [symbol] if isinstance(symbol, str) else list(symbol)
@@ -108,7 +115,7 @@ def read_bars(
         batches = [
             pa.RecordBatch.from_pylist(rows, schema=arrow_schema(names))
             for rows in iter_bars(
-                conn, symbols, timeframe, _as_time(start), _as_time(end), names, include_open
+                conn, symbols, timeframe, _as_time(start), _as_time(end), names, include_open, fill
             )
         ]
     finally:
@@ -202,6 +209,7 @@ TABLE_COLUMNS = (
     "expected_candles",
     "source_candles",
     "is_partial",
+    "is_filled",
 )
 
 

@@ -9,6 +9,7 @@ import csv
 import datetime as dt
 import io
 import json
+from zoneinfo import ZoneInfo
 
 import helpers as h
 import pyarrow.parquet as pq
@@ -33,6 +34,7 @@ BAR_FIELDS = (
     "expected_candles",
     "quality_score",
     "is_partial",
+    "is_filled",
 )
 # forex (DST moves its sessions), crypto, us_equity; the US switched to DST on 2025-03-09
 READ_SYMBOLS = (SYMBOLS[0], SYMBOLS[2], SYMBOLS[3])
@@ -51,7 +53,8 @@ def loaded(conn, dsn):
 
 def view_rows(conn, view: str, symbols, start, end) -> list[dict]:
     return conn.execute(
-        f"SELECT {', '.join(BAR_FIELDS)} FROM tickagg.{view}"  # noqa: S608 - fixed names
+        f"SELECT {', '.join(BAR_FIELDS[:-1])}, false AS is_filled"  # noqa: S608 - fixed names
+        f" FROM tickagg.{view}"
         " WHERE canonical_symbol = ANY(%s) AND bucket >= %s AND bucket < %s AND bucket_end <= now()"
         " ORDER BY canonical_symbol, bucket",
         (list(symbols), start, end),
@@ -89,7 +92,7 @@ def typed(row: dict) -> dict:
             out[key] = dt.datetime.fromisoformat(text)
         elif key in ("trade_count", "source_candles", "expected_candles", "quality_score"):
             out[key] = int(text)
-        elif key == "is_partial":
+        elif key in ("is_partial", "is_filled"):
             out[key] = text == "True"
         elif key == "canonical_symbol":
             out[key] = text
@@ -140,6 +143,7 @@ def test_one_minute_bars_come_from_data_bars(dsn, conn, loaded):
     assert out.returncode == 0, out.stderr
     got = [typed(r) for r in csv.DictReader(io.StringIO(out.stdout))]  # not a terminal: CSV
     assert [{k: r[k] for k in expected[0]} for r in got] == expected
+    assert not any(r["is_filled"] for r in got)
     assert all(r["bucket_end"] - r["bucket"] == dt.timedelta(minutes=1) for r in got)
 
     table = h.run_cli(
@@ -149,7 +153,7 @@ def test_one_minute_bars_come_from_data_bars(dsn, conn, loaded):
     lines = table.stdout.splitlines()
     assert lines[0].split() == [
         "canonical_symbol", "bucket", "open", "high", "low", "close", "volume",
-        "expected_candles", "source_candles", "is_partial",
+        "expected_candles", "source_candles", "is_partial", "is_filled",
     ]  # fmt: skip
     assert len(lines) == 1 + len(expected) and f"{len(expected)} bars" in table.stderr
     first = expected[0]
@@ -264,3 +268,97 @@ def test_the_runner_role_reads_every_view_and_command(dsn, conn, role_dsn, loade
     out = h.run_cli(runner, "bars", "--symbol", loaded[0], "--timeframe", "4h")
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.splitlines()) > 1
+
+
+def us_equity_slots(step: dt.timedelta, start: dt.datetime, end: dt.datetime):
+    """Buckets of the US equity session (09:30-16:00 New York, weekdays; no
+    holidays in the window), anchored at the open and cut at the close."""
+    new_york = ZoneInfo("America/New_York")
+    day = start.astimezone(new_york).date() - dt.timedelta(days=1)
+    while day <= end.date():
+        if day.weekday() < 5:
+            opens = dt.datetime.combine(day, dt.time(9, 30), new_york)
+            closes = dt.datetime.combine(day, dt.time(16, 0), new_york)
+            t = opens
+            while t < closes:
+                yield t.astimezone(UTC), min(t + step, closes).astimezone(UTC)
+                t += step
+        day += dt.timedelta(days=1)
+
+
+def crypto_slots(step: dt.timedelta, start: dt.datetime, end: dt.datetime):
+    t = start
+    while t < end:
+        yield t, t + step
+        t += step
+
+
+def expected_filled(conn, symbol, timeframe, view, slots, fill):
+    """Every bar of the view in the window, and every slot of open market time
+    without one as a filled row (flat at the last close before it with zero
+    volume for prev, empty for null). Bars outside the sessions still come."""
+    bars = {r["bucket"]: r for r in view_rows(conn, view, [symbol], *WINDOW)}
+    before = conn.execute(
+        f"SELECT close FROM tickagg.{view}"  # noqa: S608 - fixed names
+        " WHERE canonical_symbol = %s AND bucket < %s ORDER BY bucket DESC LIMIT 1",
+        (symbol, WINDOW[0]),
+    ).fetchone()
+    last_close = before["close"] if before else None
+    missing = {
+        start: end
+        for start, end in slots
+        if WINDOW[0] <= start and end <= WINDOW[1] and start not in bars
+    }
+    rows = []
+    for start in sorted(set(bars) | set(missing)):
+        if start in bars:
+            rows.append(bars[start])
+            last_close = bars[start]["close"]
+            continue
+        price = last_close if fill == "prev" else None
+        rows.append(
+            {
+                "canonical_symbol": symbol, "bucket": start, "bucket_end": missing[start],
+                "open": price, "high": price, "low": price, "close": price,
+                "volume": 0.0 if fill == "prev" else None, "vwap": None, "trade_count": None,
+                "source_candles": None, "expected_candles": None, "quality_score": None,
+                "is_partial": None, "is_filled": True,
+            }
+        )  # fmt: skip
+    return rows
+
+
+@pytest.mark.parametrize("fill", ["prev", "null"])
+def test_fill_gives_every_bucket_of_open_market_time(dsn, conn, loaded, fill):
+    """Whole buckets removed (and the opening of the window), across the DST
+    change: each comes back once, filled, and closed market time never does."""
+    holes = [
+        ("BTC", dt.datetime(2025, 3, 8, 10, tzinfo=UTC), dt.timedelta(hours=3)),
+        ("BTC", WINDOW[0], dt.timedelta(hours=2)),
+        ("SPY", dt.datetime(2025, 3, 10, 14, 0, tzinfo=UTC), dt.timedelta(hours=1)),
+    ]
+    for symbol, start, length in holes:
+        conn.execute(
+            "DELETE FROM tickagg.data_bars WHERE canonical_symbol = %s AND ts_utc >= %s"
+            " AND ts_utc < %s",
+            (symbol, start, start + length),
+        )
+    h.drive(dsn)
+    cases = (
+        ("BTC", "1h", "ohlcv_1hour", crypto_slots(dt.timedelta(hours=1), *WINDOW)),
+        ("SPY", "30m", "ohlcv_30min", us_equity_slots(dt.timedelta(minutes=30), *WINDOW)),
+    )
+    for symbol, timeframe, view, slots in cases:
+        expected = expected_filled(conn, symbol, timeframe, view, list(slots), fill)
+        assert sum(r["is_filled"] for r in expected) >= 2, "nothing to fill: the test is vacuous"
+        frame = tickagg.read_bars(
+            dsn, [symbol], timeframe, start=WINDOW[0], end=WINDOW[1], fill=fill
+        )
+        assert frame_rows(frame) == expected, (symbol, timeframe)
+
+        out = h.run_cli(
+            dsn, "bars", "--symbol", symbol, "--timeframe", timeframe, "--fill", fill,
+            "--from", WINDOW[0].isoformat(), "--to", WINDOW[1].isoformat(),
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert [typed(r) for r in csv.DictReader(io.StringIO(out.stdout))] == expected
