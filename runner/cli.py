@@ -1015,6 +1015,57 @@ def bars(
 
 @cli.command()
 @click.option("--symbol", required=True, help="Canonical symbol.")
+@click.option("--timeframe", required=True, help="1m, 5m, 15m, 30m, 1h, 4h, 1d or 1w.")
+@click.option(
+    "--from", "from_", default=None, help="First bucket (ISO 8601) [default: ~300 buckets back]."
+)
+@click.option("--to", default=None, help="End of the window, exclusive (ISO 8601) [default: now].")
+@click.option(
+    "--indicators", default=None, help="Comma-separated indicators to draw (sma_20,bb_upper,rsi)."
+)
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True),
+    help="FILE.html, FILE.png or FILE.svg.",
+)
+@click.pass_obj
+def chart(obj: Ctx, symbol, timeframe, from_, to, indicators, output):
+    """Candles with volume (and indicators) of a symbol and timeframe, into a file."""
+    from pathlib import Path
+
+    from . import chart as charts
+    from . import read
+
+    target = Path(output)
+    if target.suffix.lower() not in charts.FORMATS:
+        raise click.BadParameter(
+            f"use a file ending in {', '.join(charts.FORMATS)}", param_hint="--output"
+        )
+    names = [n.strip() for n in (indicators or "").split(",") if n.strip()]
+    end = _parse_ts(to) or dt.datetime.now(dt.UTC)
+    start = _parse_ts(from_) or charts.default_start(timeframe, end)
+    with obj.pool().connection() as conn:
+        try:
+            rows = [
+                r
+                for batch in read.iter_bars(conn, [symbol], timeframe, start, end, names, True)
+                for r in batch
+            ]
+        except (UnknownSymbol, UnknownTimeframeOrCalendar, InvalidArgument) as exc:
+            click.echo(f"error: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), err=True)
+            raise SystemExit(EXIT_USAGE) from None
+    if not rows:
+        raise click.ClickException(f"no {timeframe} bars of {symbol} in [{start}, {end})")
+    try:
+        charts.render(rows, names, f"{symbol} {timeframe}", target)
+    except charts.ChartUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{len(rows)} bars drawn to {target}")
+
+
+@cli.command()
+@click.option("--symbol", required=True, help="Canonical symbol.")
 @click.option("--timeframe", default="1m", show_default=True)
 @click.option("--from", "from_", default=None, help="Window start (ISO 8601; default 7 days ago).")
 @click.option(

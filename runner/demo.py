@@ -12,6 +12,7 @@ import random
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import click
 import psycopg
@@ -344,6 +345,27 @@ def _ticks_step(dsn: str, pool, workers: int, seed: int) -> None:
              f" retention {storage['retention']}")  # fmt: skip
 
 
+def _chart_step(pool, data_dir: str) -> None:
+    """Draw the newest EURUSD 1h bars (what `tickagg chart` does) next to the
+    demo cluster and print the file's path."""
+    from . import chart, read
+
+    path = Path(os.path.dirname(data_dir)) / "EURUSD_1h.html"
+    names = ["sma_21", "bb_upper", "bb_lower", "rsi"]
+    end = dt.datetime.now(dt.UTC)
+    with pool.connection() as conn:
+        batches = read.iter_bars(
+            conn, ["EURUSD"], "1h", chart.default_start("1h", end), end, names, True
+        )
+        rows = [r for batch in batches for r in batch]
+    try:
+        chart.render(rows, names, "EURUSD 1h", path)
+    except chart.ChartUnavailable as exc:
+        click.echo(f"\nno chart: {exc}")
+        return
+    click.echo(f"\nchart of EURUSD 1h ({len(rows)} bars): {path}")
+
+
 def _clickhouse_step(pool, data_dir: str) -> None:
     """Export everything to the embedded ClickHouse next to the demo cluster
     (<data-dir>/../clickhouse, recreated each run) and print the verify summary."""
@@ -448,6 +470,7 @@ def run_demo(
             second = _run_pass(dsn, pool, workers)
         _report(pool, first, second, counts)
         _ticks_step(dsn, pool, workers, seed)
+        _chart_step(pool, data_dir)
         if with_clickhouse:
             _clickhouse_step(pool, data_dir)
         click.echo(f"\ndemo finished in {time.monotonic() - t_start:.0f}s")

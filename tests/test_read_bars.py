@@ -362,3 +362,32 @@ def test_fill_gives_every_bucket_of_open_market_time(dsn, conn, loaded, fill):
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
         assert [typed(r) for r in csv.DictReader(io.StringIO(out.stdout))] == expected
+
+
+@pytest.mark.parametrize("suffix", [".png", ".html", ".svg"])
+def test_chart_draws_the_bars_into_a_file(dsn, loaded, tmp_path, suffix):
+    target = tmp_path / f"chart{suffix}"
+    out = h.run_cli(
+        dsn, "chart", "--symbol", "BTC", "--timeframe", "1h", "--indicators", "sma_21,rsi",
+        "--from", WINDOW[0].isoformat(), "--to", WINDOW[1].isoformat(), "--output", str(target),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    expected = tickagg.read_bars(dsn, "BTC", "1h", WINDOW[0], WINDOW[1], include_open=True)
+    assert f"{len(expected)} bars drawn to {target}" in out.stdout
+    data = target.read_bytes()
+    assert len(data) > 10_000
+    if suffix == ".png":
+        assert data.startswith(b"\x89PNG")
+    else:
+        # one body rectangle and one wick per bar at least, and the indicator legend
+        assert data.count(b"<path") > 2 * len(expected) and b"rsi" in data
+
+
+def test_chart_refuses_an_unknown_format_and_an_empty_window(dsn, loaded, tmp_path):
+    out = h.run_cli(dsn, "chart", "--symbol", "BTC", "--timeframe", "1h", "--output", "x.gif")
+    assert out.returncode == 2 and "use a file ending in .png, .svg, .html" in out.stderr
+    out = h.run_cli(
+        dsn, "chart", "--symbol", "BTC", "--timeframe", "1h", "--from", "2001-01-01",
+        "--to", "2001-02-01", "--output", str(tmp_path / "c.png"),
+    )  # fmt: skip
+    assert out.returncode == 1 and "no 1h bars of BTC" in out.stderr
