@@ -14,6 +14,7 @@ import click
 from . import db, queries
 from .errors import (
     DatabaseUnavailable,
+    HierarchyDoesNotNest,
     InputFormatError,
     InvalidArgument,
     TickaggError,
@@ -1112,6 +1113,63 @@ def gaps(obj: Ctx, symbol, timeframe, from_, to, fmt):
         if rows:
             total = sum(r["missing_candles"] for r in rows)
             click.echo(f"{len(rows)} gaps, {total} missing {unit} in [{start}, {end})")
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def timeframes(ctx):
+    """List timeframes and their rollup sources; `timeframes add` makes a custom one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with ctx.obj.pool().connection() as conn:
+        rows = queries.list_timeframes(conn)
+    _print_table(
+        [
+            {
+                "timeframe": r["timeframe"],
+                "kind": r["bucket_kind"],
+                "step": _fmt_interval(r["step"]),
+                "built from": r["source_timeframe"] or "ticks or a vendor",
+            }
+            for r in rows
+        ],
+        "no timeframes",
+    )
+
+
+def _fmt_interval(value: dt.timedelta) -> str:
+    minutes = int(value.total_seconds() // 60)
+    for size, unit in ((7 * 1440, "w"), (1440, "d"), (60, "h")):
+        if minutes % size == 0:
+            return f"{minutes // size}{unit}"
+    return f"{minutes}m"
+
+
+@timeframes.command("add")
+@click.argument("name")
+@click.option("--step", required=True, help="Length of a bucket: 3m, 65m, 2h (under a day).")
+@click.option("--source", required=True, help="Timeframe it is built from (1m or a fixed step).")
+@click.option(
+    "--for-symbols/--no-symbols",
+    default=True,
+    show_default=True,
+    help="Add it to every registered symbol's wanted timeframes (then `tickagg sync`).",
+)
+@click.pass_obj
+def timeframes_add(obj: Ctx, name, step, source, for_symbols):
+    """Add a custom fixed-step timeframe; refused when its buckets would not nest."""
+    with obj.pool().connection() as conn:
+        try:
+            row = queries.timeframe_add(conn, name, _parse_length(step), source, for_symbols)
+        except (InvalidArgument, UnknownTimeframeOrCalendar, HierarchyDoesNotNest) as exc:
+            click.echo(f"error: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), err=True)
+            raise SystemExit(EXIT_USAGE) from None
+    click.echo(
+        f"timeframe {row['timeframe']}: {_fmt_interval(row['step'])} buckets built from"
+        f" {row['source_timeframe']}, wanted by {row['symbols']} more symbols;"
+        " `tickagg sync` creates its tasks, `tickagg bars --timeframe"
+        f" {row['timeframe']}` and tickagg.ohlcv read it"
+    )
 
 
 @cli.group(invoke_without_command=True)

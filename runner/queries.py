@@ -649,6 +649,19 @@ INNER JOIN tickagg.market_calendars AS c ON c.calendar_code = r.calendar_code
 WHERE r.canonical_symbol = %(symbol)s
 """
 
+TIMEFRAME_ADD = """
+SELECT * FROM tickagg.timeframe_add(
+    p_timeframe => %(timeframe)s,
+    p_step => %(step)s,
+    p_source_timeframe => %(source)s,
+    p_for_symbols => %(for_symbols)s)
+"""
+
+LIST_TIMEFRAMES = """
+SELECT timeframe, bucket_kind, step, source_timeframe, sort_order
+FROM tickagg.timeframes ORDER BY sort_order
+"""
+
 LIST_CALENDARS = "SELECT * FROM tickagg.calendars"
 
 LIST_CALENDAR_HOLIDAYS = """
@@ -682,6 +695,18 @@ def agg_find_gaps(conn, symbol: str, timeframe: str, from_ts, to_ts) -> list[dic
 
 def symbol_time_zone(conn, symbol: str) -> str | None:
     return _one(conn, SYMBOL_TIME_ZONE, {"symbol": symbol})
+
+
+def timeframe_add(conn, timeframe: str, step, source: str, for_symbols: bool) -> dict:
+    return _all(
+        conn,
+        TIMEFRAME_ADD,
+        {"timeframe": timeframe, "step": step, "source": source, "for_symbols": for_symbols},
+    )[0]
+
+
+def list_timeframes(conn) -> list[dict]:
+    return _all(conn, LIST_TIMEFRAMES)
 
 
 def list_calendars(conn) -> list[dict]:
