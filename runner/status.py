@@ -132,6 +132,8 @@ def _render_summary(console: Console, summary: list[dict]) -> None:
         ("failing", "failing"),
         ("hard_failed", "hard_failed"),
         ("oldest cursor", "oldest_cursor"),
+        ("newest cursor", "newest_cursor"),
+        ("due", "due"),
         ("max lag", "max_lag"),
         ("next run", "next_run_at"),
         ("runs", "runs_total"),

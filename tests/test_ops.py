@@ -275,6 +275,19 @@ def test_status_summarises_a_market_and_names_the_tasks_that_need_a_look(dsn, co
 
     data = json.loads(_tickagg(dsn, "status", "--json").communicate(timeout=60)[0])
     assert data["attention_total"] == 3
+    # "is it caught up?": the furthest cursor and the tasks still due per level
+    conn.execute(
+        "UPDATE tickagg.data_agg_state"
+        " SET last_agg_bar_ts_utc = '2031-01-01', next_run_at = '2100-01-01'"
+        " WHERE timeframe = '1d' AND task_kind = 'rollup' AND canonical_symbol <> 'MK3'"
+    )
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET next_run_at = now() - interval '1 minute'"
+        " WHERE timeframe = '1d' AND task_kind = 'rollup' AND canonical_symbol = 'MK3'"
+    )
+    data = json.loads(_tickagg(dsn, "status", "--json").communicate(timeout=60)[0])
+    (daily,) = [r for r in data["summary"] if (r["task_kind"], r["timeframe"]) == ("rollup", "1d")]
+    assert daily["newest_cursor"].startswith("2031-01-01") and daily["due"] == 1
     assert {(r["canonical_symbol"], r["timeframe"]) for r in data["attention"]} == {
         ("MK7", "1h"),
         ("MK9", "4h"),

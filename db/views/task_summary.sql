@@ -16,7 +16,10 @@ SELECT
     max(now() - s.last_agg_bar_ts_utc) FILTER (WHERE s.enabled) AS max_lag,
     min(s.next_run_at) FILTER (WHERE s.enabled AND s.status = 'idle') AS next_run_at,
     sum(s.runs_total) AS runs_total,
-    sum(s.bars_written_total) AS bars_written_total
+    sum(s.bars_written_total) AS bars_written_total,
+    -- "is it caught up?": how far the furthest task has come, and how many wait
+    max(s.last_agg_bar_ts_utc) FILTER (WHERE s.enabled) AS newest_cursor,
+    count(*) FILTER (WHERE s.enabled AND s.status = 'idle' AND s.next_run_at <= now()) AS due
 FROM tickagg.data_agg_state AS s
 INNER JOIN tickagg.timeframes AS t ON t.timeframe = s.timeframe
 GROUP BY s.task_kind, s.timeframe, t.sort_order
