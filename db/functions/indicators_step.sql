@@ -173,6 +173,7 @@ DECLARE
     v_count integer := 0;
     v_last_end timestamptz;
     v_written bigint := 0;
+    v_inserted bigint;
     v_stored_to timestamptz;
     v_cursor_to timestamptz;
 BEGIN
@@ -754,43 +755,49 @@ BEGIN
     IF v_count > 0 THEN
         -- Bars after the newest stored row have none yet: a plain insert (an
         -- upsert's conflict check cost 40% more per row). The others are
-        -- upserted where their values changed.
-        -- (ORDER BY .. LIMIT 1: with stale statistics max() was planned as a scan of
-        -- the whole series, 15 ms for a live step)
-        SELECT i.ts_utc INTO v_stored_to
-        FROM tickagg.derived_bar_indicators AS i
-        WHERE i.canonical_symbol = p_canonical_symbol AND i.timeframe = p_timeframe
-        ORDER BY i.ts_utc DESC
-        LIMIT 1;
-        -- the values as one flat array read once (a PL/pgSQL array parameter would be
-        -- flattened again for every slice)
-        WITH computed AS MATERIALIZED (SELECT v_out AS vals),
-        bar_values AS (
-            SELECT t.ts_utc, array_replace(c.vals[(t.o - 1) * v_nv + 1:t.o * v_nv], 'NaN', NULL) AS vals
+        -- upserted where their values changed. Planned for each run: a plan
+        -- cached while the table was still empty scanned the whole table (a
+        -- backfill's first runs), and with stale statistics max() was planned
+        -- as a scan of the whole series (15 ms for a live step).
+        EXECUTE
+            'SELECT i.ts_utc FROM tickagg.derived_bar_indicators AS i'
+            ' WHERE i.canonical_symbol = $1 AND i.timeframe = $2 ORDER BY i.ts_utc DESC LIMIT 1'
+            INTO v_stored_to
+            USING p_canonical_symbol, p_timeframe;
+        -- Each bar's slice of the values, read from the array flattened once by
+        -- a materialized CTE (a PL/pgSQL array parameter would be flattened again
+        -- for every slice); two statements rather than one with both inserts as
+        -- CTEs, which kept every row's values and every returned row in
+        -- tuplestores.
+        IF v_stored_to >= v_run_ts[1] THEN
+            INSERT INTO tickagg.derived_bar_indicators AS d (canonical_symbol, timeframe, ts_utc, key_set_id, vals)
+            WITH computed AS MATERIALIZED (SELECT v_out AS vals)
+            SELECT
+                p_canonical_symbol, p_timeframe, t.ts_utc, v_key_set_id,
+                array_replace(c.vals[(t.o - 1) * v_nv + 1:t.o * v_nv], 'NaN', NULL)
             FROM computed AS c
             CROSS JOIN LATERAL unnest(v_run_ts) WITH ORDINALITY AS t (ts_utc, o)
-        ),
-        upserted AS (
-            INSERT INTO tickagg.derived_bar_indicators AS d (canonical_symbol, timeframe, ts_utc, key_set_id, vals)
-            SELECT p_canonical_symbol, p_timeframe, v.ts_utc, v_key_set_id, v.vals
-            FROM bar_values AS v
-            WHERE v.ts_utc <= v_stored_to
+            WHERE t.ts_utc <= v_stored_to
             ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
                 key_set_id = excluded.key_set_id,
                 vals = excluded.vals,
                 change_no = nextval('tickagg.bar_change_seq'),
                 computed_at = now()
-            WHERE (d.key_set_id, d.vals) IS DISTINCT FROM (excluded.key_set_id, excluded.vals)
-            RETURNING 1
-        ),
-        inserted AS (
+            WHERE (d.key_set_id, d.vals) IS DISTINCT FROM (excluded.key_set_id, excluded.vals);
+            GET DIAGNOSTICS v_written = ROW_COUNT;
+        END IF;
+        IF v_stored_to IS NULL OR v_stored_to < v_run_ts[v_count] THEN
             INSERT INTO tickagg.derived_bar_indicators (canonical_symbol, timeframe, ts_utc, key_set_id, vals)
-            SELECT p_canonical_symbol, p_timeframe, v.ts_utc, v_key_set_id, v.vals
-            FROM bar_values AS v
-            WHERE v.ts_utc > v_stored_to OR v_stored_to IS NULL
-            RETURNING 1
-        )
-        SELECT (SELECT count(*) FROM upserted) + (SELECT count(*) FROM inserted) INTO v_written;
+            WITH computed AS MATERIALIZED (SELECT v_out AS vals)
+            SELECT
+                p_canonical_symbol, p_timeframe, t.ts_utc, v_key_set_id,
+                array_replace(c.vals[(t.o - 1) * v_nv + 1:t.o * v_nv], 'NaN', NULL)
+            FROM computed AS c
+            CROSS JOIN LATERAL unnest(v_run_ts) WITH ORDINALITY AS t (ts_utc, o)
+            WHERE t.ts_utc > v_stored_to OR v_stored_to IS NULL;
+            GET DIAGNOSTICS v_inserted = ROW_COUNT;
+            v_written := v_written + v_inserted;
+        END IF;
     END IF;
 
     -- The cursor follows the last bar computed; after a rewind it may move back.
