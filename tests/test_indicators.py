@@ -355,6 +355,31 @@ def test_incremental_one_bar_at_a_time_equals_one_pass(conn):
     _check(conn, "ONE", "1h")
 
 
+def test_a_correction_rewrites_only_the_values_it_changes(conn):
+    """A rewind recomputes from the checkpoint before the corrected bar, in runs that
+    start inside the stored values: a row is rewritten (new change_no, which the
+    ClickHouse export follows) exactly when its values changed, so the replayed bars
+    before the correction keep theirs; the values still equal TA-Lib."""
+    _setup(conn, sym="ONLY", tfs=("1h",), n=800, seed=5)
+    _drive_indicators(conn, max_bars=300)
+    query = (
+        "SELECT ts_utc, change_no, vals FROM tickagg.derived_bar_indicators"
+        " WHERE canonical_symbol = 'ONLY'"
+    )
+    before = {r["ts_utc"]: r for r in conn.execute(query).fetchall()}
+    corrected = sorted(before)[600]  # the checkpoint before it is bar 512
+    _bump_close(conn, "ONLY", corrected)
+    # runs of 100 bars: the first replays bars 512-599 unchanged, then writes the changes
+    _drive_indicators(conn, max_bars=100)
+    after = {r["ts_utc"]: r for r in conn.execute(query).fetchall()}
+    assert after.keys() == before.keys()
+    rewritten = {ts for ts in after if after[ts]["change_no"] != before[ts]["change_no"]}
+    changed = {ts for ts in after if after[ts]["vals"] != before[ts]["vals"]}
+    assert rewritten == changed
+    assert min(changed) == corrected
+    _check(conn, "ONLY", "1h")
+
+
 def test_json_names_and_warmup(conn):
     _setup(conn, sym="KEY", tfs=("1h",), n=300, seed=4)
     _drive_indicators(conn)
