@@ -266,6 +266,9 @@ def test_concurrent_batch_claims_never_take_a_task_twice(dsn, conn):
         h.register(conn, f"Q{i:02d}", ("crypto_24x7", "forex_24x5", "us_equity")[i % 3])
     h.sync(conn, dt.datetime(2025, 10, 1, tzinfo=UTC))
     h.rollups_only(conn)
+    # every task due at once (after sync only the 5m tasks are: the levels above
+    # wait for their source), so four claimers compete for 30 x 7 of them
+    conn.execute("UPDATE tickagg.data_agg_state SET next_run_at = now()")
     due = {
         (t["canonical_symbol"], t["timeframe"])
         for t in conn.execute(

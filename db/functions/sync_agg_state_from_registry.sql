@@ -79,16 +79,34 @@ BEGIN
         WHERE t.source_timeframe IS NOT NULL
         GROUP BY w.canonical_symbol, w.timeframe
     ),
+    -- A new task of a level above 5m waits like every later run of it does: for
+    -- the bucket at its cursor, which its source's cursor passing makes due
+    -- (agg_finish wakes it); due now only when its source is past it already.
     created AS (
         INSERT INTO tickagg.data_agg_state (
             canonical_symbol, timeframe, timeframe_step, task_kind, is_mandatory, agg_start_utc,
-            last_agg_bar_ts_utc
+            last_agg_bar_ts_utc, pending_bucket_end, next_run_at
         )
         SELECT
-            w.canonical_symbol, w.timeframe, t.step, 'rollup', w.is_mandatory, v_start,
-            tickagg.agg_bootstrap_cursor(w.canonical_symbol, w.timeframe, v_start)
+            w.canonical_symbol, w.timeframe, t.step, 'rollup', w.is_mandatory, v_start, c.cursor_ts,
+            p.bucket_end,
+            CASE
+                WHEN p.bucket_end IS NULL OR EXISTS (
+                    SELECT 1 FROM tickagg.data_agg_state AS src
+                    WHERE
+                        src.canonical_symbol = w.canonical_symbol AND src.timeframe = t.source_timeframe
+                        AND src.task_kind = 'rollup' AND src.last_agg_bar_ts_utc >= p.bucket_end
+                ) THEN now()
+                ELSE now() + tickagg.setting('idle_recheck_interval')::interval
+            END
         FROM wanted_tasks AS w
         INNER JOIN tickagg.timeframes AS t ON t.timeframe = w.timeframe
+        INNER JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = w.canonical_symbol
+        CROSS JOIN LATERAL tickagg.agg_bootstrap_cursor(w.canonical_symbol, w.timeframe, v_start) AS c (cursor_ts)
+        LEFT JOIN LATERAL (
+            SELECT tickagg.rollup_bucket_end(r.calendar_code, w.timeframe, c.cursor_ts) AS bucket_end
+            WHERE t.source_timeframe <> '1m'
+        ) AS p ON true
         WHERE w.in_env
         ON CONFLICT (canonical_symbol, timeframe, task_kind) DO NOTHING
         RETURNING 1
