@@ -75,3 +75,33 @@ def test_a_level_added_behind_its_caught_up_source_is_due_at_once(dsn, conn):
     exp = {k: v for k, v in oracle(agg_start, data).items() if k[1] in levels}
     problems = diff(exp, h.derived(conn, data))
     assert not problems, "\n".join(problems)
+
+
+def retention_tasks(conn) -> list[dict]:
+    return conn.execute(
+        "SELECT canonical_symbol, enabled FROM tickagg.data_agg_state"
+        " WHERE task_kind = 'ticks_retention' AND enabled ORDER BY canonical_symbol"
+    ).fetchall()
+
+
+def test_ticks_retention_is_one_task_whatever_the_tick_fed_symbols(dsn, conn):
+    """ticks_retention_run is global work (the ticks table's partitions): one task
+    does it each cycle, not one per tick-fed symbol (1,000 runs of the same work a
+    cycle at 1,000 symbols). It moves to another symbol when its own leaves."""
+    for sym in ("TB", "TA", "TC"):
+        conn.execute(
+            "SELECT tickagg.register_symbol(%s, 'crypto_24x7', p_source_kind => 'ticks')", (sym,)
+        )
+    h.register(conn, "BARS", "crypto_24x7")
+    h.sync(conn, dt.datetime(2025, 10, 1, tzinfo=dt.UTC))
+    assert retention_tasks(conn) == [{"canonical_symbol": "TA", "enabled": True}]
+    conn.execute(
+        "UPDATE tickagg.core_asset_registry_all SET active = false WHERE canonical_symbol = 'TA'"
+    )
+    h.sync(conn, dt.datetime(2025, 10, 1, tzinfo=dt.UTC))
+    assert retention_tasks(conn) == [{"canonical_symbol": "TB", "enabled": True}]
+    (task,) = conn.execute(
+        "SELECT * FROM tickagg.agg_get_due_tasks('prod', now(), 1000, 300)"
+        " WHERE task_kind = 'ticks_retention'"
+    ).fetchall()
+    assert task["canonical_symbol"] == "TB"

@@ -7,8 +7,9 @@
 -- (live window, every gap_scan_live_interval) and gap_scan_history (older data,
 -- every gap_scan_history_interval); see gap_scan_run. Every active tick-fed
 -- symbol (source_kind 'ticks') also gets a ticks_1m task (ticks to 1-minute
--- bars, cursor = the next minute to aggregate) and a ticks_retention task
--- (partitions ahead, old partitions dropped; see ticks_retention_run).
+-- bars, cursor = the next minute to aggregate); the first of them (by name) in
+-- each environment gets the one ticks_retention task (partitions ahead, old
+-- partitions dropped for the whole ticks table; see ticks_retention_run).
 -- Every rollup task gets an optional indicators task of the same symbol and
 -- timeframe (setting indicators_enabled), enabled exactly when its rollup is,
 -- if its timeframe is in indicator_timeframes (the others are removed, see
@@ -215,7 +216,21 @@ BEGIN
                 tickagg.setting('ticks_retention_priority')::integer, interval '0'
             )
         ) AS k (task_kind, tick_fed_only, run_interval, task_priority, aggregation_delay)
-        WHERE (r.active OR r.test_active) AND (NOT k.tick_fed_only OR r.source_kind = 'ticks')
+        WHERE
+            (r.active OR r.test_active) AND (NOT k.tick_fed_only OR r.source_kind = 'ticks')
+            -- retention is the ticks table's, not a symbol's: one task per environment,
+            -- on its first tick-fed symbol (one per symbol ran the same work 1,000
+            -- times a cycle at 1,000 symbols); it moves when that symbol leaves
+            AND (
+                k.task_kind <> 'ticks_retention'
+                OR r.canonical_symbol IN (
+                    SELECT min(x.canonical_symbol) FROM tickagg.core_asset_registry_all AS x
+                    WHERE x.source_kind = 'ticks' AND x.active
+                    UNION ALL
+                    SELECT min(x.canonical_symbol) FROM tickagg.core_asset_registry_all AS x
+                    WHERE x.source_kind = 'ticks' AND x.test_active
+                )
+            )
         UNION ALL
         SELECT
             s.canonical_symbol, s.timeframe, s.timeframe_step, 'indicators', false,
