@@ -83,47 +83,59 @@ BEGIN
         LEFT JOIN tickagg.core_asset_registry_all AS g ON g.canonical_symbol = r.symbol
         WHERE r.result IS NOT NULL
     ),
-    scheduled AS MATERIALIZED (
-        SELECT
-            d.*,
-            b.bucket_end,
-            CASE
-                -- a bar-fed 5m task is also due by time (see agg_finish): the earliest
-                -- end, plus the delay, of a bucket of any level holding 1m bars not
-                -- materialised yet that its cursor does not close
-                WHEN
-                    p_task_kind = 'rollup' AND v_source_timeframe = '1m' AND d.source_kind <> 'ticks'
-                    AND NOT (d.continues OR d.woken)
-                    THEN (
-                        SELECT min(x.bucket_end) + d.aggregation_delay
-                        FROM (
-                            SELECT b.bucket_end WHERE n.newest >= d.new_cursor
-                            UNION ALL
-                            SELECT upper(o.bounds)
-                            FROM tickagg.data_agg_state AS l
-                            CROSS JOIN LATERAL tickagg.bucket_bounds(d.calendar_code, l.timeframe, d.new_cursor)
-                                AS o (bounds)
-                            WHERE
-                                l.canonical_symbol = d.canonical_symbol AND l.task_kind = 'rollup' AND l.enabled
-                                AND l.timeframe <> p_timeframe
-                                AND l.last_agg_bar_ts_utc <= n.newest AND lower(o.bounds) <= n.newest
-                        ) AS x
-                    )
-            END AS due_at
+    -- The calendar functions run once per calendar and cursor, not once per task:
+    -- a live batch's tasks mostly share both (per task they were most of the cost).
+    ends AS MATERIALIZED (
+        SELECT k.calendar_code, k.new_cursor, tickagg.rollup_bucket_end(k.calendar_code, p_timeframe, k.new_cursor) AS bucket_end
+        FROM (SELECT DISTINCT d.calendar_code, d.new_cursor FROM done AS d WHERE p_task_kind = 'rollup') AS k
+    ),
+    -- a bar-fed 5m task is also due by time (see agg_finish): at the earliest end,
+    -- plus the delay, of a bucket of any level holding 1m bars not materialised
+    -- yet that its cursor does not close
+    timed AS MATERIALIZED (
+        SELECT d.canonical_symbol, d.calendar_code, d.new_cursor, n.newest
         FROM done AS d
-        CROSS JOIN LATERAL (
-            SELECT CASE
-                WHEN p_task_kind = 'rollup' THEN tickagg.rollup_bucket_end(d.calendar_code, p_timeframe, d.new_cursor)
-            END AS bucket_end
-        ) AS b
         CROSS JOIN LATERAL (
             SELECT max(m.ts_utc) AS newest
             FROM tickagg.data_bars AS m
-            WHERE
-                p_task_kind = 'rollup' AND v_source_timeframe = '1m' AND d.source_kind <> 'ticks'
-                AND NOT (d.continues OR d.woken)
-                AND m.canonical_symbol = d.canonical_symbol AND m.timeframe = '1m'
+            WHERE m.canonical_symbol = d.canonical_symbol AND m.timeframe = '1m'
         ) AS n
+        WHERE
+            p_task_kind = 'rollup' AND v_source_timeframe = '1m' AND d.source_kind <> 'ticks'
+            AND NOT (d.continues OR d.woken)
+    ),
+    levels AS MATERIALIZED (
+        SELECT x.canonical_symbol, x.calendar_code, x.new_cursor, x.newest, l.timeframe
+        FROM timed AS x
+        INNER JOIN tickagg.data_agg_state AS l
+            ON
+                l.canonical_symbol = x.canonical_symbol AND l.task_kind = 'rollup' AND l.enabled
+                AND l.timeframe <> p_timeframe AND l.last_agg_bar_ts_utc <= x.newest
+    ),
+    level_bounds AS MATERIALIZED (
+        SELECT k.calendar_code, k.new_cursor, k.timeframe, tickagg.bucket_bounds(k.calendar_code, k.timeframe, k.new_cursor) AS bounds
+        FROM (SELECT DISTINCT l.calendar_code, l.new_cursor, l.timeframe FROM levels AS l) AS k
+    ),
+    closes AS (
+        SELECT x.canonical_symbol, e.bucket_end
+        FROM timed AS x
+        INNER JOIN ends AS e ON e.calendar_code = x.calendar_code AND e.new_cursor = x.new_cursor
+        WHERE x.newest >= x.new_cursor
+        UNION ALL
+        SELECT l.canonical_symbol, upper(b.bounds)
+        FROM levels AS l
+        INNER JOIN level_bounds AS b
+            ON b.calendar_code = l.calendar_code AND b.new_cursor = l.new_cursor AND b.timeframe = l.timeframe
+        WHERE lower(b.bounds) <= l.newest
+    ),
+    first_closes AS (
+        SELECT c.canonical_symbol, min(c.bucket_end) AS bucket_end FROM closes AS c GROUP BY c.canonical_symbol
+    ),
+    scheduled AS MATERIALIZED (
+        SELECT d.*, e.bucket_end, f.bucket_end + d.aggregation_delay AS due_at
+        FROM done AS d
+        LEFT JOIN ends AS e ON e.calendar_code = d.calendar_code AND e.new_cursor = d.new_cursor
+        LEFT JOIN first_closes AS f ON f.canonical_symbol = d.canonical_symbol
     ),
     finished AS (
         UPDATE tickagg.data_agg_state AS s SET
