@@ -27,7 +27,6 @@ AS $$
 DECLARE
     v_source_timeframe text;
     v_fenced text;
-    v_finished bigint;
     v_advanced text[];
     v_exported text[];
     v_outcomes text[];
@@ -161,10 +160,9 @@ BEGIN
         RETURNING c.canonical_symbol, c.new_cursor > c.old_cursor AS advanced, c.bars_written
     )
     SELECT
-        count(*),
         array_agg(f.canonical_symbol) FILTER (WHERE f.advanced),
         array_agg(f.canonical_symbol) FILTER (WHERE f.bars_written > 0)
-    INTO v_finished, v_advanced, v_exported
+    INTO v_advanced, v_exported
     FROM finished AS f;
 
     IF p_task_kind = 'rollup' AND v_advanced IS NOT NULL THEN
