@@ -178,7 +178,10 @@ BEGIN
             AND s.canonical_symbol = src.canonical_symbol
             AND s.timeframe = t.timeframe
             AND s.task_kind = 'rollup'
-            AND (s.pending_bucket_end IS NULL OR s.pending_bucket_end <= src.last_agg_bar_ts_utc)
+            AND (
+                s.pending_bucket_end IS NULL OR s.pending_bucket_end <= src.last_agg_bar_ts_utc
+                OR s.last_agg_bar_ts_utc + s.timeframe_step <= src.last_agg_bar_ts_utc
+            )
             AND (s.next_run_at > clock_timestamp() OR s.status = 'running');
         PERFORM pg_notify('tickagg_work', '');
     END IF;
