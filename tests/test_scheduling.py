@@ -276,3 +276,78 @@ def test_a_write_wakes_the_symbols_export_and_gap_scan_once(conn):
     h.insert_bars(conn, "WAKE", {ts + dt.timedelta(minutes=1): bar(1.0)})
     assert task(conn, "WAKE", "1m", "export")["next_run_at"] == export["next_run_at"]
     assert task(conn, "WAKE", "1m", "gap_scan")["next_run_at"] == scan["next_run_at"]
+
+
+def rollup_runs(conn, symbol: str) -> dict[str, int]:
+    return {
+        r["timeframe"]: r["runs_total"]
+        for r in conn.execute(
+            "SELECT timeframe, runs_total FROM tickagg.data_agg_state"
+            " WHERE canonical_symbol = %s AND task_kind = 'rollup'",
+            (symbol,),
+        ).fetchall()
+    }
+
+
+def rollups_due_now(conn) -> set[str]:
+    return {
+        r["timeframe"]
+        for r in conn.execute(
+            "SELECT timeframe FROM tickagg.agg_get_due_tasks('prod', now(), 1000)"
+            " WHERE task_kind = 'rollup'"
+        ).fetchall()
+    }
+
+
+def test_a_live_minute_costs_a_rollup_run_only_when_it_closes_a_bucket(conn, dsn):
+    """A bar-fed market, one 1m bar per symbol per minute: the minutes inside a
+    bucket cost no rollup run (their write is ahead of every cursor), the minute
+    that ends a bucket costs one run of each level it closes, and a late bar
+    behind a cursor is due at once. The day is in the future, so no bucket can
+    close by the clock: only the writes make tasks due."""
+    day = conn.execute("SELECT date_trunc('day', now()) + interval '3 days' AS d").fetchone()["d"]
+    h.register(conn, "LIVE", "crypto_24x7")
+    h.sync(conn, day)
+    h.drive(dsn)
+
+    def minute(m: int) -> dt.datetime:
+        return day + dt.timedelta(minutes=m)
+
+    before = rollup_runs(conn, "LIVE")
+    for m in range(4):  # inside the first 5m bucket
+        h.insert_bars(conn, "LIVE", {minute(m): bar(1.0 + m)})
+        assert h.pending_invalidations(conn) == 0
+        assert rollups_due_now(conn) == set(), m
+    h.insert_bars(conn, "LIVE", {minute(4): bar(5.0)})  # ends it
+    assert rollups_due_now(conn) == {"5m"}
+    h.drive(dsn)
+    ran = rollup_runs(conn, "LIVE")
+    assert {tf: ran[tf] - before[tf] for tf in ran if ran[tf] != before[tf]} == {"5m": 1}
+
+    for m in range(5, 15):  # two more 5m buckets; the last minute also ends 15m
+        h.insert_bars(conn, "LIVE", {minute(m): bar(1.0 + m)})
+        h.drive(dsn)
+    ran_after = rollup_runs(conn, "LIVE")
+    assert {tf: ran_after[tf] - ran[tf] for tf in ran if ran_after[tf] != ran[tf]} == {
+        "5m": 2,
+        "15m": 1,
+    }
+    assert task(conn, "LIVE", "15m")["last_agg_bar_ts_utc"] == minute(15)
+
+    # a late correction behind the cursors: due at once, and every level right
+    conn.execute(
+        "UPDATE tickagg.data_bars SET volume = 500 WHERE canonical_symbol = 'LIVE' AND ts_utc = %s",
+        (minute(2),),
+    )
+    assert "5m" in rollups_due_now(conn)
+    h.drive(dsn)
+    for timeframe, minutes in (("5m", 5), ("15m", 15)):
+        got = conn.execute(
+            "SELECT d.volume, (SELECT sum(b.volume) FROM tickagg.data_bars AS b"
+            "  WHERE b.canonical_symbol = 'LIVE' AND b.timeframe = '1m'"
+            "  AND b.ts_utc >= %(day)s AND b.ts_utc < %(end)s) AS oracle"
+            " FROM tickagg.derived_data_bars AS d WHERE d.canonical_symbol = 'LIVE'"
+            " AND d.timeframe = %(tf)s AND d.ts_utc = %(day)s AND d.deleted_at IS NULL",
+            {"day": day, "end": minute(minutes), "tf": timeframe},
+        ).fetchone()
+        assert got["volume"] == got["oracle"], timeframe

@@ -192,8 +192,13 @@ BEGIN
                 AND s.canonical_symbol = p_canonical_symbol
                 AND s.timeframe = t.timeframe
                 AND s.task_kind = 'rollup'
-                -- only a dependent whose pending bucket the new cursor closes
-                AND (s.pending_bucket_end IS NULL OR s.pending_bucket_end <= v_cursor)
+                -- only a dependent whose pending bucket the new cursor closes, or one
+                -- whose cursor is a whole step behind it (a cursor moved back, as a
+                -- restore does, left its pending bucket later than its cursor's)
+                AND (
+                    s.pending_bucket_end IS NULL OR s.pending_bucket_end <= v_cursor
+                    OR s.last_agg_bar_ts_utc + s.timeframe_step <= v_cursor
+                )
                 -- a running dependent may have read the old frontier: its own finish
                 -- sees next_run_at past its claim and makes it due again at once
                 AND (s.next_run_at > clock_timestamp() OR s.status = 'running');

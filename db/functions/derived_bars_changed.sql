@@ -2,7 +2,11 @@
 -- deleted is owed to the work built on it, both recorded here in one statement
 -- (as two trigger functions they cost a late bar's cascade eight calls, not four):
 --   * the timeframe built from it: the same span is dirty there
---     (agg_invalidations), which is how a correction cascades up to 1w;
+--     (agg_invalidations), which is how a correction cascades up to 1w; only a
+--     span that reaches behind that task's cursor, or every span when the task
+--     is not idle or its row could not be locked (rollup_dependents_lock, as in
+--     invalidate_from_data_bars: a level's live bars are ahead of the level
+--     above, and recorded they made it due for a run that wrote nothing);
 --   * the series' indicators: every later value depends on the bar (an EMA on
 --     all history), so a rewind to the first changed bar is queued and the task
 --     made due. A rewind is queued even for a write at or after the task's
@@ -22,6 +26,13 @@ SET search_path = pg_catalog, tickagg, pg_temp
 SET jit = off
 AS $$
 DECLARE
+    v_symbols text[];
+    v_timeframes text[];
+    v_first_starts timestamptz[];
+    v_last_ends timestamptz[];
+    v_covered interval[];
+    v_held_symbols text[];
+    v_held_timeframes text[];
     v_notify boolean;
 BEGIN
     -- INSERT ... ON CONFLICT DO UPDATE fires both the insert and the update
@@ -29,7 +40,11 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM changed_rows) THEN
         RETURN NULL;
     END IF;
-    WITH changed AS MATERIALIZED (
+    SELECT
+        array_agg(c.canonical_symbol), array_agg(c.timeframe), array_agg(c.first_start), array_agg(c.last_end),
+        array_agg(c.covered)
+    INTO v_symbols, v_timeframes, v_first_starts, v_last_ends, v_covered
+    FROM (
         SELECT
             r.canonical_symbol,
             r.timeframe,
@@ -38,6 +53,15 @@ BEGIN
             sum(r.bucket_end - r.ts_utc) AS covered
         FROM changed_rows AS r
         GROUP BY r.canonical_symbol, r.timeframe
+    ) AS c;
+    SELECT array_agg(l.canonical_symbol), array_agg(l.timeframe) INTO v_held_symbols, v_held_timeframes
+    FROM tickagg.rollup_dependents_lock(v_symbols, v_timeframes) AS l;
+
+    -- a new statement: it reads the tasks above as they are now that they are locked
+    WITH changed AS MATERIALIZED (
+        SELECT *
+        FROM unnest(v_symbols, v_timeframes, v_first_starts, v_last_ends, v_covered)
+            AS c (canonical_symbol, timeframe, first_start, last_end, covered)
     ),
     invalidated AS (
         INSERT INTO tickagg.agg_invalidations (canonical_symbol, timeframe, dirty_range)
@@ -61,6 +85,11 @@ BEGIN
                 )
             END
         ) AS d (span)
+        WHERE
+            s.status <> 'idle' OR lower(d.span) < s.last_agg_bar_ts_utc
+            OR (s.canonical_symbol, s.timeframe) NOT IN (
+                SELECT h.canonical_symbol, h.timeframe FROM unnest(v_held_symbols, v_held_timeframes) AS h (canonical_symbol, timeframe)
+            )
         RETURNING 1
     ),
     -- At most one pending rewind per series, the earliest (a disabled task's

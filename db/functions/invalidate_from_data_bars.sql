@@ -1,6 +1,13 @@
 -- Statement trigger on data_bars: the minutes a statement wrote or deleted become
 -- dirty ranges for the timeframes rolled up from them, per symbol, coalesced so a
 -- bulk backfill costs a handful of rows. Wakes runners through NOTIFY.
+-- Only a span that reaches behind an idle task's cursor is recorded: one at or
+-- ahead of it is data its catch-up reads anyway, and recording it made every
+-- bar-fed 5m task due every live minute for a run that wrote nothing. For a task
+-- that is not idle (running: its run may not see this write and move its cursor
+-- past it) every span is recorded, and so is every span of a task whose row
+-- rollup_dependents_lock could not lock: it locks the rows first, so what is read
+-- of a task stays true until this write commits.
 -- It also makes the tasks that have work now due (agg_finish leaves them asleep):
 --   * a rollup built from 1m whose pending bucket the written minutes close
 --     (their last end reaches pending_bucket_end): at once; minutes at or after
@@ -22,6 +29,13 @@ SET search_path = pg_catalog, tickagg, pg_temp
 SET jit = off
 AS $$
 DECLARE
+    v_symbols text[];
+    v_timeframes text[];
+    v_first_starts timestamptz[];
+    v_last_ends timestamptz[];
+    v_covered interval[];
+    v_held_symbols text[];
+    v_held_timeframes text[];
     v_recorded bigint;
     v_woken bigint;
 BEGIN
@@ -30,8 +44,10 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM changed_rows) THEN
         RETURN NULL;
     END IF;
-    INSERT INTO tickagg.agg_invalidations (canonical_symbol, timeframe, dirty_range)
-    SELECT c.canonical_symbol, t.timeframe, d.span
+    SELECT
+        array_agg(c.canonical_symbol), array_agg(c.timeframe), array_agg(c.first_start), array_agg(c.last_end),
+        array_agg(c.covered)
+    INTO v_symbols, v_timeframes, v_first_starts, v_last_ends, v_covered
     FROM (
         SELECT
             r.canonical_symbol,
@@ -41,7 +57,15 @@ BEGIN
             count(*) * interval '1 minute' AS covered
         FROM changed_rows AS r
         GROUP BY r.canonical_symbol, r.timeframe
-    ) AS c
+    ) AS c;
+    SELECT array_agg(l.canonical_symbol), array_agg(l.timeframe) INTO v_held_symbols, v_held_timeframes
+    FROM tickagg.rollup_dependents_lock(v_symbols, v_timeframes) AS l;
+
+    -- a new statement: it reads the tasks as they are now that they are locked
+    INSERT INTO tickagg.agg_invalidations (canonical_symbol, timeframe, dirty_range)
+    SELECT c.canonical_symbol, t.timeframe, d.span
+    FROM unnest(v_symbols, v_timeframes, v_first_starts, v_last_ends, v_covered)
+        AS c (canonical_symbol, timeframe, first_start, last_end, covered)
     INNER JOIN tickagg.timeframes AS t ON t.source_timeframe = c.timeframe
     INNER JOIN tickagg.data_agg_state AS s
         ON s.canonical_symbol = c.canonical_symbol AND s.timeframe = t.timeframe AND s.task_kind = 'rollup'
@@ -59,7 +83,12 @@ BEGIN
                 WHERE x.canonical_symbol = c.canonical_symbol AND x.timeframe = c.timeframe
             )
         END
-    ) AS d (span);
+    ) AS d (span)
+    WHERE
+        s.status <> 'idle' OR lower(d.span) < s.last_agg_bar_ts_utc
+        OR (s.canonical_symbol, s.timeframe) NOT IN (
+            SELECT h.canonical_symbol, h.timeframe FROM unnest(v_held_symbols, v_held_timeframes) AS h (canonical_symbol, timeframe)
+        );
     GET DIAGNOSTICS v_recorded = ROW_COUNT;
 
     PERFORM tickagg.export_wake(array_agg(DISTINCT c.canonical_symbol)) FROM changed_rows AS c;

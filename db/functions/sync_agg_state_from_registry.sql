@@ -7,8 +7,9 @@
 -- (live window, every gap_scan_live_interval) and gap_scan_history (older data,
 -- every gap_scan_history_interval); see gap_scan_run. Every active tick-fed
 -- symbol (source_kind 'ticks') also gets a ticks_1m task (ticks to 1-minute
--- bars, cursor = the next minute to aggregate) and a ticks_retention task
--- (partitions ahead, old partitions dropped; see ticks_retention_run).
+-- bars, cursor = the next minute to aggregate); the first of them (by name) in
+-- each environment gets the one ticks_retention task (partitions ahead, old
+-- partitions dropped for the whole ticks table; see ticks_retention_run).
 -- Every rollup task gets an optional indicators task of the same symbol and
 -- timeframe (setting indicators_enabled), enabled exactly when its rollup is,
 -- if its timeframe is in indicator_timeframes (the others are removed, see
@@ -79,16 +80,34 @@ BEGIN
         WHERE t.source_timeframe IS NOT NULL
         GROUP BY w.canonical_symbol, w.timeframe
     ),
+    -- A new task of a level above 5m waits like every later run of it does: for
+    -- the bucket at its cursor, which its source's cursor passing makes due
+    -- (agg_finish wakes it); due now only when its source is past it already.
     created AS (
         INSERT INTO tickagg.data_agg_state (
             canonical_symbol, timeframe, timeframe_step, task_kind, is_mandatory, agg_start_utc,
-            last_agg_bar_ts_utc
+            last_agg_bar_ts_utc, pending_bucket_end, next_run_at
         )
         SELECT
-            w.canonical_symbol, w.timeframe, t.step, 'rollup', w.is_mandatory, v_start,
-            tickagg.agg_bootstrap_cursor(w.canonical_symbol, w.timeframe, v_start)
+            w.canonical_symbol, w.timeframe, t.step, 'rollup', w.is_mandatory, v_start, c.cursor_ts,
+            p.bucket_end,
+            CASE
+                WHEN p.bucket_end IS NULL OR EXISTS (
+                    SELECT 1 FROM tickagg.data_agg_state AS src
+                    WHERE
+                        src.canonical_symbol = w.canonical_symbol AND src.timeframe = t.source_timeframe
+                        AND src.task_kind = 'rollup' AND src.last_agg_bar_ts_utc >= p.bucket_end
+                ) THEN now()
+                ELSE now() + tickagg.setting('idle_recheck_interval')::interval
+            END
         FROM wanted_tasks AS w
         INNER JOIN tickagg.timeframes AS t ON t.timeframe = w.timeframe
+        INNER JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = w.canonical_symbol
+        CROSS JOIN LATERAL tickagg.agg_bootstrap_cursor(w.canonical_symbol, w.timeframe, v_start) AS c (cursor_ts)
+        LEFT JOIN LATERAL (
+            SELECT tickagg.rollup_bucket_end(r.calendar_code, w.timeframe, c.cursor_ts) AS bucket_end
+            WHERE t.source_timeframe <> '1m'
+        ) AS p ON true
         WHERE w.in_env
         ON CONFLICT (canonical_symbol, timeframe, task_kind) DO NOTHING
         RETURNING 1
@@ -197,7 +216,21 @@ BEGIN
                 tickagg.setting('ticks_retention_priority')::integer, interval '0'
             )
         ) AS k (task_kind, tick_fed_only, run_interval, task_priority, aggregation_delay)
-        WHERE (r.active OR r.test_active) AND (NOT k.tick_fed_only OR r.source_kind = 'ticks')
+        WHERE
+            (r.active OR r.test_active) AND (NOT k.tick_fed_only OR r.source_kind = 'ticks')
+            -- retention is the ticks table's, not a symbol's: one task per environment,
+            -- on its first tick-fed symbol (one per symbol ran the same work 1,000
+            -- times a cycle at 1,000 symbols); it moves when that symbol leaves
+            AND (
+                k.task_kind <> 'ticks_retention'
+                OR r.canonical_symbol IN (
+                    SELECT min(x.canonical_symbol) FROM tickagg.core_asset_registry_all AS x
+                    WHERE x.source_kind = 'ticks' AND x.active
+                    UNION ALL
+                    SELECT min(x.canonical_symbol) FROM tickagg.core_asset_registry_all AS x
+                    WHERE x.source_kind = 'ticks' AND x.test_active
+                )
+            )
         UNION ALL
         SELECT
             s.canonical_symbol, s.timeframe, s.timeframe_step, 'indicators', false,
