@@ -58,8 +58,13 @@ BEGIN
     PERFORM tickagg.assert_plain_stage('tickagg_bars_seen');
     IF v_batch_id IS NULL THEN
         INSERT INTO tickagg.ingest_batches (file_name) VALUES (p_file_name) RETURNING batch_id INTO v_batch_id;
-    ELSIF NOT EXISTS (SELECT 1 FROM tickagg.ingest_batches AS b WHERE b.batch_id = v_batch_id) THEN
-        RAISE EXCEPTION 'no ingest batch %', v_batch_id USING ERRCODE = 'TK004';
+    ELSE
+        -- ingest_rejects has no foreign key (a check per rejected row): locked once
+        -- here, the batch cannot be deleted before this chunk's rejects commit.
+        PERFORM 1 FROM tickagg.ingest_batches AS b WHERE b.batch_id = v_batch_id FOR KEY SHARE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'no ingest batch %', v_batch_id USING ERRCODE = 'TK004';
+        END IF;
     END IF;
 
     -- Fields of the everyday shape are cast directly, without a regular expression
