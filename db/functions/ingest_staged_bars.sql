@@ -191,21 +191,21 @@ BEGIN
                     ON s.canonical_symbol = c.canonical_symbol AND s.first_ts <= c.last_ts AND s.last_ts >= c.first_ts
                 CROSS JOIN LATERAL unnest(s.ts_list, s.line_list) AS e (ts_utc, line_no)
             ),
-            -- Keys that more than one good row of this chunk has, with the first line.
-            repeats AS MATERIALIZED (
-                SELECT j.canonical_symbol, j.ts_utc, min(j.line_no) AS first_line
-                FROM judged AS j
-                WHERE j.reason IS NULL
-                GROUP BY j.canonical_symbol, j.ts_utc
-                HAVING count(*) > 1
-            ),
+            -- A good row's first line: of an earlier chunk, else the first of this
+            -- chunk's good rows with its key (one sort by key serves both; a hash
+            -- aggregate of the repeated keys plus two joins cost more).
             ranked AS MATERIALIZED (
                 SELECT
-                    j.*,
-                    CASE WHEN j.reason IS NULL THEN coalesce(e.line_no, d.first_line, j.line_no) END AS first_line
-                FROM judged AS j
-                LEFT JOIN earlier AS e ON e.canonical_symbol = j.canonical_symbol AND e.ts_utc = j.ts_utc
-                LEFT JOIN repeats AS d ON d.canonical_symbol = j.canonical_symbol AND d.ts_utc = j.ts_utc
+                    w.*,
+                    CASE WHEN w.reason IS NULL THEN coalesce(e.line_no, w.first_in_chunk) END AS first_line
+                FROM (
+                    SELECT
+                        j.*,
+                        min(j.line_no) FILTER (WHERE j.reason IS NULL)
+                            OVER (PARTITION BY j.canonical_symbol, j.ts_utc) AS first_in_chunk
+                    FROM judged AS j
+                ) AS w
+                LEFT JOIN earlier AS e ON e.canonical_symbol = w.canonical_symbol AND e.ts_utc = w.ts_utc
             ),
             rejected AS (
                 INSERT INTO tickagg.ingest_rejects (batch_id, line_no, raw_row, reason)
