@@ -83,6 +83,7 @@ BEGIN
                 FROM (
                     SELECT
                         g.*,
+                        g.ctid AS stage_row,
                         -- the text without a final Z, with a space at the 11th character
                         CASE
                             WHEN v_fast AND g.ts_utc ~ '^[0-9T :.Z-]+$'
@@ -105,6 +106,7 @@ BEGIN
             ),
             parsed AS (
                 SELECT
+                    g.stage_row,
                     g.line_no + p_line_offset AS line_no,
                     g.canonical_symbol,
                     g.ts_utc AS ts_text,
@@ -138,9 +140,12 @@ BEGIN
                 FROM shaped AS g
                 OFFSET 0  -- computed once per row, not once per reference
             ),
+            -- Without the fields' text, which only rejects need (they read it from the
+            -- stage again): the rows below are materialized and read several times.
             judged AS MATERIALIZED (
                 SELECT
-                    p.*,
+                    p.stage_row, p.line_no, p.canonical_symbol, p.ts_utc, p.open, p.high, p.low, p.close, p.volume,
+                    p.vwap, p.trade_count, p.source,
                     coalesce(bs.source_rank, 0) AS source_rank,
                     CASE
                         WHEN r.canonical_symbol IS NULL
@@ -215,18 +220,22 @@ BEGIN
                     to_jsonb(raw),  -- (jsonb_build_object of the same pairs cost 20% more)
                     coalesce(k.reason, format('duplicate of line %s', k.first_line))
                 FROM ranked AS k
+                -- the row's fields as text, fetched by row address
                 CROSS JOIN LATERAL (
                     SELECT
                         k.canonical_symbol,
-                        k.ts_text AS ts_utc,
-                        k.open_text AS open,
-                        k.high_text AS high,
-                        k.low_text AS low,
-                        k.close_text AS close,
-                        k.volume_text AS volume,
-                        k.vwap_text AS vwap,
-                        k.trade_count_text AS trade_count,
+                        g.ts_utc,
+                        g.open,
+                        g.high,
+                        g.low,
+                        g.close,
+                        g.volume,
+                        g.vwap,
+                        g.trade_count,
                         k.source
+                    FROM pg_temp.tickagg_bars_stage AS g
+                    WHERE g.ctid = k.stage_row
+                    LIMIT 1  -- (kept a subquery: joined, the planner hashed the whole stage)
                 ) AS raw
                 WHERE k.reason IS NOT NULL OR k.line_no <> k.first_line
                 RETURNING line_no, reason
