@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
@@ -132,6 +134,47 @@ def _as_csv_text(col):
         text = pc.replace_substring_regex(col.cast(pa.string()), "^(-?)inf$", r"\1Infinity")
         return pc.replace_substring(text, "nan", "NaN")
     return col
+
+
+def read_ahead(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The same chunks, the next one read (a Parquet batch written as CSV, a CSV
+    block cut) in a thread while the database lands the current one: on 2 cores
+    that work no longer adds to the ingest's time. One chunk ahead at most, so
+    memory stays flat. The thread starts on the first chunk asked for and stops
+    when the consumer stops; its errors are raised here."""
+    ahead: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    done = object()
+
+    def offer(item) -> bool:
+        """Hand item over unless the consumer stopped; False when it did."""
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not offer(chunk):
+                    return
+            offer(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            offer(exc)
+
+    reader = threading.Thread(target=produce, name="tickagg-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while (item := ahead.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()
 
 
 def copy_chunk(conn: psycopg.Connection, copy_sql, chunk: bytes) -> None:

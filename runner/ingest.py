@@ -68,9 +68,9 @@ def open_bars_file(path: str) -> tuple[list[str], Iterator[bytes]]:
         raise InputFormatError(f"{path}: no such file")
     if file_chunks.file_kind(path) == "parquet":
         columns = stage_columns(file_chunks.parquet_names(path), path)
-        return columns, file_chunks.parquet_chunks(path, PARQUET_BATCH_ROWS)
+        return columns, file_chunks.read_ahead(file_chunks.parquet_chunks(path, PARQUET_BATCH_ROWS))
     columns = stage_columns(file_chunks.csv_header(path), path)
-    return columns, file_chunks.csv_chunks(path, CHUNK_BYTES)
+    return columns, file_chunks.read_ahead(file_chunks.csv_chunks(path, CHUNK_BYTES))
 
 
 def _stage_rows(

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import threading
 import uuid
 
 import pytest
 from bar_rules import expected_ingest, number_of
 
-from runner import db, ingest, queries
+from runner import db, file_chunks, ingest, queries
 
 UTC = dt.UTC
 BASE = dt.datetime(2024, 3, 4, 0, 0, tzinfo=UTC)
@@ -356,3 +357,33 @@ def test_progress_on_a_terminal_only(dsn, conn, tmp_path):
     assert "ingest bars" in shown and "rows/s" in shown and "1 rejected" in shown, shown
     assert "rows/s" not in _ingest_cli_stderr(dsn, path, tty=False)
     assert "rows/s" not in _ingest_cli_stderr(dsn, path, "--log-format", "json", tty=True)
+
+
+def test_read_ahead_keeps_order_raises_errors_and_stops_with_its_consumer():
+    """file_chunks.read_ahead: the same chunks in order; an error of the reader is
+    raised to the consumer after the chunks before it; a consumer that stops
+    early stops the reader, which has then read at most two chunks more."""
+    assert list(file_chunks.read_ahead(iter([b"a\n", b"b\n", b"c\n"]))) == [b"a\n", b"b\n", b"c\n"]
+
+    def failing():
+        yield b"a\n"
+        raise ValueError("broken file")
+
+    got = []
+    with pytest.raises(ValueError, match="broken file"):
+        for chunk in file_chunks.read_ahead(failing()):
+            got.append(chunk)
+    assert got == [b"a\n"]
+
+    pulled = []
+
+    def endless():
+        while True:
+            pulled.append(1)
+            yield b"x\n"
+
+    reader = file_chunks.read_ahead(endless())
+    assert next(reader) == b"x\n"
+    reader.close()  # joins the reader thread
+    assert len(pulled) <= 3
+    assert not any(t.name == "tickagg-read-ahead" for t in threading.enumerate())

@@ -58,8 +58,13 @@ BEGIN
     PERFORM tickagg.assert_plain_stage('tickagg_bars_seen');
     IF v_batch_id IS NULL THEN
         INSERT INTO tickagg.ingest_batches (file_name) VALUES (p_file_name) RETURNING batch_id INTO v_batch_id;
-    ELSIF NOT EXISTS (SELECT 1 FROM tickagg.ingest_batches AS b WHERE b.batch_id = v_batch_id) THEN
-        RAISE EXCEPTION 'no ingest batch %', v_batch_id USING ERRCODE = 'TK004';
+    ELSE
+        -- ingest_rejects has no foreign key (a check per rejected row): locked once
+        -- here, the batch cannot be deleted before this chunk's rejects commit.
+        PERFORM 1 FROM tickagg.ingest_batches AS b WHERE b.batch_id = v_batch_id FOR KEY SHARE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'no ingest batch %', v_batch_id USING ERRCODE = 'TK004';
+        END IF;
     END IF;
 
     -- Fields of the everyday shape are cast directly, without a regular expression
@@ -78,6 +83,7 @@ BEGIN
                 FROM (
                     SELECT
                         g.*,
+                        g.ctid AS stage_row,
                         -- the text without a final Z, with a space at the 11th character
                         CASE
                             WHEN v_fast AND g.ts_utc ~ '^[0-9T :.Z-]+$'
@@ -100,6 +106,7 @@ BEGIN
             ),
             parsed AS (
                 SELECT
+                    g.stage_row,
                     g.line_no + p_line_offset AS line_no,
                     g.canonical_symbol,
                     g.ts_utc AS ts_text,
@@ -133,9 +140,12 @@ BEGIN
                 FROM shaped AS g
                 OFFSET 0  -- computed once per row, not once per reference
             ),
+            -- Without the fields' text, which only rejects need (they read it from the
+            -- stage again): the rows below are materialized and read several times.
             judged AS MATERIALIZED (
                 SELECT
-                    p.*,
+                    p.stage_row, p.line_no, p.canonical_symbol, p.ts_utc, p.open, p.high, p.low, p.close, p.volume,
+                    p.vwap, p.trade_count, p.source,
                     coalesce(bs.source_rank, 0) AS source_rank,
                     CASE
                         WHEN r.canonical_symbol IS NULL
@@ -186,21 +196,21 @@ BEGIN
                     ON s.canonical_symbol = c.canonical_symbol AND s.first_ts <= c.last_ts AND s.last_ts >= c.first_ts
                 CROSS JOIN LATERAL unnest(s.ts_list, s.line_list) AS e (ts_utc, line_no)
             ),
-            -- Keys that more than one good row of this chunk has, with the first line.
-            repeats AS MATERIALIZED (
-                SELECT j.canonical_symbol, j.ts_utc, min(j.line_no) AS first_line
-                FROM judged AS j
-                WHERE j.reason IS NULL
-                GROUP BY j.canonical_symbol, j.ts_utc
-                HAVING count(*) > 1
-            ),
+            -- A good row's first line: of an earlier chunk, else the first of this
+            -- chunk's good rows with its key (one sort by key serves both; a hash
+            -- aggregate of the repeated keys plus two joins cost more).
             ranked AS MATERIALIZED (
                 SELECT
-                    j.*,
-                    CASE WHEN j.reason IS NULL THEN coalesce(e.line_no, d.first_line, j.line_no) END AS first_line
-                FROM judged AS j
-                LEFT JOIN earlier AS e ON e.canonical_symbol = j.canonical_symbol AND e.ts_utc = j.ts_utc
-                LEFT JOIN repeats AS d ON d.canonical_symbol = j.canonical_symbol AND d.ts_utc = j.ts_utc
+                    w.*,
+                    CASE WHEN w.reason IS NULL THEN coalesce(e.line_no, w.first_in_chunk) END AS first_line
+                FROM (
+                    SELECT
+                        j.*,
+                        min(j.line_no) FILTER (WHERE j.reason IS NULL)
+                            OVER (PARTITION BY j.canonical_symbol, j.ts_utc) AS first_in_chunk
+                    FROM judged AS j
+                ) AS w
+                LEFT JOIN earlier AS e ON e.canonical_symbol = w.canonical_symbol AND e.ts_utc = w.ts_utc
             ),
             rejected AS (
                 INSERT INTO tickagg.ingest_rejects (batch_id, line_no, raw_row, reason)
@@ -210,18 +220,22 @@ BEGIN
                     to_jsonb(raw),  -- (jsonb_build_object of the same pairs cost 20% more)
                     coalesce(k.reason, format('duplicate of line %s', k.first_line))
                 FROM ranked AS k
+                -- the row's fields as text, fetched by row address
                 CROSS JOIN LATERAL (
                     SELECT
                         k.canonical_symbol,
-                        k.ts_text AS ts_utc,
-                        k.open_text AS open,
-                        k.high_text AS high,
-                        k.low_text AS low,
-                        k.close_text AS close,
-                        k.volume_text AS volume,
-                        k.vwap_text AS vwap,
-                        k.trade_count_text AS trade_count,
+                        g.ts_utc,
+                        g.open,
+                        g.high,
+                        g.low,
+                        g.close,
+                        g.volume,
+                        g.vwap,
+                        g.trade_count,
                         k.source
+                    FROM pg_temp.tickagg_bars_stage AS g
+                    WHERE g.ctid = k.stage_row
+                    LIMIT 1  -- (kept a subquery: joined, the planner hashed the whole stage)
                 ) AS raw
                 WHERE k.reason IS NOT NULL OR k.line_no <> k.first_line
                 RETURNING line_no, reason

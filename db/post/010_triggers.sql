@@ -16,6 +16,16 @@ AFTER DELETE ON tickagg.data_bars
 REFERENCING OLD TABLE AS changed_rows
 FOR EACH STATEMENT EXECUTE FUNCTION tickagg.invalidate_from_data_bars();
 
+-- Rejects go with their batch (see ingest_batches_deleted).
+CREATE OR REPLACE TRIGGER ingest_batches_delete_rejects
+AFTER DELETE ON tickagg.ingest_batches
+REFERENCING OLD TABLE AS deleted_batches
+FOR EACH STATEMENT EXECUTE FUNCTION tickagg.ingest_batches_deleted();
+
+CREATE OR REPLACE TRIGGER ingest_batches_truncate_rejects
+AFTER TRUNCATE ON tickagg.ingest_batches
+FOR EACH STATEMENT EXECUTE FUNCTION tickagg.ingest_batches_deleted();
+
 -- Derived bars: the level above and the series' indicators (see derived_bars_changed).
 -- Before 0010 two functions did this, each with its own triggers: dropped here,
 -- in the transaction that creates their replacement.
