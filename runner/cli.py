@@ -12,7 +12,7 @@ import time
 import click
 
 from . import db, queries
-from .errors import DatabaseUnavailable, InputFormatError, TickaggError
+from .errors import DatabaseUnavailable, InputFormatError, TickaggError, wrap_exceptions
 from .logging_setup import configure as configure_logging
 
 # A task's work is one statement in PostgreSQL: one worker per CPU keeps the
@@ -60,7 +60,10 @@ class TickaggGroup(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            # a psycopg error no command translated (a connection lost at a chunk's
+            # commit during a server restart) is still one line, not a traceback
+            with wrap_exceptions():
+                return super().invoke(ctx)
         except InputFormatError as exc:
             click.echo(f"error: {exc}", err=True)
             raise SystemExit(EXIT_USAGE) from None
