@@ -82,6 +82,13 @@ KNOWN_DEFECTS: dict[str, str] = {
     " reader and exit 1, not one line and exit 2 (issue 23 item 13)",
     "bars/garbage_after_good": "a 0xff byte after good rows: exit 1 `invalid byte sequence for"
     " encoding UTF8`, no line, the good rows before and after it not landed (issue 23 item 13)",
+    "runner_fn/partitions_ahead": "as a login granted only tickagg_runner,"
+    " `SELECT tickagg.ticks_ensure_partitions('2030-01-01', '2030-03-01')` creates ~60 empty"
+    " future tick partitions (issue 23 item 11)",
+    "runner_fn/retention_clock": "as the runner role, `ticks_retention_run('2100-01-01')` trusts"
+    " the caller's clock: drops recent tick partitions, creates ones for 2100 (issue 23 item 11)",
+    "runner_fn/finish_cursor": "as the runner role, agg_get_due_tasks + `agg_finish(...,"
+    " p_cursor_to => '2090-01-01')` moves a task's cursor to 2090 (issue 23 item 11)",
     "bars/second_60": "`2025-09-01T01:01:60Z` is accepted as 01:02, so a good row of 01:02"
     " later in the file is rejected as its duplicate (issue 23 item 14; parse_timestamptz)",
 }
@@ -96,13 +103,13 @@ class Outcome:
     duplicated: int = 0
     notes: list[str] = dataclasses.field(default_factory=list)
 
-    known: set[str] = dataclasses.field(default_factory=set)
+    known: dict[str, str] = dataclasses.field(default_factory=dict)  # key -> what was seen
 
     def check(self, ok: bool, problem: str, key: str | None = None) -> bool:
         """Record `problem` unless ok; under a key of KNOWN_DEFECTS it is a known one."""
         if not ok:
             if key in KNOWN_DEFECTS:
-                self.known.add(key)
+                self.known.setdefault(key, problem)
             else:
                 self.problems.append(problem)
         return ok
@@ -649,6 +656,109 @@ class Chaos:
             )
             o.check(ok is not None, f"{cause}: the task never succeeded after the cause went")
 
+    def attack_odd_settings(self, o: Outcome) -> None:
+        """The database set to odd session defaults (issue 23 item 6 and 8: DateStyle,
+        IntervalStyle, TimeZone, extra_float_digits, search_path, serializable):
+        ingest, two runners and status still work, with no traceback, and the end
+        state equals the oracle."""
+        odd = {"DateStyle": "SQL, DMY", "IntervalStyle": "sql_standard",
+               "TimeZone": "Pacific/Chatham", "extra_float_digits": "-3",
+               "search_path": "public",
+               "default_transaction_isolation": "serializable"}  # fmt: skip
+        with psycopg.connect(self.pg.dsn(), autocommit=True) as su:
+            for k, v in odd.items():
+                su.execute(sql.SQL("ALTER DATABASE chaos SET {} = {}").format(
+                    sql.Identifier(k.lower()), sql.Literal(v)))  # fmt: skip
+        try:
+            late = {sym: (cal, {ts: dataclasses.replace(b, low=b.low - 1, source="live_gap_filled")
+                                for ts, b in self.rng.sample(sorted(bars.items()), 50)})
+                    for sym, (cal, bars) in self.data.items()}  # fmt: skip
+            path = self.write_bars("odd_settings_late.csv", late)
+            p = self.cli.run(self.admin, "ingest", "bars", str(path))
+            o.check(p.returncode == 0, f"ingest: exit {p.returncode} {p.stderr.strip()[-300:]}")
+            for sym, (_, bars) in late.items():
+                self.data[sym][1].update(bars)
+            argv = ("run", "--workers", "2", "--lease-seconds", "5", "--until-idle")
+            done = self.cli.run_many(self.runner, [argv, argv, ("status", "--json"),
+                                                   ("gaps", "--symbol", "CH_CRYPTO0")])  # fmt: skip
+            for args, p in zip(("run", "run", "status", "gaps"), done, strict=True):
+                o.tries += 1
+                o.check(p.returncode == 0, f"{args}: exit {p.returncode} {p.stderr.strip()[-300:]}")
+                o.check(tracebacks(p.stderr) == 0, f"{args}: traceback {p.stderr[-300:]}")
+        finally:
+            with psycopg.connect(self.pg.dsn(), autocommit=True) as su:
+                su.execute("ALTER DATABASE chaos RESET ALL")
+        o.notes.append(", ".join(f"{k}={v}" for k, v in odd.items()))
+        closed = self.until_idle(o)
+        self.compare_with_oracle(o, closed)
+
+    def attack_calendar_change(self, o: Outcome) -> None:
+        """A materialised symbol moved to another calendar (issue 23 item 2): after
+        `sync` and the runner its bars are the new calendar's, exactly."""
+        sym = next(s for s, (cal, _) in self.data.items() if cal == "crypto_24x7")
+        p = self.cli.run(self.admin, "symbols", "add", sym, "--calendar", "forex_24x5")
+        o.tries = 1
+        if not o.check(p.returncode == 0, f"symbols add --calendar: {p.stderr.strip()[-300:]}"):
+            return
+        self.data[sym] = ("forex_24x5", self.data[sym][1])
+        p = self.cli.run(self.admin, "sync")
+        o.check(p.returncode == 0, f"sync: exit {p.returncode}")
+        o.notes.append(f"{sym}: crypto_24x7 -> forex_24x5")
+        closed = self.until_idle(o)
+        self.compare_with_oracle(o, closed)
+
+    def attack_runner_functions(self, o: Outcome) -> None:
+        """The runner login calls what it may execute with hostile arguments (issue 23
+        item 11): a far-future clock for retention and partitions, a far-future
+        cursor in agg_finish. No data may change."""
+        task = ("CH_US0", "1h", "rollup")
+        with self.conn() as c:
+            c.execute("UPDATE tickagg.data_agg_state SET next_run_at = now()"
+                      " WHERE (canonical_symbol, timeframe, task_kind) = (%s, %s, %s)",
+                      task)  # fmt: skip
+        cursor = self.runner_function_state()[2]
+        probes = {
+            "runner_fn/retention_clock": "SELECT tickagg.ticks_retention_run('2100-01-01')",
+            "runner_fn/partitions_ahead": "SELECT tickagg.ticks_ensure_partitions("
+            "'2030-01-01', '2030-03-01')",
+            "runner_fn/finish_cursor": "SELECT tickagg.agg_finish(t.canonical_symbol, t.timeframe,"
+            " t.task_kind, t.claim_token, 'success', t.cursor_ts, '2090-01-01', NULL, 0, false)"
+            " FROM tickagg.agg_get_due_tasks('prod', now(), 50, 60) AS t"
+            " WHERE t.canonical_symbol = 'CH_US0' AND t.timeframe = '1h'"
+            " AND t.task_kind = 'rollup'",
+        }
+        with psycopg.connect(self.runner, autocommit=True) as c:
+            for key, stmt in probes.items():
+                o.tries += 1
+                before = self.runner_function_state()
+                with contextlib.suppress(psycopg.Error):  # refused: fine
+                    c.execute(stmt)
+                after = self.runner_function_state()
+                o.check(after == before, f"{stmt[:60]}... as the runner role changed (tick"
+                        f" partitions, ticks, a cursor) from {before} to {after}", key)  # fmt: skip
+        with self.conn() as c:  # repair what a hole let through, for the attacks after this
+            c.execute("UPDATE tickagg.data_agg_state SET last_agg_bar_ts_utc = %s,"
+                      " status = 'idle', claim_token = NULL, lease_expires_at = NULL"
+                      " WHERE (canonical_symbol, timeframe, task_kind) = (%s, %s, %s)",
+                      (cursor, *task))  # fmt: skip
+        o.tries += 1
+        try:
+            p = self.cli.run(self.admin, "gaps", "--symbol", "CH_CRYPTO0", "--timeframe", "5m",
+                             "--from", "0001-01-01", "--to", "9999-01-01", timeout=120)  # fmt: skip
+            o.check(tracebacks(p.stderr) == 0, f"gaps over 0001..9999: {p.stderr[-300:]}")
+        except subprocess.TimeoutExpired:
+            o.check(False, "gaps over 0001..9999 ran past 120 s", "gaps_unbounded")
+
+    def runner_function_state(self) -> tuple:
+        """(tick partitions, ticks, CH_US0's 1h rollup cursor): what the probes of
+        attack_runner_functions must leave alone."""
+        with self.conn() as c:
+            parts = c.execute(
+                "SELECT count(*) AS n FROM pg_inherits WHERE inhparent = 'tickagg.ticks'::regclass"
+            ).fetchone()["n"]
+            ticks = c.execute("SELECT count(*) AS n FROM tickagg.ticks").fetchone()["n"]
+            return parts, ticks, h.cursors(c)[("CH_US0", "1h", "rollup")]
+
     def attack_bad_input(self, o: Outcome) -> None:
         """Every class of bad row and bad file, for bars and ticks: each bad row
         rejected with its line and a reason, every good row landed, the documented
@@ -893,6 +1003,9 @@ class Chaos:
         "runner_kills": "attack_runner_kills",
         "pg_restart": "attack_pg_restart",
         "timeout_and_disk": "attack_timeout_and_disk",
+        "odd_settings": "attack_odd_settings",
+        "calendar_change": "attack_calendar_change",
+        "runner_functions": "attack_runner_functions",
         "bad_input": "attack_bad_input",
         "hostile_names": "attack_hostile_names",
         "least_privilege": "attack_least_privilege",
@@ -926,6 +1039,8 @@ class Chaos:
         self.outcomes.append(o)
         for p in o.problems:
             print(f"   problem: {p}", flush=True)
+        for key, p in o.known.items():
+            print(f"   known ({key}): {p[:300]}", flush=True)
         return o
 
     def report(self) -> int:
