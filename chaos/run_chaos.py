@@ -72,9 +72,10 @@ SMALL_CHUNK_CLI = (
 # Exit codes the README documents for every command.
 DOCUMENTED_EXITS = {0, 1, 2, 3, 4, 5}
 
-# Attacks the short form leaves out to stay under 3 minutes (tests/test_calendars.py
-# covers a calendar change too); --only still runs them.
-FULL_FORM_ONLY = {"calendar_change"}
+# Attacks the short form leaves out to stay under 3 minutes (each CLI process of
+# external_input loads the embedded ClickHouse; tests/test_calendars.py and
+# tests/test_clickhouse.py cover both too); --only still runs them.
+FULL_FORM_ONLY = {"calendar_change", "external_input"}
 
 # Defects the suite found that belong to another part of the project (recorded
 # there): a problem raised under one of these keys is reported `known`, with how to
@@ -796,6 +797,84 @@ class Chaos:
                 continue
             self.check_rejects(o, kind, what, res, must_reject, must_land)
 
+    def attack_external_input(self, o: Outcome) -> None:
+        """Bad rows of every class for an external ClickHouse table (embedded chdb),
+        CSV and JSON Lines: each rejected with its line and reason, the good rows
+        counted as inserted are in the table, exit 3; a wrong header, an empty or a
+        binary file: one `error:` line, exit 2."""
+        url = f"chdb://{self.root / 'chdb'}"
+        p = self.cli.run(self.admin, "--clickhouse-url", url, "migrate")
+        if not o.check(p.returncode == 0, f"migrate with ClickHouse: {p.stderr.strip()[-300:]}"):
+            return
+        now = dt.datetime.now(UTC).replace(microsecond=0)
+        stamp = now.isoformat()
+        cols = "value,classification,sentiment_score,index_timestamp,source,collected_at"
+
+        def row(value="50", ts=None, score="0", collected=stamp, cls="Neutral"):
+            return f"{value},{cls},{score},{ts or stamp},alternative.me,{collected}"
+
+        csv_rows = [
+            (row(ts=(now - dt.timedelta(days=1)).isoformat()), True),
+            (row(value="101"), False), (row(value="-1"), False), (row(score="NaN"), False),
+            (row(score="inf"), False), (row(value="5.5"), False), (row(ts="yesterday"), False),
+            (row(collected="2000-01-01T00:00:00Z"), False),  # past the 365-day TTL
+            ("50,Neutral,0", False),  # missing columns
+            (row() + ",extra", False),
+            (row(cls="a\x00b"), False),  # a NUL byte
+            ("\x01\x02garbage\x7f", False),
+            (row(ts=(now - dt.timedelta(days=2)).isoformat()), True),
+        ]  # fmt: skip
+        jsonl = [
+            (json.dumps({"value": 40, "classification": "Fear", "sentiment_score": -10,
+                         "index_timestamp": (now - dt.timedelta(days=3)).isoformat(),
+                         "source": "alternative.me", "collected_at": stamp}), True),
+            (json.dumps({"value": 40, "classification": {"a": 1}, "sentiment_score": -10,
+                         "index_timestamp": stamp, "source": "x", "collected_at": stamp}), False),
+            (json.dumps({"value": 40, "classification": ["a"], "sentiment_score": -10,
+                         "index_timestamp": stamp, "source": "x", "collected_at": stamp}), False),
+            ("not json", False), ("[1, 2]", False),
+        ]  # fmt: skip
+        files = {
+            "mixed.csv": ((cols + "\n" + "\n".join(r for r, _ in csv_rows) + "\n").encode(),
+                          csv_rows, {3}),
+            "mixed.jsonl": (("\n".join(r for r, _ in jsonl) + "\n").encode(), jsonl, {3}),
+            "wrong_header.csv": (b"a,b\n1,2\n", [], {2}),
+            "empty.csv": (b"", [], {0, 2}),
+            "binary.csv": (bytes(random.Random(9).randrange(256) for _ in range(4096)), [], {2}),
+        }  # fmt: skip
+        inserted = 0
+        for name, (body, rows, want_exit) in files.items():
+            o.tries += 1
+            path = self.root / f"external_{name}"
+            path.write_bytes(body)
+            p = self.cli.run(self.admin, "--clickhouse-url", url, "ingest", "external",
+                             "external_fear_greed_index", str(path), "--json")  # fmt: skip
+            what = f"external/{name}"
+            o.check(tracebacks(p.stderr) == 0, f"{what}: traceback {p.stderr[-300:]}", what)
+            o.check(p.returncode in want_exit, f"{what}: exit {p.returncode}, want {want_exit}"
+                    f" ({p.stderr.strip()[-200:]})", what)  # fmt: skip
+            if not rows or p.returncode not in (0, 3):
+                continue
+            res = json.loads(p.stdout)
+            rejects = {r["line_no"]: r["reason"] for r in res.get("rejects") or []}
+            first = 2 if name.endswith(".csv") else 1
+            for line, (_, good) in enumerate(rows, start=first):
+                ok = (line not in rejects) if good else bool(rejects.get(line))
+                o.check(ok, f"{what}: line {line} {'rejected' if good else 'not rejected'}"
+                        f" ({rejects.get(line)})", what)  # fmt: skip
+            inserted += res.get("rows_inserted") or 0
+            o.check(res.get("rows_inserted") == sum(g for _, g in rows),
+                    f"{what}: {res.get('rows_inserted')} inserted", what)  # fmt: skip
+        count = subprocess.run(
+            [sys.executable, "-c", "import sys; from runner import clickhouse;"
+             " print(clickhouse.connect(sys.argv[1]).query('SELECT count() FROM"
+             " external_fear_greed_index FINAL').result_rows[0][0])", url],
+            cwd=ROOT, env=h.cli_env(), capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        there = int(count.stdout.strip() or -1)
+        o.check(there == inserted, f"external: {inserted} reported inserted, {there} in the table")
+        o.lost += max(0, inserted - there)
+
     def check_rejects(self, o, kind, what, res, must_reject, must_land) -> None:
         table = "tickagg.ingest_rejects" if kind == "bars" else "tickagg.tick_rejects"
         with self.conn() as c:
@@ -1033,6 +1112,7 @@ class Chaos:
         "calendar_change": "attack_calendar_change",
         "runner_functions": "attack_runner_functions",
         "bad_input": "attack_bad_input",
+        "external_input": "attack_external_input",
         "hostile_names": "attack_hostile_names",
         "least_privilege": "attack_least_privilege",
         "scale": "attack_scale",
