@@ -408,7 +408,7 @@ class Chaos:
         bars = random_bars("crypto_24x7", D(2025, 9, 1), D(2025, 9, 8 if self.short else 15),
                            self.rng, base=123.0)  # fmt: skip
         path = self.write_bars("ingest_kill.csv", {sym: ("crypto_24x7", bars)})
-        kills = self.kill_ingest(o, "bars", path, sym, "tickagg.data_bars", 3 if self.short else 6)
+        kills = self.kill_ingest(o, "bars", path, 3 if self.short else 6)
         p = self.cli.run(self.admin, "ingest", "bars", str(path), "--json")
         o.check(p.returncode == 0, f"re-run of ingest bars: exit {p.returncode} {p.stderr[-300:]}")
         with self.conn() as c:
@@ -425,9 +425,7 @@ class Chaos:
         # exact duplicates left out: their identity is being redefined (issue 23 item 1)
         self.ticks = [t for t in raw if not (t.key() in seen or seen.add(t.key()))]
         path = self.write_ticks("ingest_kill_ticks.csv", self.ticks)
-        kills += self.kill_ingest(
-            o, "ticks", path, self.tick_symbol, "tickagg.ticks", 3 if self.short else 6
-        )
+        kills += self.kill_ingest(o, "ticks", path, 3 if self.short else 6)
         p = self.cli.run(self.admin, "ingest", "ticks", str(path), "--json")
         o.check(p.returncode == 0, f"re-run of ingest ticks: exit {p.returncode} {p.stderr[-300:]}")
         with self.conn() as c:
@@ -443,35 +441,26 @@ class Chaos:
         o.tries = kills
         o.notes.append(f"{len(bars)} bars, {len(self.ticks)} ticks, 64 kB chunks")
 
-    def kill_ingest(self, o: Outcome, kind: str, path: Path, sym: str, table: str, n: int) -> int:
-        """SIGKILL `ingest KIND path` n times, each once a chunk more has landed."""
+    def kill_ingest(self, o: Outcome, kind: str, path: Path, n: int) -> int:
+        """SIGKILL `ingest KIND path` n times, each at a random moment once its session
+        is running a statement. A run of the same file redoes it whole (what landed
+        is found unchanged), so each run is as long as the first; one that still ends
+        before its kill is tried again, up to 3n runs."""
         kills = 0
-        for k in range(n):
-            with self.conn() as c:
-                before = self.count(c, table, sym)
+        with self.conn() as c:
+            for k in range(3 * n):
+                if kills == n:
+                    break
                 p = self.cli.start(self.admin, f"ingest-{kind}-{k}", "ingest", kind, str(path),
                                    small_chunks=True)  # fmt: skip
-                deadline = time.monotonic() + 120
-                while p.poll() is None and time.monotonic() < deadline:
-                    if self.count(c, table, sym) > before:
-                        break
-                    time.sleep(0.02)
-                time.sleep(self.rng.uniform(0, 0.5))
+                wait_for(lambda p=p: p.poll() is not None or ingest_working(c), 120)
+                time.sleep(self.rng.uniform(0, 0.3))
                 if p.poll() is None:
                     p.kill()
                     kills += 1
                 p.wait()
-        o.check(kills > 0, f"ingest {kind} finished before any kill (file too small)")
+        o.check(kills > 0, f"ingest {kind} always finished before its kill (file too small)")
         return kills
-
-    @staticmethod
-    def count(c, table: str, sym: str) -> int:
-        return c.execute(
-            sql.SQL("SELECT count(*) AS n FROM {} WHERE canonical_symbol = %s").format(
-                sql.SQL(table)
-            ),
-            (sym,),
-        ).fetchone()["n"]
 
     def late_corrections(self, c, n: int) -> None:
         """n late minutes per bar-fed symbol rewritten at a higher rank (the real
@@ -1308,6 +1297,16 @@ def table_counts(c) -> dict[str, int]:
             sql.SQL("SELECT count(*) AS n FROM {}").format(sql.SQL(r["t"]))
         ).fetchone()["n"]
     return out
+
+
+def ingest_working(c) -> bool:
+    """A tickagg CLI session (application_name tickagg) is running a statement."""
+    return bool(
+        c.execute(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'tickagg'"
+            " AND datname = current_database() AND state = 'active'"
+        ).fetchone()["n"]
+    )
 
 
 def wait_for(probe: Callable[[], object], seconds: float):
