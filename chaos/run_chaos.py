@@ -666,7 +666,8 @@ class Chaos:
                 su.execute(sql.SQL("ALTER DATABASE chaos SET {} = {}").format(
                     sql.Identifier(k.lower()), sql.Literal(v)))  # fmt: skip
         try:
-            late = {sym: (cal, {ts: dataclasses.replace(b, low=b.low - 1, source="live_gap_filled")
+            late = {sym: (cal, {ts: dataclasses.replace(b, low=b.low - 1 / 64,
+                                                        source="live_gap_filled")
                                 for ts, b in self.rng.sample(sorted(bars.items()), 50)})
                     for sym, (cal, bars) in self.data.items()}  # fmt: skip
             path = self.write_bars("odd_settings_late.csv", late)
