@@ -96,6 +96,12 @@ KNOWN_DEFECTS: dict[str, str] = {
     " the caller's clock: drops recent tick partitions, creates ones for 2100 (issue 23 item 11)",
     "runner_fn/finish_cursor": "as the runner role, agg_get_due_tasks + `agg_finish(...,"
     " p_cursor_to => '2090-01-01')` moves a task's cursor to 2090 (issue 23 item 11)",
+    "indicators/after_restart": "after the restart attack (corrections of a quarter of the"
+    " minutes landing while the server restarts under two runners), an indicator of a crypto"
+    " symbol can differ from TA-Lib (seen: CH_CRYPTO0 4h atr, relative error 4e-5, seeds 30"
+    " and 31 of the short form on a quiet machine; timing-dependent): a series not recomputed"
+    " after its bars were corrected. Not diagnosed (indicators_step rewinds / the run cut by"
+    " the restart). See: chaos/run_chaos.py --short --seed 31 --only pg_restart",
     "bars/second_60": "`2025-09-01T01:01:60Z` is accepted as 01:02, so a good row of 01:02"
     " later in the file is rejected as its duplicate (issue 23 item 14; parse_timestamptz)",
 }
@@ -323,7 +329,9 @@ class Chaos:
             )  # fmt: skip
         return out
 
-    def compare_with_oracle(self, o: Outcome, closed_before: dt.datetime) -> None:
+    def compare_with_oracle(
+        self, o: Outcome, closed_before: dt.datetime, indicators_key: str | None = None
+    ) -> None:
         """Every derived bar of every rolled-up symbol equals the oracle over the
         1-minute bars data_bars holds; the bar-fed symbols' 1-minute bars equal what
         their files said (self.data); the tick symbol's equal the tick oracle. A
@@ -370,9 +378,9 @@ class Chaos:
                 "SELECT count(*) AS n FROM tickagg.data_agg_state WHERE status = 'running'"
             ).fetchone()["n"]
             o.check(stuck == 0, f"{stuck} tasks still leased after run --until-idle")
-        self.check_indicators(o, symbols)
+        self.check_indicators(o, symbols, indicators_key)
 
-    def check_indicators(self, o: Outcome, symbols) -> None:
+    def check_indicators(self, o: Outcome, symbols, key: str | None = None) -> None:
         """The indicators of the crypto symbols equal TA-Lib over their live bars
         (test_indicators._check; its vwap oracle knows UTC trading days only)."""
         from test_indicators import _check
@@ -385,7 +393,7 @@ class Chaos:
                     try:
                         _check(c, sym, tf)
                     except AssertionError as exc:
-                        o.problems.append(f"indicators {sym} {tf}: {str(exc)[:200]}")
+                        o.check(False, f"indicators {sym} {tf}: {str(exc)[:200]}", key)
 
     def until_idle(self, o: Outcome) -> dt.datetime:
         """run --until-idle (the tests' helper: past the leases of killed runners).
@@ -574,7 +582,7 @@ class Chaos:
         ingest_log = ingest.log.read_text(errors="replace")  # type: ignore[attr-defined]
         o.check(tracebacks(ingest_log) == 0, f"ingest: {tracebacks(ingest_log)} tracebacks")
         closed = self.until_idle(o)
-        self.compare_with_oracle(o, closed)
+        self.compare_with_oracle(o, closed, indicators_key="indicators/after_restart")
 
     def attack_timeout_and_disk(self, o: Outcome) -> None:
         """A statement timeout (a lock held on derived_data_bars past the runner's
