@@ -1,10 +1,10 @@
 VENV := .venv
 BIN := $(VENV)/bin
-PY_DIRS := runner tests benchmarks
+PY_DIRS := runner tests benchmarks chaos
 # PostgreSQL SQL only; db/clickhouse is linted with its own dialect when present.
 PG_SQL_DIRS := $(wildcard db/migrations db/functions db/views db/post)
 
-.PHONY: demo test lint fmt bench bootstrap bootstrap-demo
+.PHONY: demo test lint fmt bench bootstrap bootstrap-demo chaos chaos-short
 
 bootstrap:
 	scripts/bootstrap.sh dev
@@ -31,3 +31,12 @@ test: lint
 
 bench: bootstrap
 	set -e; for f in $(sort $(wildcard benchmarks/bench_*.py)); do echo "== $$f"; $(BIN)/python "$$f"; done
+
+# The chaos suite (chaos/run_chaos.py): crashes, outages, bad input, hostile names,
+# secrets, privileges and scale against a throwaway cluster. CHAOS_ARGS="--seed N"
+# replays a run; CI runs the short form through tests/test_chaos.py.
+chaos: bootstrap
+	$(BIN)/python chaos/run_chaos.py $(CHAOS_ARGS)
+
+chaos-short: bootstrap
+	$(BIN)/python chaos/run_chaos.py --short $(CHAOS_ARGS)

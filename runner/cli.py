@@ -20,6 +20,7 @@ from .errors import (
     TickaggError,
     UnknownSymbol,
     UnknownTimeframeOrCalendar,
+    wrap_exceptions,
 )
 from .logging_setup import configure as configure_logging
 
@@ -68,7 +69,10 @@ class TickaggGroup(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            # a psycopg error no command translated (a connection lost at a chunk's
+            # commit during a server restart) is still one line, not a traceback
+            with wrap_exceptions():
+                return super().invoke(ctx)
         except InputFormatError as exc:
             click.echo(f"error: {exc}", err=True)
             raise SystemExit(EXIT_USAGE) from None

@@ -151,6 +151,15 @@ class EmbeddedPostgres:
         if self._running_port() is not None:
             self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data_dir))
 
+    def restart(self, mode: str = "fast") -> None:
+        """pg_ctl restart -m fast|immediate (the chaos suite's outage), same options."""
+        self._run("pg_ctl", "restart", "-w", "-t", "60", "-m", mode, "-D", str(self.data_dir),
+                  "-l", str(self.log_file))  # fmt: skip
+
+    def reload(self) -> None:
+        """Re-read postgresql.conf and pg_hba.conf."""
+        self._run("pg_ctl", "reload", "-D", str(self.data_dir))
+
     def __enter__(self) -> EmbeddedPostgres:
         return self.start()
 

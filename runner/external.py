@@ -195,13 +195,30 @@ def validate(table: str, record: dict) -> list:
     return out
 
 
+NOT_UTF8 = "not UTF-8 text"
+
+
+def _undecodable(text: str) -> bool:
+    """A file is read with errors="surrogateescape", so that a stray byte costs its
+    own line (a reject) instead of the whole file (a UnicodeDecodeError)."""
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _printable(text: str) -> str:
+    """The raw text of a rejected line, its undecodable bytes shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _iter_records(path: str, table: str) -> Iterator[tuple[int, object, str]]:
     """(line_no, dict-or-error-text, raw text) per record; CSV header is line 1."""
     lower = path.lower()
     if lower.endswith((".jsonl", ".ndjson", ".json")):
-        with open(path, encoding="utf-8-sig") as fh:
+        with open(path, encoding="utf-8-sig", errors="surrogateescape") as fh:
             for n, line in enumerate(fh, start=1):
                 if not line.strip():
+                    continue
+                if _undecodable(line):
+                    yield n, NOT_UTF8, _printable(line.rstrip("\n"))
                     continue
                 try:
                     obj = json.loads(line)
@@ -212,7 +229,7 @@ def _iter_records(path: str, table: str) -> Iterator[tuple[int, object, str]]:
         return
     if not lower.endswith(".csv"):
         raise InputFormatError(f"{path}: unknown file type (expected .csv or .jsonl)")
-    with open(path, encoding="utf-8-sig", newline="") as fh:
+    with open(path, encoding="utf-8-sig", newline="", errors="surrogateescape") as fh:
         reader = csv.reader(fh)
         header = [h.strip() for h in next(reader, [])]
         if not header:
@@ -231,6 +248,9 @@ def _iter_records(path: str, table: str) -> Iterator[tuple[int, object, str]]:
             if not record or (len(record) == 1 and not record[0].strip()):
                 continue
             raw = ",".join(record)
+            if _undecodable(raw):
+                yield line_no, NOT_UTF8, _printable(raw)
+                continue
             if len(record) != len(header):
                 yield line_no, f"{len(record)} fields, header has {len(header)}", raw
                 continue

@@ -881,3 +881,35 @@ def test_one_shot_export_waits_for_transactions_open_when_it_started(conn, dsn, 
         with db.make_pool(dsn, max_size=2) as pool:
             short = clickhouse.export_once(pool, ch, "FXC", 50000, wait_seconds=0.5)
         assert not short["complete"]
+
+
+def test_external_bytes_that_are_not_utf8_reject_their_line_only(ch, tmp_path):
+    """Found by the chaos suite: random bytes as an external file, or a 0xff byte
+    after good rows, raised UnicodeDecodeError (a traceback, exit 1, nothing landed).
+    A line with such bytes is rejected with its line number; the good lines around it
+    land; a header that does not decode is a header that does not match (exit 2)."""
+    from runner import external
+    from runner.errors import InputFormatError
+
+    external.set_ttl(ch, 3650)
+    good = "25,Extreme Fear,-50,2025-03-01T00:00:00Z,alternative.me,2025-03-01T00:05:00Z\n"
+    later = "61,Greed,22,2025-03-02T00:00:00Z,alternative.me,2025-03-02T00:05:00Z\n"
+    header = "value,classification,sentiment_score,index_timestamp,source,collected_at\n"
+    csv_path = tmp_path / "fg.csv"
+    csv_path.write_bytes((header + good).encode() + b"\xff\xfe garbage,1\n" + later.encode())
+    res = external.ingest_file(ch, "external_fear_greed_index", str(csv_path))
+    assert res["rows_inserted"] == 2 and res["rejects"] == [
+        {"line_no": 3, "reason": "not UTF-8 text"}
+    ]
+    jsonl = tmp_path / "fg.jsonl"
+    obj = {"value": 30, "classification": "Fear", "sentiment_score": -20, "source": "x",
+           "index_timestamp": "2025-03-03T00:00:00Z",
+           "collected_at": "2025-03-03T00:05:00Z"}  # fmt: skip
+    jsonl.write_bytes(b'{"value": \xff}\n' + json.dumps(obj).encode() + b"\n")
+    res = external.ingest_file(ch, "external_fear_greed_index", str(jsonl))
+    assert res["rows_inserted"] == 1 and [r["line_no"] for r in res["rejects"]] == [1]
+    assert len(_final(ch, "external_fear_greed_index", "index_timestamp")) == 3
+    binary = tmp_path / "random.csv"
+    binary.write_bytes(bytes(random.Random(9).randrange(256) for _ in range(4096)))
+    with pytest.raises(InputFormatError):
+        external.ingest_file(ch, "external_fear_greed_index", str(binary))
