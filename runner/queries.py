@@ -985,6 +985,7 @@ SELECT p.oid::regprocedure::text AS function
 FROM pg_catalog.pg_proc AS p
 WHERE p.pronamespace = to_regnamespace(%(schema)s)
   AND NOT has_function_privilege(%(role)s, p.oid, 'EXECUTE')
+  AND p.proname <> ALL(%(denied)s)
 ORDER BY 1
 """
 
@@ -1016,8 +1017,15 @@ def doctor_role_exists(conn, role: str) -> bool:
     return bool(_one(conn, DOCTOR_ROLE_EXISTS, {"role": role}))
 
 
-def doctor_runner_missing_execute(conn, schema: str, role: str) -> list[str]:
-    rows = _all(conn, DOCTOR_RUNNER_MISSING_EXECUTE, {"schema": schema, "role": role})
+def doctor_runner_missing_execute(
+    conn, schema: str, role: str, denied: tuple[str, ...]
+) -> list[str]:
+    """The functions `role` cannot execute, but those in `denied`."""
+    rows = _all(
+        conn,
+        DOCTOR_RUNNER_MISSING_EXECUTE,
+        {"schema": schema, "role": role, "denied": list(denied)},
+    )
     return [r["function"] for r in rows]
 
 

@@ -105,27 +105,38 @@ BEGIN
     -- A chunk without duplicates lands by a plain insert: ON CONFLICT's speculative
     -- insertion made the whole ingest 1.6x slower. A duplicate (already stored, or
     -- twice in the chunk) undoes that and the chunk lands again skipping them.
+    -- Arrival order (tick_seq) is file order; rows are written in key order, so
+    -- producers sending the same ticks in different orders wait for each other's
+    -- uniqueness checks in one order and never deadlock.
     BEGIN
-        INSERT INTO tickagg.ticks (canonical_symbol, ts_utc, bid, ask, last_price, size)
-        SELECT s.canonical_symbol, s.ts_utc, s.bid, s.ask, s.last_price, s.size
-        FROM pg_temp.tickagg_ticks_stage AS s
-        LEFT JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = s.canonical_symbol
-        WHERE tickagg.tick_rejection_reason(
-            s.canonical_symbol, r.source_kind, r.price_kind, s.ts_utc, s.bid, s.ask, s.last_price, s.size,
-            v_oldest, v_newest
-        ) IS NULL
-        ORDER BY s.row_no;
+        INSERT INTO tickagg.ticks (canonical_symbol, ts_utc, bid, ask, last_price, size, tick_seq)
+        SELECT a.canonical_symbol, a.ts_utc, a.bid, a.ask, a.last_price, a.size, a.tick_seq
+        FROM (
+            SELECT s.*, nextval('tickagg.tick_seq') AS tick_seq
+            FROM pg_temp.tickagg_ticks_stage AS s
+            LEFT JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = s.canonical_symbol
+            WHERE tickagg.tick_rejection_reason(
+                s.canonical_symbol, r.source_kind, r.price_kind, s.ts_utc, s.bid, s.ask, s.last_price, s.size,
+                v_oldest, v_newest
+            ) IS NULL
+            ORDER BY s.row_no
+        ) AS a
+        ORDER BY a.canonical_symbol, a.ts_utc, a.bid, a.ask, a.last_price, a.size, a.row_no;
         GET DIAGNOSTICS v_landed = ROW_COUNT;
     EXCEPTION WHEN unique_violation THEN
-        INSERT INTO tickagg.ticks (canonical_symbol, ts_utc, bid, ask, last_price, size)
-        SELECT s.canonical_symbol, s.ts_utc, s.bid, s.ask, s.last_price, s.size
-        FROM pg_temp.tickagg_ticks_stage AS s
-        LEFT JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = s.canonical_symbol
-        WHERE tickagg.tick_rejection_reason(
-            s.canonical_symbol, r.source_kind, r.price_kind, s.ts_utc, s.bid, s.ask, s.last_price, s.size,
-            v_oldest, v_newest
-        ) IS NULL
-        ORDER BY s.row_no
+        INSERT INTO tickagg.ticks (canonical_symbol, ts_utc, bid, ask, last_price, size, tick_seq)
+        SELECT a.canonical_symbol, a.ts_utc, a.bid, a.ask, a.last_price, a.size, a.tick_seq
+        FROM (
+            SELECT s.*, nextval('tickagg.tick_seq') AS tick_seq
+            FROM pg_temp.tickagg_ticks_stage AS s
+            LEFT JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = s.canonical_symbol
+            WHERE tickagg.tick_rejection_reason(
+                s.canonical_symbol, r.source_kind, r.price_kind, s.ts_utc, s.bid, s.ask, s.last_price, s.size,
+                v_oldest, v_newest
+            ) IS NULL
+            ORDER BY s.row_no
+        ) AS a
+        ORDER BY a.canonical_symbol, a.ts_utc, a.bid, a.ask, a.last_price, a.size, a.row_no
         ON CONFLICT DO NOTHING;
         GET DIAGNOSTICS v_landed = ROW_COUNT;
     END;

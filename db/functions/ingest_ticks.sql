@@ -2,7 +2,7 @@
 -- columns as parallel arrays (one element per tick). Judged exactly like a
 -- file (tick_rejection_reason, inline): bad ticks go to tick_rejects (batch_id
 -- NULL) with their reason and array position, good ones land (exact duplicates
--- count once) in arrival order, so equal timestamps keep the order given here.
+-- count once) with the arrival order given here, so equal timestamps keep it.
 -- Returns jsonb counts and the first rejects.
 CREATE OR REPLACE FUNCTION tickagg.ingest_ticks(
     p_canonical_symbol text[],
@@ -60,12 +60,19 @@ BEGIN
         ) WITH ORDINALITY AS u (canonical_symbol, ts_utc, bid, ask, last_price, size, pos)
         LEFT JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = u.canonical_symbol
     ),
+    -- Arrival order (tick_seq) is the order given; the rows are written in key
+    -- order, so producers sending the same ticks in different orders wait for
+    -- each other's uniqueness checks in one order and never deadlock.
     landed AS (
-        INSERT INTO tickagg.ticks (canonical_symbol, ts_utc, bid, ask, last_price, size)
-        SELECT j.canonical_symbol, j.ts_utc, j.bid, j.ask, j.last_price, j.size
-        FROM judged AS j
-        WHERE j.reason IS NULL
-        ORDER BY j.pos
+        INSERT INTO tickagg.ticks (canonical_symbol, ts_utc, bid, ask, last_price, size, tick_seq)
+        SELECT a.canonical_symbol, a.ts_utc, a.bid, a.ask, a.last_price, a.size, a.tick_seq
+        FROM (
+            SELECT j.*, nextval('tickagg.tick_seq') AS tick_seq
+            FROM judged AS j
+            WHERE j.reason IS NULL
+            ORDER BY j.pos
+        ) AS a
+        ORDER BY a.canonical_symbol, a.ts_utc, a.bid, a.ask, a.last_price, a.size, a.pos
         ON CONFLICT DO NOTHING
         RETURNING 1
     ),

@@ -7,8 +7,11 @@
 -- is global; a run that finds it taken skips). Creating or dropping a partition
 -- locks all of ticks; rather than queue every producer behind a long
 -- transaction, a step that cannot get its lock within lock_timeout is left to
--- the next run (reported as busy). Returns jsonb.
-CREATE OR REPLACE FUNCTION tickagg.ticks_retention_run(p_now timestamptz DEFAULT now())
+-- the next run (reported as busy); so is a partition an ingest is writing
+-- into (ticks_ensure_partitions holds it until the ingest commits). Time is the
+-- database's clock, never a caller's: a "now" passed in dropped young partitions.
+-- Returns jsonb.
+CREATE OR REPLACE FUNCTION tickagg.ticks_retention_run()
 RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
@@ -18,7 +21,8 @@ SET timezone = 'UTC'
 SET lock_timeout = '2s'
 AS $$
 DECLARE
-    v_cutoff timestamptz := p_now - tickagg.setting('ticks_retention')::interval;
+    v_now timestamptz := now();
+    v_cutoff timestamptz := v_now - tickagg.setting('ticks_retention')::interval;
     v_needed_from timestamptz;
     v_created text[];
     v_dropped text[] := '{}';
@@ -31,8 +35,8 @@ BEGIN
     END IF;
     BEGIN
         v_created := tickagg.ticks_ensure_partitions(
-            date_trunc('day', p_now),
-            date_trunc('day', p_now) + tickagg.setting('ticks_partitions_ahead')::integer * interval '1 day'
+            date_trunc('day', v_now),
+            date_trunc('day', v_now) + tickagg.setting('ticks_partitions_ahead')::integer * interval '1 day'
         );
     EXCEPTION WHEN lock_not_available THEN
         v_busy := v_busy || 'create partitions ahead'::text;
@@ -89,5 +93,5 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION tickagg.ticks_retention_run(timestamptz) IS
+COMMENT ON FUNCTION tickagg.ticks_retention_run() IS
 'Create ticks partitions ahead and drop those older than ticks_retention that no ticks_1m task still needs; returns jsonb.';
