@@ -81,6 +81,9 @@ BEGIN
         END;
     END LOOP;
 
+    -- what files ingested long ago left for a next chunk that never came
+    DELETE FROM tickagg.tick_batch_edges AS e WHERE e.recorded_at < v_now - interval '1 day';
+
     RETURN jsonb_build_object(
         'success', true,
         'partitions_created', to_jsonb(v_created),
