@@ -78,6 +78,50 @@ def test_producers_in_opposite_symbol_order_never_deadlock(dsn, conn):
     assert landed == rounds * len(SYMBOLS) * 25
 
 
+def test_file_producers_in_opposite_symbol_order_never_deadlock(dsn, conn, tmp_path):
+    """The same on the file path (`ingest ticks`, ingest_staged_ticks): two files
+    with the same ticks in opposite orders, ingested at once, 8 times; both
+    succeed, each tick lands once (a deadlock of their plain inserts is undone and
+    the chunk lands again in key order)."""
+    from runner import db, ingest_ticks
+
+    now = conn.execute("SELECT now() AS n").fetchone()["n"]
+    register(conn, now - dt.timedelta(hours=1))
+    errors: list[str] = []
+    rounds = 8
+    header = "canonical_symbol,ts_utc,bid,ask,last,size\n"
+    for r in range(rounds):
+        at = now - dt.timedelta(minutes=50) + dt.timedelta(seconds=r)
+        lines = [
+            f"{sym},{(at + dt.timedelta(milliseconds=k)).isoformat()},,,100,1\n"
+            for sym in SYMBOLS
+            for k in range(25)
+        ]
+        files = []
+        for name_, order in (("forward", lines), ("reversed", lines[::-1])):
+            f = tmp_path / f"{name_}{r}.csv"
+            f.write_text(header + "".join(order))
+            files.append(f)
+        gate = threading.Barrier(2)
+
+        def produce(path, gate: threading.Barrier = gate) -> None:
+            with db.make_pool(dsn, max_size=1) as pool:
+                gate.wait(timeout=30)
+                try:
+                    ingest_ticks.ingest_ticks_file(pool, str(path))
+                except Exception as e:  # reported by the assertion below
+                    errors.append(repr(e))
+
+        producers = [threading.Thread(target=produce, args=(f,)) for f in files]
+        for p in producers:
+            p.start()
+        for p in producers:
+            p.join(timeout=120)
+    assert errors == [], errors[:3]
+    landed = conn.execute("SELECT count(*) AS n FROM tickagg.ticks").fetchone()["n"]
+    assert landed == rounds * len(SYMBOLS) * 25
+
+
 def test_a_producer_creating_a_partition_blocks_no_reader(dsn, conn):
     """A producer whose ticks need a new day's partition creates it inside its own
     transaction, which stays open here; readers of ticks and other producers go on
