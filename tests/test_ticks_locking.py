@@ -177,7 +177,28 @@ def test_retention_never_drops_a_partition_an_ingest_is_writing(dsn, conn):
     with psycopg.connect(dsn, autocommit=False) as producer:
         producer.execute("SELECT tickagg.ticks_ensure_partitions(%s, %s)", (old, old))
         set_retention(conn, "1 day")
-        res = conn.execute("SELECT tickagg.ticks_retention_run() AS r").fetchone()["r"]
+        outcome: dict = {}
+
+        def retention() -> None:
+            with psycopg.connect(dsn, autocommit=True) as r:
+                outcome["pid"] = r.info.backend_pid
+                outcome["r"] = r.execute("SELECT tickagg.ticks_retention_run()").fetchone()[0]
+
+        runner = threading.Thread(target=retention)
+        runner.start()
+        # it never waits for the producer: waiting, it held a lock on all of ticks
+        # (DROP locks the parent first) and stalled every reader meanwhile
+        waited = False
+        while runner.is_alive() and not waited:
+            pid = outcome.get("pid")
+            waited = (
+                pid is not None
+                and producer.info.backend_pid
+                in conn.execute("SELECT pg_blocking_pids(%s) AS p", (pid,)).fetchone()["p"]
+            )
+        runner.join(timeout=60)
+        assert not waited, "retention waited for the producer's partition"
+        res = outcome["r"]
         assert oldest not in res["partitions_dropped"], res
         assert oldest in res["busy"], res
         set_retention(conn, "8 days")

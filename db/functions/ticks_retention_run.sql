@@ -4,11 +4,11 @@
 -- minutes a ticks_1m task still needs: at or after the cursor of an enabled
 -- ticks_1m task, or inside a late minute still queued. Those are reported as
 -- held. Runs of several symbols' tasks serialise on an advisory lock (the work
--- is global; a run that finds it taken skips). Creating or dropping a partition
--- locks all of ticks; rather than queue every producer behind a long
--- transaction, a step that cannot get its lock within lock_timeout is left to
--- the next run (reported as busy); so is a partition an ingest is writing
--- into (ticks_ensure_partitions holds it until the ingest commits). Time is the
+-- is global; a run that finds it taken skips). Dropping a partition locks all
+-- of ticks; rather than queue every producer behind a long transaction, a step
+-- that cannot get its lock within lock_timeout is left to the next run
+-- (reported as busy); so is, without waiting, a partition anyone holds a lock on
+-- (an ingest holds its days from its check to its commit). Time is the
 -- database's clock, never a caller's: a "now" passed in dropped young partitions.
 -- Returns jsonb.
 CREATE OR REPLACE FUNCTION tickagg.ticks_retention_run()
@@ -71,6 +71,16 @@ BEGIN
         CONTINUE WHEN v_part.part_end > v_cutoff;
         IF v_needed_from IS NOT NULL AND v_part.part_end > v_needed_from THEN
             v_held := v_held || v_part.relname::text;
+            CONTINUE;
+        END IF;
+        -- DROP locks all of ticks before the day itself: waiting for a day in use
+        -- (an ingest holds it from its check to its commit) would stall every
+        -- reader and producer of ticks meanwhile. A day someone holds is busy now.
+        IF EXISTS (
+            SELECT 1 FROM pg_catalog.pg_locks AS l
+            WHERE l.relation = format('tickagg.%I', v_part.relname)::regclass AND l.pid <> pg_backend_pid()
+        ) THEN
+            v_busy := v_busy || v_part.relname::text;
             CONTINUE;
         END IF;
         BEGIN
