@@ -145,3 +145,22 @@ def test_the_sql_path_and_python_api(conn, now):
     res = queries.ingest_ticks(conn, with_ids)
     assert (res["rows_landed"], res["rows_unchanged"]) == (2, 1), res
     assert conn.execute("SELECT count(*) AS n FROM tickagg.ticks").fetchone()["n"] == 5
+
+
+def test_an_overlong_trade_id_is_rejected_with_its_line(dsn, conn, tmp_path, now):
+    """A trade id is part of the unique key: one of 10 kB would fail the whole
+    chunk in the index; it is rejected with its line, the other rows land."""
+    at = (now - dt.timedelta(minutes=3)).isoformat()
+    f = tmp_path / "long.csv"
+    f.write_text(
+        "canonical_symbol,ts_utc,last,size,trade_id\n"
+        f"TBTC,{at},101,1,ok1\nTBTC,{at},101,1,{'x' * 10_000}\nTBTC,{at},101,1,ok2\n"
+    )
+    p = h.run_cli(dsn, "ingest", "ticks", str(f), "--json")
+    assert p.returncode == 3, p.stdout[-2000:] + p.stderr[-2000:]
+    res = json.loads(p.stdout)
+    assert (res["rows_landed"], res["rows_rejected"]) == (2, 1), res
+    (reject,) = conn.execute("SELECT line_no, reason FROM tickagg.tick_rejects").fetchall()
+    assert reject["line_no"] == 3 and "trade_id is longer than 256 bytes" in reject["reason"]
+    res = queries.ingest_ticks(conn, [("TBTC", now, None, None, 101.0, 1.0, "y" * 10_000)])
+    assert (res["rows_landed"], res["rows_rejected"]) == (0, 1), res

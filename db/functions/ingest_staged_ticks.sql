@@ -138,7 +138,7 @@ BEGIN
                 AND s.trade_id IS NULL
         WHERE tickagg.tick_rejection_reason(
             s.canonical_symbol, r.source_kind, r.price_kind, s.ts_utc, s.bid, s.ask, s.last_price, s.size,
-            v_oldest, v_newest
+            v_oldest, v_newest, s.trade_id
         ) IS NULL
         ORDER BY s.row_no;
         GET DIAGNOSTICS v_landed = ROW_COUNT;
@@ -161,7 +161,7 @@ BEGIN
                 LEFT JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = s.canonical_symbol
                 WHERE tickagg.tick_rejection_reason(
                     s.canonical_symbol, r.source_kind, r.price_kind, s.ts_utc, s.bid, s.ask, s.last_price, s.size,
-                    v_oldest, v_newest
+                    v_oldest, v_newest, s.trade_id
                 ) IS NULL
                 ORDER BY s.row_no
             ) AS a
@@ -239,7 +239,7 @@ BEGIN
                     s.*,
                     tickagg.tick_rejection_reason(
                         s.canonical_symbol, r.source_kind, r.price_kind, s.ts_utc, s.bid, s.ask, s.last_price, s.size,
-                        v_oldest, v_newest
+                        v_oldest, v_newest, s.trade_id
                     ) AS reason
                 FROM pg_temp.tickagg_ticks_stage AS s
                 LEFT JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = s.canonical_symbol

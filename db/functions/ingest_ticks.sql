@@ -55,7 +55,7 @@ BEGIN
             u.*,
             tickagg.tick_rejection_reason(
                 u.canonical_symbol, r.source_kind, r.price_kind, u.ts_utc, u.bid, u.ask, u.last_price, u.size,
-                v_oldest, v_newest
+                v_oldest, v_newest, u.trade_id
             ) AS reason
         FROM unnest(
             p_canonical_symbol, p_ts_utc,

@@ -4,6 +4,10 @@
 DROP FUNCTION IF EXISTS tickagg.ingest_ticks(
     text[], timestamptz[], double precision[], double precision[], double precision[], double precision[], text[]
 );
+DROP FUNCTION IF EXISTS tickagg.tick_rejection_reason(
+    text, text, text, timestamptz, double precision, double precision, double precision, double precision,
+    timestamptz, timestamptz, text
+);
 DROP TABLE tickagg.tick_batch_edges;
 DELETE FROM tickagg.ticks AS t
 USING tickagg.ticks AS e

@@ -43,3 +43,9 @@ CREATE INDEX idx_tick_batch_edges ON tickagg.tick_batch_edges (batch_id, canonic
 DROP FUNCTION IF EXISTS tickagg.ingest_ticks(
     text[], timestamptz[], double precision[], double precision[], double precision[], double precision[]
 );
+
+-- tick_rejection_reason judges the trade id too (p_trade_id)
+DROP FUNCTION IF EXISTS tickagg.tick_rejection_reason(
+    text, text, text, timestamptz, double precision, double precision, double precision, double precision,
+    timestamptz, timestamptz
+);
