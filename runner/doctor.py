@@ -4,7 +4,8 @@ with a one-line fix. Runs as the admin role (it reads catalogs and pg_stat).
 Checks
   search_path    every SECURITY DEFINER function pins search_path=pg_catalog, tickagg, pg_temp
   public_execute PUBLIC cannot execute any tickagg function
-  runner_execute tickagg_runner can execute every tickagg function
+  runner_execute tickagg_runner can execute every tickagg function but the
+                 maintenance ones db/post/999_grants.sql revokes from it
   migrations     no yoyo migration pending
   drift          db/ functions, views and post files match what migrate applied
   stuck_leases   no task is `running` with a lease expired more than 5 minutes ago
@@ -25,6 +26,8 @@ from .migrate import SCHEMA
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 PINNED_SEARCH_PATH = "search_path=pg_catalog, tickagg, pg_temp"
 RUNNER_ROLE = "tickagg_runner"
+# revoked from the runner role on purpose in db/post/999_grants.sql
+RUNNER_DENIED = ("ticks_ensure_partitions",)
 STUCK_LEASE_GRACE = "5 minutes"
 BLOAT_RATIO = 0.5
 BLOAT_MIN_DEAD = 50  # autovacuum's own base threshold: below it a ratio means little
@@ -78,7 +81,7 @@ def check_runner_execute(conn) -> Check:
             f"role {RUNNER_ROLE} does not exist",
             f"CREATE ROLE {RUNNER_ROLE} NOLOGIN; then tickagg migrate (grants)",
         )
-    bad = queries.doctor_runner_missing_execute(conn, SCHEMA, RUNNER_ROLE)
+    bad = queries.doctor_runner_missing_execute(conn, SCHEMA, RUNNER_ROLE, RUNNER_DENIED)
     if not bad:
         return Check("runner_execute", OK, f"{RUNNER_ROLE} can execute every tickagg function")
     return Check(

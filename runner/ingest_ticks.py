@@ -7,7 +7,9 @@ chunk whose fields do not even COPY (a word where a number belongs, a row
 with too many fields) is re-read in Python into a text stage, so its bad rows
 are rejected with a line number and reason and its good rows still land.
 Each chunk commits on its own: memory stays flat for any file size, and a
-re-run after a crash is harmless (exact duplicate ticks count once)."""
+re-run after a crash is harmless: a tick's identity is its trade_id, or its
+content and its occurrence among identical rows of the file, so the same file
+again lands nothing while distinct identical trades all count."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ COLUMN_NAMES = {
     "last": "last_price",
     "last_price": "last_price",
     "size": "size",
+    "trade_id": "trade_id",
 }
 REQUIRED = ("canonical_symbol", "ts_utc")
 
@@ -44,7 +47,7 @@ def stage_columns(header: list[str], path: str) -> list[str]:
     if unknown:
         raise InputFormatError(
             f"{path}: unknown column(s) {', '.join(unknown)}; a ticks file has "
-            "canonical_symbol, ts_utc and any of bid, ask, last, size"
+            "canonical_symbol, ts_utc and any of bid, ask, last, size, trade_id"
         )
     cols = [COLUMN_NAMES[n] for n in names]
     missing = [c for c in REQUIRED if c not in cols]
@@ -71,7 +74,7 @@ def open_ticks_file(path: str) -> tuple[list[str], Iterator[bytes]]:
 def _text_rows(records: Iterator[tuple[int, list[str]]], columns: list[str]) -> Iterator[tuple]:
     """One text-stage row per re-read record, with its line number and, for a
     record with the wrong number of fields, the problem."""
-    stage = queries.TICKS_TEXT_STAGE_COLUMNS[1:7]
+    stage = queries.TICKS_TEXT_STAGE_COLUMNS[1:8]
     for line_no, record in records:
         values = dict.fromkeys(stage)
         problem = None

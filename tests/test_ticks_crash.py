@@ -14,7 +14,7 @@ from test_ticks import assert_1m_matches, assert_derived_match, ingest_in_batche
 
 def test_sigkill_while_aggregating_ticks(dsn, conn):
     rng, agg_start, streams = setup(conn, minutes=360, seed=5151)
-    ingest_in_batches(conn, rng, streams)
+    streams = ingest_in_batches(conn, rng, streams)
     rng = random.Random(5151)
     cmd = h.tickagg_cmd(dsn, "run", "--workers", "1", "--lease-seconds", "2", "--max-windows", "20")
     last = h.cursors(conn)

@@ -37,14 +37,20 @@ def test_clean_csv_lands_every_tick(dsn, conn, tmp_path, tick_symbols):
     for i in range(500):
         lines.append(f"TBTC,{ts(now, 60 - i / 10)},,,{100 + i % 7},{i % 3}")
         lines.append(f"TEUR,{ts(now, 60 - i / 10)},1.1,1.{1 + i % 2},,")
-    lines.append(lines[1])  # an exact duplicate
+    lines.append(lines[1])  # identical to line 2: a second trade (its occurrence 2)
     f = tmp_path / "ticks.csv"
     f.write_text("\n".join(lines) + "\n")
     p = h.run_cli(dsn, "ingest", "ticks", str(f), "--json")
     assert p.returncode == 0, p.stderr[-2000:]
     res = json.loads(p.stdout)
-    assert (res["rows_total"], res["rows_landed"], res["rows_unchanged"]) == (1001, 1000, 1)
-    assert conn.execute("SELECT count(*) AS n FROM tickagg.ticks").fetchone()["n"] == 1000
+    assert (res["rows_total"], res["rows_landed"], res["rows_unchanged"]) == (1001, 1001, 0)
+    assert conn.execute("SELECT count(*) AS n FROM tickagg.ticks").fetchone()["n"] == 1001
+    # the file again: every row a duplicate
+    p = h.run_cli(dsn, "ingest", "ticks", str(f), "--json")
+    assert (json.loads(p.stdout)["rows_landed"], json.loads(p.stdout)["rows_unchanged"]) == (
+        0,
+        1001,
+    )
     # arrival order is file order: ticks with equal timestamps keep it
     seqs = conn.execute(
         "SELECT canonical_symbol, tick_seq FROM tickagg.ticks ORDER BY tick_seq"

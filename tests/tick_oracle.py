@@ -1,5 +1,8 @@
 """An independent Python model of ticks -> 1-minute bars, from the issue's rules:
-exact duplicate ticks count once (the first arrival), open/close are the first
+a tick's identity is its trade id when it has one, else its content and its
+occurrence among identical ticks of the same delivery (a file, a call), so
+identical ticks of one delivery are distinct trades and a tick delivered again
+counts once (the first arrival); open/close are the first
 and last tick by (ts_utc, arrival order), volume is the sum of sizes when any
 tick of the minute has one, else the tick count, vwap the size-weighted price
 (the mean price without sizes), price = last or (bid + ask) / 2.
@@ -27,8 +30,11 @@ class Tick:
     ask: float | None = None
     last: float | None = None
     size: float | None = None
+    trade_id: str | None = None
+    delivery: int = 0  # which file or call brought it
 
     def key(self) -> tuple:
+        """The content: every field but the trade id and the delivery."""
         return (self.symbol, self.ts, self.bid, self.ask, self.last, self.size)
 
 
@@ -39,11 +45,17 @@ def minute_of(ts: dt.datetime) -> dt.datetime:
 def expected_1m(arrivals: Iterable[Tick], price_kind: dict[str, str]) -> dict:
     """{(symbol, minute): Bar1m} from ticks in arrival order."""
     seen: set = set()
+    occurrences: dict[tuple, int] = {}
     by_minute: dict[tuple[str, dt.datetime], list[tuple]] = {}
     for seq, t in enumerate(arrivals):
-        if t.key() in seen:
+        if t.trade_id is not None:
+            identity = (t.symbol, t.ts, t.trade_id)
+        else:
+            n = occurrences[t.delivery, t.key()] = occurrences.get((t.delivery, t.key()), 0) + 1
+            identity = (t.key(), n)
+        if identity in seen:
             continue
-        seen.add(t.key())
+        seen.add(identity)
         price = (t.bid + t.ask) / 2 if price_kind[t.symbol] == "mid" else t.last
         by_minute.setdefault((t.symbol, minute_of(t.ts)), []).append((t.ts, seq, price, t.size))
     out = {}

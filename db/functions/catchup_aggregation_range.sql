@@ -6,10 +6,13 @@
 -- cursors of the timeframes above, their dirty buckets are redone in this call
 -- too (rollup_cascade_dirty), so a late bar costs one run, not one per level.
 -- Returns the new cursor; agg_finish moves it in the same transaction.
+-- A run that writes waits first for a rebuild of the same series (and a rebuild
+-- for it): rollup_series_lock.
 -- With p_write false it only plans: it takes the dirty spans and returns the
 -- ranges to materialise ("ranges", "redoes_dirty") instead of writing them, for
 -- agg_run_rollup_batch, which writes many symbols' buckets in one statement in
--- the same transaction.
+-- the same transaction; the batch has locked its task rows before (agg_batch_held),
+-- and a rebuild's lock on the row serialises the two.
 CREATE OR REPLACE FUNCTION tickagg.catchup_aggregation_range(
     p_canonical_symbol text,
     p_timeframe text,
@@ -49,6 +52,10 @@ DECLARE
     v_rollup jsonb := '{"buckets_with_data": 0, "bars_written": 0, "partial_bars": 0, "bars_deleted": 0}'::jsonb;
     v_redoes_dirty boolean;
 BEGIN
+    IF p_write THEN
+        -- a rebuild of this series writing now finishes first; this run then reads its bars
+        PERFORM tickagg.rollup_series_lock(p_canonical_symbol, p_timeframe);
+    END IF;
     v_task := tickagg.rollup_task(p_canonical_symbol, p_timeframe);
     SELECT r.calendar_code, r.source_kind INTO v_calendar_code, v_source_kind
     FROM tickagg.core_asset_registry_all AS r

@@ -5,12 +5,17 @@
 -- timeframe: changed bars are rewritten (revision bumped), identical ones are
 -- no-ops, bars whose source vanished are soft-deleted, and the invalidation
 -- triggers carry every change up the hierarchy. A full rebuild is a wide range
--- ('-infinity', 'infinity'). It holds a key-share lock on the task row: a
--- late-data cascade (rollup_cascade_dirty) that holds the row makes it wait until
--- the cascade commits, and one that finds it held leaves this level alone, so the
--- two never rewrite a bucket from different snapshots. A run of the task itself
--- waits for the rebuild at agg_finish (its FOR UPDATE conflicts with the lock),
--- and claims skip the task meanwhile.
+-- ('-infinity', 'infinity'). Who writes a series' bars at a time:
+--   * the task's own run: rollup_series_lock, taken by both before anything
+--     else, so a run writing now finishes first and a run that starts meanwhile
+--     waits for this transaction; each reads the other's committed bars and cursor;
+--   * a batch of runs (agg_run_rollup_batch) and a late-data cascade from the
+--     level below (rollup_cascade_dirty) lock the task row: the key-share lock
+--     taken here waits for one that holds it, and one that comes later waits (the
+--     batch) or leaves this level to its own run (the cascade). Claims skip the
+--     task meanwhile.
+-- The task is read after those locks, so the range follows the cursor as the
+-- run before committed it.
 CREATE OR REPLACE FUNCTION tickagg.derived_rebuild_range(
     p_canonical_symbol text,
     p_timeframe text,
@@ -40,12 +45,13 @@ BEGIN
                   HINT = 'p_from must be before p_to; for a full rebuild pass ''-infinity'' and ''infinity''.';
     END IF;
 
-    v_task := tickagg.rollup_task(p_canonical_symbol, p_timeframe);
-    -- The next statements see what a cascade that held the row committed.
+    PERFORM tickagg.rollup_series_lock(p_canonical_symbol, p_timeframe);
     PERFORM 1
     FROM tickagg.data_agg_state AS s
     WHERE s.canonical_symbol = p_canonical_symbol AND s.timeframe = p_timeframe AND s.task_kind = 'rollup'
     FOR KEY SHARE;
+    -- read after the locks: the next statements see what a run or cascade committed
+    v_task := tickagg.rollup_task(p_canonical_symbol, p_timeframe);
     SELECT r.calendar_code INTO v_calendar_code
     FROM tickagg.core_asset_registry_all AS r
     WHERE r.canonical_symbol = p_canonical_symbol;

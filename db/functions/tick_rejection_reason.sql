@@ -2,6 +2,8 @@
 -- so it inlines into the set-based ingest statements (never a call per row).
 -- p_source_kind / p_price_kind come from the registry (NULL: unknown symbol);
 -- p_oldest / p_newest bound the accepted timestamps (retention, future tolerance).
+-- A trade id is part of the tick's identity, so of a unique index: a long one
+-- would fail the whole statement there, not just its row.
 CREATE OR REPLACE FUNCTION tickagg.tick_rejection_reason(
     p_canonical_symbol text,
     p_source_kind text,
@@ -12,7 +14,8 @@ CREATE OR REPLACE FUNCTION tickagg.tick_rejection_reason(
     p_last_price double precision,
     p_size double precision,
     p_oldest timestamptz,
-    p_newest timestamptz
+    p_newest timestamptz,
+    p_trade_id text DEFAULT NULL
 )
 RETURNS text
 LANGUAGE sql
@@ -26,6 +29,8 @@ AS $$
             THEN format('symbol %L is not tick-fed (source %s)', p_canonical_symbol, p_source_kind)
         WHEN p_ts_utc IS NULL
             THEN 'ts_utc is missing'
+        WHEN octet_length(p_trade_id) > 256
+            THEN format('trade_id is longer than 256 bytes (%s)', octet_length(p_trade_id))
         WHEN p_ts_utc > p_newest
             THEN format('ts_utc %s is in the future (beyond tick_future_tolerance)', p_ts_utc)
         WHEN p_ts_utc < p_oldest
@@ -49,6 +54,6 @@ $$;
 
 COMMENT ON FUNCTION tickagg.tick_rejection_reason(
     text, text, text, timestamptz, double precision, double precision, double precision, double precision,
-    timestamptz, timestamptz
+    timestamptz, timestamptz, text
 ) IS
 'Why a tick is rejected (unknown or bar-fed symbol, time outside retention..future tolerance, bad price or size), or NULL.';

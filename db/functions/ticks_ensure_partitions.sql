@@ -1,9 +1,18 @@
--- Create the missing daily partitions ticks_pYYYYMMDD covering [p_from, p_to]
--- (UTC days). Returns the names created. Two sessions creating the same day
--- serialise on an advisory lock; the second then finds the first's table (an
--- advisory lock does not refresh this session's catalog cache, so the check
--- after it can miss a table committed meanwhile: CREATE reports it as a
--- duplicate, which counts as found).
+-- Make the daily partitions ticks_pYYYYMMDD covering [p_from, p_to] (UTC days)
+-- ready for the caller's writes, and return the names created.
+--   * A missing day is created as a table of its own and then attached: ATTACH
+--     PARTITION locks ticks only against other DDL (SHARE UPDATE EXCLUSIVE), so
+--     readers and other producers go on while the caller's transaction lasts
+--     (CREATE TABLE ... PARTITION OF locked all of ticks, reads included, until
+--     the producer committed). Two sessions creating the same day serialise on
+--     an advisory lock; the second then finds the first's table (an advisory
+--     lock does not refresh this session's catalog cache, so the check after it
+--     can miss a table committed meanwhile: CREATE reports it as a duplicate,
+--     which counts as found).
+--   * A day that exists is locked ROW EXCLUSIVE until the caller commits, so
+--     retention (ticks_retention_run) cannot drop it between this check and the
+--     caller's insert: it waits, then leaves the day to its next run. A day
+--     dropped before the lock was granted is created again.
 CREATE OR REPLACE FUNCTION tickagg.ticks_ensure_partitions(
     p_from timestamptz,
     p_to timestamptz
@@ -29,12 +38,22 @@ BEGIN
     END IF;
     FOR v_day IN SELECT d::date FROM generate_series(p_from::date, p_to::date, interval '1 day') AS g (d) LOOP
         v_name := 'ticks_p' || to_char(v_day, 'YYYYMMDD');
-        CONTINUE WHEN to_regclass('tickagg.' || v_name) IS NOT NULL;
+        IF to_regclass('tickagg.' || v_name) IS NOT NULL THEN
+            BEGIN
+                EXECUTE format('LOCK TABLE tickagg.%I IN ROW EXCLUSIVE MODE', v_name);
+                CONTINUE;
+            EXCEPTION WHEN undefined_table THEN
+                NULL;  -- retention dropped it meanwhile: create it again
+            END;
+        END IF;
         PERFORM pg_advisory_xact_lock(hashtext('tickagg.ticks_partitions'));
         CONTINUE WHEN to_regclass('tickagg.' || v_name) IS NOT NULL;
         BEGIN
             EXECUTE format(
-                'CREATE TABLE tickagg.%I PARTITION OF tickagg.ticks FOR VALUES FROM (%L) TO (%L)',
+                'CREATE TABLE tickagg.%I (LIKE tickagg.ticks INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', v_name
+            );
+            EXECUTE format(
+                'ALTER TABLE tickagg.ticks ATTACH PARTITION tickagg.%I FOR VALUES FROM (%L) TO (%L)',
                 v_name, v_day::timestamptz, (v_day + 1)::timestamptz
             );
             v_created := v_created || v_name;
@@ -47,4 +66,4 @@ END
 $$;
 
 COMMENT ON FUNCTION tickagg.ticks_ensure_partitions(timestamptz, timestamptz) IS
-'Create the missing daily ticks partitions (ticks_pYYYYMMDD) for the UTC days from p_from to p_to; returns their names.';
+'Create the missing daily ticks partitions (ticks_pYYYYMMDD) for the UTC days from p_from to p_to, without blocking readers, and hold the existing ones against retention until commit; returns the names created.';

@@ -4,11 +4,14 @@
 -- minutes a ticks_1m task still needs: at or after the cursor of an enabled
 -- ticks_1m task, or inside a late minute still queued. Those are reported as
 -- held. Runs of several symbols' tasks serialise on an advisory lock (the work
--- is global; a run that finds it taken skips). Creating or dropping a partition
--- locks all of ticks; rather than queue every producer behind a long
--- transaction, a step that cannot get its lock within lock_timeout is left to
--- the next run (reported as busy). Returns jsonb.
-CREATE OR REPLACE FUNCTION tickagg.ticks_retention_run(p_now timestamptz DEFAULT now())
+-- is global; a run that finds it taken skips). Dropping a partition locks all
+-- of ticks; rather than queue every producer behind a long transaction, a step
+-- that cannot get its lock within lock_timeout is left to the next run
+-- (reported as busy); so is, without waiting, a partition anyone holds a lock on
+-- (an ingest holds its days from its check to its commit). Time is the
+-- database's clock, never a caller's: a "now" passed in dropped young partitions.
+-- Returns jsonb.
+CREATE OR REPLACE FUNCTION tickagg.ticks_retention_run()
 RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
@@ -18,7 +21,8 @@ SET timezone = 'UTC'
 SET lock_timeout = '2s'
 AS $$
 DECLARE
-    v_cutoff timestamptz := p_now - tickagg.setting('ticks_retention')::interval;
+    v_now timestamptz := now();
+    v_cutoff timestamptz := v_now - tickagg.setting('ticks_retention')::interval;
     v_needed_from timestamptz;
     v_created text[];
     v_dropped text[] := '{}';
@@ -31,8 +35,8 @@ BEGIN
     END IF;
     BEGIN
         v_created := tickagg.ticks_ensure_partitions(
-            date_trunc('day', p_now),
-            date_trunc('day', p_now) + tickagg.setting('ticks_partitions_ahead')::integer * interval '1 day'
+            date_trunc('day', v_now),
+            date_trunc('day', v_now) + tickagg.setting('ticks_partitions_ahead')::integer * interval '1 day'
         );
     EXCEPTION WHEN lock_not_available THEN
         v_busy := v_busy || 'create partitions ahead'::text;
@@ -69,6 +73,16 @@ BEGIN
             v_held := v_held || v_part.relname::text;
             CONTINUE;
         END IF;
+        -- DROP locks all of ticks before the day itself: waiting for a day in use
+        -- (an ingest holds it from its check to its commit) would stall every
+        -- reader and producer of ticks meanwhile. A day someone holds is busy now.
+        IF EXISTS (
+            SELECT 1 FROM pg_catalog.pg_locks AS l
+            WHERE l.relation = format('tickagg.%I', v_part.relname)::regclass AND l.pid <> pg_backend_pid()
+        ) THEN
+            v_busy := v_busy || v_part.relname::text;
+            CONTINUE;
+        END IF;
         BEGIN
             EXECUTE format('DROP TABLE tickagg.%I', v_part.relname);
             v_dropped := v_dropped || v_part.relname::text;
@@ -76,6 +90,9 @@ BEGIN
             v_busy := v_busy || v_part.relname::text;
         END;
     END LOOP;
+
+    -- what files ingested long ago left for a next chunk that never came
+    DELETE FROM tickagg.tick_batch_edges AS e WHERE e.recorded_at < v_now - interval '1 day';
 
     RETURN jsonb_build_object(
         'success', true,
@@ -89,5 +106,5 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION tickagg.ticks_retention_run(timestamptz) IS
+COMMENT ON FUNCTION tickagg.ticks_retention_run() IS
 'Create ticks partitions ahead and drop those older than ticks_retention that no ticks_1m task still needs; returns jsonb.';

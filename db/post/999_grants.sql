@@ -8,6 +8,9 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA tickagg FROM PUBLIC, tickagg_runner;
 
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA tickagg FROM PUBLIC;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA tickagg TO tickagg_runner;
+-- Storage upkeep the runner never calls itself (ingest and retention call it as
+-- owner): as the runner role it made empty partitions for any far-future days.
+REVOKE EXECUTE ON FUNCTION tickagg.ticks_ensure_partitions(timestamptz, timestamptz) FROM tickagg_runner;
 
 GRANT SELECT ON
 tickagg.asset_registry,
