@@ -88,7 +88,10 @@ def check_runner_execute(conn) -> Check:
         "runner_execute",
         FAIL,
         f"{RUNNER_ROLE} cannot execute: {_names(bad)}",
-        f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA tickagg TO {RUNNER_ROLE}; (or tickagg migrate)",
+        # one function at a time: ALL FUNCTIONS would also hand it the maintenance
+        # functions 999_grants.sql keeps from it
+        f"GRANT EXECUTE ON FUNCTION {bad[0]} TO {RUNNER_ROLE}; "
+        "(tickagg migrate re-applies db/post/999_grants.sql for all of them)",
     )
 
 

@@ -69,6 +69,11 @@ def test_unpinned_definer_missing_grant_and_drift_fail(dsn, conn):
     assert "SET search_path = pg_catalog, tickagg, pg_temp" in checks["search_path"]["fix"]
     assert checks["runner_execute"]["level"] == "FAIL"
     assert "agg_task_set_enabled" in checks["runner_execute"]["detail"]
+    # the fix grants that function, not ALL FUNCTIONS (which would re-grant the
+    # maintenance functions revoked from the runner on purpose)
+    assert checks["runner_execute"]["fix"].startswith(
+        "GRANT EXECUTE ON FUNCTION tickagg.agg_task_set_enabled(text,text,text,boolean)"
+    )
     # ALTER FUNCTION changed the live definition: drift, fixed by migrate
     assert checks["drift"]["level"] == "FAIL"
     assert "functions/agg_task_reset.sql definition_changed" in checks["drift"]["detail"]
