@@ -204,8 +204,12 @@ SELECT tickagg.ingest_staged_bars(
     p_file_name => %(file_name)s,
     p_default_source => coalesce(%(default_source)s, 'polygon_historical'),
     p_batch_id => %(batch_id)s,
-    p_line_offset => %(line_offset)s) AS result
+    p_line_offset => %(line_offset)s,
+    p_part => %(part)s,
+    p_parts => %(parts)s) AS result
 """
+
+INGEST_BATCH_START = "SELECT tickagg.ingest_batch_start(p_file_name => %(file_name)s) AS batch_id"
 
 
 # --- views -----------------------------------------------------------------
@@ -514,6 +518,8 @@ def ingest_staged_bars(
     default_source: str | None,
     batch_id: int | None = None,
     line_offset: int = 0,
+    part: int = 0,
+    parts: int = 1,
 ) -> dict:
     return _one(
         conn,
@@ -523,8 +529,14 @@ def ingest_staged_bars(
             "default_source": default_source,
             "batch_id": batch_id,
             "line_offset": line_offset,
+            "part": part,
+            "parts": parts,
         },
     )
+
+
+def ingest_batch_start(conn, file_name: str) -> int:
+    return _one(conn, INGEST_BATCH_START, {"file_name": file_name})
 
 
 def task_status(conn) -> list[dict]:

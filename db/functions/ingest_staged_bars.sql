@@ -10,11 +10,19 @@
 -- first passes p_batch_id NULL and gets a new batch, later ones pass it back;
 -- tickagg_bars_seen keeps which keys earlier chunks held, at which line, so a
 -- repeat in a later chunk is still a "duplicate of line N".
+-- A file may also be landed by p_parts sessions at once, each staging every
+-- chunk and judging only the rows of its part (p_part, 0-based): a row's part
+-- follows from its key (symbol and UTC day, read from the text without parsing
+-- it when it is a time in UTC), so every repeat of a key is judged by the session
+-- that saw its first line, and the parts never write the same key. A row whose
+-- time does not parse goes by its line number.
 CREATE OR REPLACE FUNCTION tickagg.ingest_staged_bars(
     p_file_name text,
     p_default_source text DEFAULT 'polygon_historical',
     p_batch_id bigint DEFAULT NULL,
-    p_line_offset bigint DEFAULT 0
+    p_line_offset bigint DEFAULT 0,
+    p_part integer DEFAULT 0,
+    p_parts integer DEFAULT 1
 )
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -42,6 +50,10 @@ BEGIN
     PERFORM 'PRAGMA:TABLE: tickagg_bars_stage (line_no bigint, canonical_symbol text, ts_utc text, open text, high text, low text, close text, volume text, source text, vwap text, trade_count text)';
     PERFORM 'PRAGMA:TABLE: tickagg_bars_seen (canonical_symbol text, first_ts timestamptz, last_ts timestamptz, ts_list timestamptz[], line_list bigint[])';
     PERFORM tickagg.assert_plain_stage('tickagg_bars_stage');
+    IF p_parts IS NULL OR p_parts < 1 OR p_part IS NULL OR p_part NOT BETWEEN 0 AND p_parts - 1 THEN
+        RAISE EXCEPTION 'part % of % is not a part', p_part, p_parts
+            USING ERRCODE = 'TK004', HINT = 'p_part counts from 0 and is below p_parts (at least 1)';
+    END IF;
     -- A caller that sends a file in chunks creates tickagg_bars_seen first
     -- (runner/queries.py), so it outlives each chunk's commit; for a caller that
     -- sends all its rows at once it stays empty.
@@ -83,7 +95,6 @@ BEGIN
                 FROM (
                     SELECT
                         g.*,
-                        g.ctid AS stage_row,
                         -- the text without a final Z, with a space at the 11th character
                         CASE
                             WHEN v_fast AND g.ts_utc ~ '^[0-9T :.Z-]+$'
@@ -98,7 +109,34 @@ BEGIN
                             octet_length(g.open), octet_length(g.high), octet_length(g.low),
                             octet_length(g.close), octet_length(g.volume)
                         ) <= 40 AS prices_plain
-                    FROM pg_temp.tickagg_bars_stage AS g
+                    FROM (
+                        SELECT st.*, st.ctid AS stage_row
+                        FROM pg_temp.tickagg_bars_stage AS st
+                        WHERE
+                            p_parts = 1
+                            OR p_part = (
+                                (
+                                    hashtext(
+                                        coalesce(st.canonical_symbol, '') || '|'
+                                        || coalesce(
+                                            -- the UTC day: the text's own for a time in UTC
+                                            -- (read without parsing it), else the parsed one
+                                            CASE
+                                                WHEN
+                                                    left(st.ts_utc, 19) LIKE '____-__-_____:__:__'
+                                                    AND (length(st.ts_utc) = 19 OR st.ts_utc LIKE '___________________Z')
+                                                    AND substr(st.ts_utc, 11, 1) IN ('T', ' ')
+                                                    AND substr(st.ts_utc, 12, 2) < '24' AND substr(st.ts_utc, 18, 2) < '60'
+                                                    THEN left(st.ts_utc, 10)
+                                                ELSE to_char(tickagg.parse_timestamptz(st.ts_utc) AT TIME ZONE 'UTC', 'YYYY-MM-DD')
+                                            END,
+                                            -- no time: by line
+                                            st.line_no::text
+                                        )
+                                    )::bigint % p_parts + p_parts
+                                ) % p_parts
+                            )::integer
+                    ) AS g
                     -- (OFFSET 0, twice: each expression computed once per row, not once per reference)
                     OFFSET 0
                 ) AS x
@@ -370,5 +408,5 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION tickagg.ingest_staged_bars(text, text, bigint, bigint) IS
-'Validate and land (a chunk of) the 1-minute bars staged in the session''s temp table tickagg_bars_stage; rejects keep line and reason.';
+COMMENT ON FUNCTION tickagg.ingest_staged_bars(text, text, bigint, bigint, integer, integer) IS
+'Validate and land (a chunk of, or one part of a chunk of) the 1-minute bars staged in the session''s temp table tickagg_bars_stage; rejects keep line and reason.';
