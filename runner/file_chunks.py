@@ -232,7 +232,7 @@ def log_reread(line_offset: int, why: str) -> None:
     )
 
 
-COUNTERS = ("rows_total", "rows_landed", "rows_unchanged", "rows_rejected")
+COUNTERS = ("rows_total", "rows_landed", "rows_unchanged", "rows_outranked", "rows_rejected")
 
 
 def land_chunks(

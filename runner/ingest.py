@@ -183,10 +183,11 @@ def ingest_bars_file(
         progress,
     )
     log.info(
-        "ingested %s: landed=%s unchanged=%s rejected=%s",
+        "ingested %s: landed=%s unchanged=%s outranked=%s rejected=%s",
         name,
         total.get("rows_landed"),
         total.get("rows_unchanged"),
+        total.get("rows_outranked"),
         total.get("rows_rejected"),
     )
     return total
@@ -198,7 +199,12 @@ def format_result(result: dict, rejects_view: str = "tickagg.ingest_rejects_rece
         f"batch {result.get('batch_id')}: {result.get('rows_total', 0)} rows, "
         f"{result.get('rows_landed', 0)} landed, "
         f"{result.get('rows_unchanged', 0)} unchanged, "
-        f"{result.get('rows_rejected', 0)} rejected\n"
+        + (
+            f"{result['rows_outranked']} outranked (a higher-ranked source's bar is stored), "
+            if result.get("rows_outranked")
+            else ""
+        )
+        + f"{result.get('rows_rejected', 0)} rejected\n"
     )
     rejects = result.get("rejects") or []
     for r in rejects[:20]:

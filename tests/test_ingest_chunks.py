@@ -121,7 +121,8 @@ def test_chunked_ingest_matches_the_rules_row_by_row(dsn, conn, tmp_path, monkey
         write_parquet(path, records)
         lines = [i + 2 for i in range(len(records))]
         monkeypatch.setattr(ingest, "PARQUET_BATCH_ROWS", 11)
-    rows, rejects, changed = expected_ingest(zip(lines, records, strict=True), set(symbols), before)
+    numbered = zip(lines, records, strict=True)
+    rows, rejects, changed, outranked = expected_ingest(numbered, set(symbols), before)
 
     with db.make_pool(dsn, max_size=jobs) as pool:
         res = ingest.ingest_bars_file(pool, str(path), jobs=jobs)
@@ -138,6 +139,20 @@ def test_chunked_ingest_matches_the_rules_row_by_row(dsn, conn, tmp_path, monkey
     assert res["rows_total"] == len(records)
     assert res["rows_rejected"] == len(rejects)
     assert res["rows_landed"] == changed
+    assert res["rows_outranked"] == outranked > 0
+    assert res["rows_unchanged"] == len(records) - changed - outranked - len(rejects)
+    batch = conn.execute(
+        "SELECT rows_landed, rows_unchanged, rows_outranked, rows_rejected"
+        " FROM tickagg.ingest_batches_recent WHERE batch_id = %s",
+        (res["batch_id"],),
+    ).fetchone()
+    assert batch == {
+        "rows_landed": changed,
+        "rows_unchanged": res["rows_unchanged"],
+        "rows_outranked": outranked,
+        "rows_rejected": len(rejects),
+    }
+    assert f"{outranked} outranked" in ingest.format_result(res)
     assert any(r.startswith("duplicate of") for r in rejects.values())
 
     # the same file again: nothing changes, nothing is written or queued

@@ -4,9 +4,9 @@
 -- is judged here: unparseable fields, unknown symbols, repeats of an earlier
 -- line, and bar_rejection_reason. Bad rows go to ingest_rejects with their line
 -- and reason; good rows are upserted by source rank: a lower-ranked source never
--- replaces a higher one, and a write with identical content writes nothing (no
--- row version, no change number, no invalidation: such rows never reach the
--- INSERT). A file may come in chunks, each its own call and transaction: the
+-- replaces a higher one (such a row is counted as outranked), and a write with
+-- identical content writes nothing (no row version, no change number, no
+-- invalidation: such rows never reach the INSERT). A file may come in chunks, each its own call and transaction: the
 -- first passes p_batch_id NULL and gets a new batch, later ones pass it back;
 -- tickagg_bars_seen keeps which keys earlier chunks held, at which line, so a
 -- repeat in a later chunk is still a "duplicate of line N".
@@ -44,6 +44,7 @@ DECLARE
     v_total bigint;
     v_landed bigint;
     v_rejected bigint;
+    v_outranked bigint;
     v_rejects jsonb;
 BEGIN
     -- Tell plpgsql_check the shape of the caller's temp tables; no-ops at run time.
@@ -294,8 +295,12 @@ BEGIN
             -- believed empty re-read the pages this statement was filling, for every
             -- row: 290k rows took minutes). The writes below sort their rows first,
             -- so every probe is done before the first row is written.
+            -- (with the rows a stored bar of a higher-ranked source keeps out, to count them)
             changed AS (
-                SELECT k.*, b.canonical_symbol IS NOT NULL AS stored
+                SELECT
+                    k.*,
+                    b.canonical_symbol IS NOT NULL AS stored,
+                    coalesce(k.source_rank < b.source_rank, false) AS outranked
                 FROM ranked AS k
                 LEFT JOIN LATERAL (
                     SELECT s.*
@@ -307,7 +312,7 @@ BEGIN
                     k.reason IS NULL AND k.line_no = k.first_line
                     AND (
                         b.canonical_symbol IS NULL
-                        OR k.source_rank > b.source_rank
+                        OR k.source_rank <> b.source_rank
                         OR (
                             k.source_rank = b.source_rank
                             AND (k.open, k.high, k.low, k.close, k.volume, k.vwap, k.trade_count, k.source)
@@ -337,7 +342,7 @@ BEGIN
                     k.canonical_symbol, '1m', k.ts_utc, k.open, k.high, k.low, k.close, k.volume, k.vwap,
                     k.trade_count, k.source, k.source_rank
                 FROM changed AS k
-                WHERE k.stored
+                WHERE k.stored AND NOT k.outranked
                 ORDER BY k.canonical_symbol, k.ts_utc
                 ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
                     open = excluded.open,
@@ -366,11 +371,12 @@ BEGIN
                 (SELECT count(*) FROM ranked),
                 (SELECT count(*) FROM inserted) + (SELECT count(*) FROM upserted),
                 (SELECT count(*) FROM rejected),
+                (SELECT count(*) FROM changed AS k WHERE k.outranked),
                 (
                     SELECT coalesce(jsonb_agg(jsonb_build_object('line_no', f.line_no, 'reason', f.reason)), '[]')
                     FROM (SELECT x.line_no, x.reason FROM rejected AS x ORDER BY x.line_no LIMIT 20) AS f
                 )
-            INTO v_total, v_landed, v_rejected, v_rejects;
+            INTO v_total, v_landed, v_rejected, v_outranked, v_rejects;
             EXIT;
         EXCEPTION
             WHEN data_exception THEN
@@ -394,14 +400,16 @@ BEGIN
         rows_total = ib.rows_total + v_total,
         rows_landed = ib.rows_landed + v_landed,
         rows_rejected = ib.rows_rejected + v_rejected,
-        rows_unchanged = ib.rows_unchanged + (v_total - v_landed - v_rejected)
+        rows_outranked = ib.rows_outranked + v_outranked,
+        rows_unchanged = ib.rows_unchanged + (v_total - v_landed - v_rejected - v_outranked)
     WHERE ib.batch_id = v_batch_id;
 
     RETURN jsonb_build_object(
         'batch_id', v_batch_id,
         'rows_total', v_total,
         'rows_landed', v_landed,
-        'rows_unchanged', v_total - v_landed - v_rejected,
+        'rows_unchanged', v_total - v_landed - v_rejected - v_outranked,
+        'rows_outranked', v_outranked,
         'rows_rejected', v_rejected,
         'rejects', v_rejects
     );
