@@ -106,6 +106,16 @@ SELECT * FROM tickagg.agg_run_indicators_batch(
     p_max_bars => %(max_windows)s)
 """
 
+AGG_RUN_TICKS_BATCH = """
+SELECT * FROM tickagg.agg_run_ticks_batch(
+    p_canonical_symbols => %(symbols)s,
+    p_claim_tokens => %(claim_tokens)s,
+    p_cursors => %(cursors)s,
+    p_run_ids => %(run_ids)s,
+    p_started_at => %(started_at)s,
+    p_max_windows => %(max_windows)s)
+"""
+
 INDICATORS_STEP = """
 SELECT tickagg.indicators_step(
     p_canonical_symbol => %(symbol)s,
@@ -383,11 +393,16 @@ def agg_run_rollup_and_claim(
 def agg_run_batch(
     conn, tasks: list[dict], run_ids: list, started_at, max_windows: int | None = None
 ) -> list[dict]:
-    """A claimed batch of rollup or indicators tasks of one timeframe run in one
-    statement (agg_run_rollup_batch / agg_run_indicators_batch; max_windows caps an
-    indicators task's bars): a row per task (canonical_symbol, outcome 'success' or
+    """A claimed batch of rollup, indicators or ticks_1m tasks of one timeframe run in
+    one statement (agg_run_rollup_batch / agg_run_indicators_batch /
+    agg_run_ticks_batch; max_windows caps an indicators task's bars, a ticks_1m
+    task's minutes): a row per task (canonical_symbol, outcome 'success' or
     'lease_lost', result)."""
-    query = AGG_RUN_ROLLUP_BATCH if tasks[0]["task_kind"] == "rollup" else AGG_RUN_INDICATORS_BATCH
+    query = {
+        "rollup": AGG_RUN_ROLLUP_BATCH,
+        "indicators": AGG_RUN_INDICATORS_BATCH,
+        "ticks_1m": AGG_RUN_TICKS_BATCH,
+    }[tasks[0]["task_kind"]]
     return _all(
         conn,
         query,
