@@ -40,13 +40,26 @@ PG_PORT = int(os.environ.get("TICKAGG_TEST_PG_PORT") or free_port())
 PG_HOST = "127.0.0.1"
 PG_USER = "postgres"
 TEST_DBNAME = "tickagg_test"
+# No TimescaleDB background workers: its launcher's scheduler visits every database
+# and made CREATE DATABASE .. TEMPLATE fail (template "being accessed by other
+# users"); the tests compress chunks themselves rather than wait for a policy job.
+TIMESCALEDB_SETTINGS = {
+    "shared_preload_libraries": "timescaledb",
+    "timescaledb.max_background_workers": "0",
+    "timescaledb.telemetry_level": "off",
+}
 
 
 @pytest.fixture(scope="session")
 def embedded_pg() -> Iterator[EmbeddedPostgres]:
     root = Path(tempfile.mkdtemp(prefix="tickagg-test-pg-"))
     root.chmod(0o755)  # as root, the postgres user must be able to traverse into it
-    pg = EmbeddedPostgres(root / "data", port=PG_PORT).start()
+    pg = EmbeddedPostgres(root / "data", port=PG_PORT)
+    if pg.library_installed("timescaledb"):
+        # Only this cluster preloads it (tests/test_timescaledb.py converts a copy of
+        # the template); without TimescaleDB the cluster is the same as ever.
+        pg.settings = TIMESCALEDB_SETTINGS
+    pg.start()
     try:
         yield pg
     finally:
