@@ -58,6 +58,15 @@ def find_bindir() -> Path:
     )
 
 
+def library_installed(name: str) -> bool:
+    """Whether the server binaries' library directory has the shared library `name`
+    (an extension such as timescaledb built or packaged for that server)."""
+    out = subprocess.run(
+        [str(find_bindir() / "pg_config"), "--pkglibdir"], capture_output=True, text=True
+    )
+    return out.returncode == 0 and (Path(out.stdout.strip()) / f"{name}.so").exists()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -191,14 +200,6 @@ class EmbeddedPostgres:
                 except errors.DuplicateDatabase:
                     pass  # another process won the race; fine
         return self.dsn(name)
-
-    def library_installed(self, name: str) -> bool:
-        """Whether this server's library directory has the shared library `name`
-        (an extension such as timescaledb built or packaged for it)."""
-        out = subprocess.run(
-            [str(self.bindir / "pg_config"), "--pkglibdir"], capture_output=True, text=True
-        )
-        return out.returncode == 0 and (Path(out.stdout.strip()) / f"{name}.so").exists()
 
     def bin(self, name: str) -> Path:
         """Path of a server-side binary such as pg_dump, matching the server version."""

@@ -32,7 +32,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from pytest_postgresql import factories
 
-from runner.embedded_pg import EmbeddedPostgres, free_port
+from runner.embedded_pg import EmbeddedPostgres, free_port, library_installed
 from runner.migrate import SCHEMA, migrate
 
 # The port must be known when the factories below are declared, before the server starts.
@@ -54,12 +54,10 @@ TIMESCALEDB_SETTINGS = {
 def embedded_pg() -> Iterator[EmbeddedPostgres]:
     root = Path(tempfile.mkdtemp(prefix="tickagg-test-pg-"))
     root.chmod(0o755)  # as root, the postgres user must be able to traverse into it
-    pg = EmbeddedPostgres(root / "data", port=PG_PORT)
-    if pg.library_installed("timescaledb"):
-        # Only this cluster preloads it (tests/test_timescaledb.py converts a copy of
-        # the template); without TimescaleDB the cluster is the same as ever.
-        pg.settings = TIMESCALEDB_SETTINGS
-    pg.start()
+    # Only this cluster preloads TimescaleDB, where it is installed (tests/
+    # test_timescaledb.py converts a copy of the template); elsewhere it is as ever.
+    settings = TIMESCALEDB_SETTINGS if library_installed("timescaledb") else None
+    pg = EmbeddedPostgres(root / "data", port=PG_PORT, settings=settings).start()
     try:
         yield pg
     finally:

@@ -25,7 +25,7 @@ from oracle import diff, expected_bars, random_bars, source_rank
 from test_late_data_property import SOURCES, Model, fresh_bar, write
 
 from runner import timescaledb
-from runner.embedded_pg import EmbeddedPostgres
+from runner.embedded_pg import EmbeddedPostgres, library_installed
 
 START = dt.datetime(2025, 7, 1, tzinfo=dt.UTC)
 NOT_PRELOADED = (
@@ -72,11 +72,11 @@ def test_without_the_extension_it_fails_clearly_and_changes_nothing(conn, dsn, s
     assert _relkind(conn) == "r"
 
 
-def test_installed_but_not_preloaded_it_fails_with_the_hint(embedded_pg):
+def test_installed_but_not_preloaded_it_fails_with_the_hint():
     """The server ends a session that loads TimescaleDB unpreloaded (FATAL); the
     migrate says so with the fix before anything is created, instead of
     "the connection is closed"."""
-    if not embedded_pg.library_installed("timescaledb"):
+    if not library_installed("timescaledb"):
         pytest.skip(NOT_PRELOADED)
     root = Path(tempfile.mkdtemp(prefix="tickagg-test-nopreload-", dir="/tmp"))
     root.chmod(0o755)
