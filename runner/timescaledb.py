@@ -14,7 +14,8 @@ transaction:
   A compressed hypertable refuses DELETE triggers with transition tables, so
   data_bars' are replaced by a row trigger that collects each deleted minute in
   data_bars_deleted and a statement trigger that hands them on through that
-  table's own transition table (db/functions/data_bars_collect_deleted.sql); the
+  table's own transition table (db/functions/data_bars_collect_deletes.sql, which
+  db/post re-applies while data_bars is compressed, also after a rollback); the
   row trigger also makes TimescaleDB decompress, not drop unseen, a batch a DELETE
   removes whole. Late-data invalidation and export tombstones stay exact.
 
@@ -46,34 +47,6 @@ HYPERTABLE_SQL = """
 SELECT compression_enabled
 FROM timescaledb_information.hypertables
 WHERE hypertable_schema = 'tickagg' AND hypertable_name = 'data_bars'
-"""
-
-# data_bars' deletes through data_bars_deleted: its DELETE triggers with transition
-# tables (db/post/010, 020), which a compressed hypertable refuses, give way to the
-# collecting pair; db/post skips them while it exists (data_bars_deletes_collected).
-COLLECT_DELETES_SQL = """
-DO $$
-DECLARE
-    v_trigger name;
-BEGIN
-    FOR v_trigger IN
-        SELECT t.tgname
-        FROM pg_catalog.pg_trigger AS t
-        WHERE t.tgrelid = 'tickagg.data_bars'::regclass
-            AND NOT t.tgisinternal
-            AND t.tgoldtable IS NOT NULL
-            AND t.tgtype::integer & 8 <> 0
-    LOOP
-        EXECUTE format('DROP TRIGGER %I ON tickagg.data_bars', v_trigger);
-    END LOOP;
-END
-$$;
-CREATE OR REPLACE TRIGGER data_bars_collect_deleted
-AFTER DELETE ON tickagg.data_bars
-FOR EACH ROW EXECUTE FUNCTION tickagg.data_bars_collect_deleted();
-CREATE OR REPLACE TRIGGER data_bars_flush_deleted
-AFTER DELETE ON tickagg.data_bars
-FOR EACH STATEMENT EXECUTE FUNCTION tickagg.data_bars_flush_deleted();
 """
 
 # Without the loader preloaded its GUCs do not exist (a postgresql.conf entry for
@@ -176,7 +149,7 @@ def convert(conn: psycopg.Connection, compress_after: dt.timedelta | None) -> di
             )
         if compress_after is not None:
             if converted or not hypertable[0]:
-                conn.execute(COLLECT_DELETES_SQL)
+                conn.execute("SELECT tickagg.data_bars_collect_deletes()")
                 conn.execute(COMPRESS_SQL)
             for statement in (STALE_COMPRESSION_POLICY_SQL, COMPRESSION_POLICY_SQL):
                 conn.execute(sql.SQL(statement).format(schema=schema), {"after": compress_after})

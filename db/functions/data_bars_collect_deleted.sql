@@ -1,6 +1,6 @@
--- Row trigger AFTER DELETE on data_bars, installed only by `migrate --timescaledb
--- --compress-after` (runner/timescaledb.py): a compressed hypertable refuses
--- DELETE triggers with transition tables, so each deleted minute is kept in
+-- Row trigger AFTER DELETE on data_bars where it is a compressed TimescaleDB
+-- hypertable (data_bars_collect_deletes): that refuses DELETE triggers with
+-- transition tables, so each deleted minute is kept in
 -- data_bars_deleted until data_bars_flush_deleted ends the statement. A row
 -- trigger also stops TimescaleDB from deleting whole compressed batches unseen.
 CREATE OR REPLACE FUNCTION tickagg.data_bars_collect_deleted()

@@ -1,5 +1,5 @@
 -- Statement trigger AFTER DELETE on data_bars, installed with
--- data_bars_collect_deleted: deleting the minutes that statement collected fires
+-- data_bars_collect_deleted (data_bars_collect_deletes): deleting the minutes that statement collected fires
 -- data_bars_deleted's own DELETE triggers, whose transition table gives
 -- invalidate_from_data_bars and record_data_bar_tombstones exactly the rows a
 -- transition table on data_bars would have. Other sessions' collected rows are

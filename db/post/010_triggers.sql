@@ -12,11 +12,12 @@ REFERENCING NEW TABLE AS changed_rows
 FOR EACH STATEMENT EXECUTE FUNCTION tickagg.invalidate_from_data_bars();
 
 -- A compressed TimescaleDB hypertable refuses DELETE triggers with transition
--- tables: there deleted rows reach this function through data_bars_deleted
--- (data_bars_collect_deleted, installed by migrate --timescaledb).
+-- tables: there deleted rows reach this function through data_bars_deleted.
 DO $$
 BEGIN
-    IF NOT tickagg.data_bars_deletes_collected() THEN
+    IF tickagg.data_bars_compressed() THEN
+        PERFORM tickagg.data_bars_collect_deletes();
+    ELSE
         CREATE OR REPLACE TRIGGER data_bars_invalidate_delete
         AFTER DELETE ON tickagg.data_bars
         REFERENCING OLD TABLE AS changed_rows
