@@ -12,6 +12,12 @@ bench_backfill's (crypto 1-minute bars of --symbols symbols, with gaps):
                     the last rollup of all 7 levels (and until indicators are done)
 
 TA-Lib over the aggregates, the rest of a TimescaleDB user's job, is not run here.
+
+Then the cost of a DELETE on data_bars (1 minute, 1 day, 7 days of one symbol of 4
+weeks, rolled back; backend time from EXPLAIN ANALYZE, median of 7): with its
+statement triggers on a plain table, with the collecting triggers `migrate
+--timescaledb --compress-after` installs on the same plain table, and on a
+compressed hypertable (where the batches are decompressed first).
 Needs TimescaleDB on the server (the embedded cluster preloads it when the library
 is installed; with TICKAGG_BENCH_DSN the server must preload it); without it the
 program says so and exits 0. Asserts nothing.
@@ -23,6 +29,8 @@ program says so and exits 0. Asserts nothing.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import re
 import sys
 import tempfile
 import time
@@ -35,7 +43,9 @@ from _benchlib import (  # noqa: E402
     BASELINE_ORDERED_SQL,
     BASELINE_SQL,
     bench_database,
+    median,
     server_info,
+    sibling_database,
     timed,
 )
 from bench_backfill import (  # noqa: E402
@@ -51,6 +61,7 @@ from bench_backfill import (  # noqa: E402
 
 from runner import timescaledb  # noqa: E402
 from runner.embedded_pg import library_installed  # noqa: E402
+from runner.migrate import migrate  # noqa: E402
 
 SETTINGS = {"shared_preload_libraries": "timescaledb", "timescaledb.telemetry_level": "off"}
 
@@ -123,6 +134,46 @@ def timescale_job(conn: psycopg.Connection, csv: Path) -> dict:
     return out
 
 
+DELETE_BARS_SQL = """
+INSERT INTO tickagg.data_bars (canonical_symbol, ts_utc, open, high, low, close, volume,
+                               source, source_rank)
+SELECT 'BTC', g, 100, 101, 99, 100, 1, 'polygon_historical', 0
+FROM generate_series(timestamptz '2025-03-01', '2025-03-28 23:59', interval '1 minute') AS g
+"""
+DELETE_SQL = (
+    "EXPLAIN (ANALYZE) DELETE FROM tickagg.data_bars"
+    " WHERE canonical_symbol = 'BTC' AND ts_utc >= '2025-03-10' AND ts_utc < %s"
+)
+DELETE_SPANS = (("1 minute", "2025-03-10 00:01"), ("1 day", "2025-03-11"), ("7 days", "2025-03-17"))
+
+
+def delete_costs(dsn: str, storage: str) -> dict[str, float]:
+    """Median backend milliseconds of each DELETE_SPANS delete, each rolled back."""
+    if storage == "compressed hypertable":
+        migrate(dsn, timescaledb=True, compress_after=dt.timedelta(days=30))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if storage == "collecting, plain table":
+            conn.execute("SELECT tickagg.data_bars_collect_deletes()")
+        conn.execute("SELECT tickagg.register_symbol('BTC', 'crypto_24x7')")
+        conn.execute("SELECT tickagg.sync_agg_state_from_registry('prod', '2025-03-01')")
+        conn.execute(DELETE_BARS_SQL)
+        if storage == "compressed hypertable":
+            conn.execute(
+                "SELECT public.compress_chunk(c) FROM public.show_chunks('tickagg.data_bars') AS c"
+            )
+        conn.execute("VACUUM ANALYZE tickagg.data_bars")
+    out = {}
+    with psycopg.connect(dsn) as conn:
+        for span, end in DELETE_SPANS:
+            samples = []
+            for _ in range(7):
+                plan = "\n".join(r[0] for r in conn.execute(DELETE_SQL, (end,)))
+                conn.rollback()
+                samples.append(float(re.search(r"Execution Time: ([\d.]+)", plan).group(1)))
+            out[span] = median(samples)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -155,6 +206,11 @@ def main() -> None:
                 conn.execute("DROP TABLE public.bench_copy, public.bench_5m")
                 job = timescale_job(conn, csv)
             path = None if args.no_tickagg else user_path(dsn, csv, symbols, first, None)
+            deletes = {}
+            for storage in ("statement triggers, plain table", "collecting, plain table",
+                            "compressed hypertable"):  # fmt: skip
+                with sibling_database(dsn, "tickagg_bench_deletes") as other:
+                    deletes[storage] = delete_costs(other, storage)
 
     floor = copy_s + group_s
     caggs = sum(job[level] for level, _, _ in LEVELS)
@@ -184,6 +240,12 @@ def main() -> None:
     if path is not None:
         ratio = (path["ingest_s"] + rollups_done_at(path)) / (job["copy"] + caggs)
         print(f"\ntickagg's bars of every level took {ratio:.2f}x TimescaleDB's COPY + 7 refreshes")
+    floor_ms = deletes["statement triggers, plain table"]
+    print("\nDELETE FROM data_bars, backend ms (ratio to the statement triggers, plain table)")
+    print(f"{'storage':<34}" + "".join(f"{span:>20}" for span, _ in DELETE_SPANS))
+    for storage, ms in deletes.items():
+        cells = "".join(f"{ms[s]:>11.2f} ({ms[s] / floor_ms[s]:4.2f}x)" for s, _ in DELETE_SPANS)
+        print(f"{storage:<34}{cells}")
 
 
 if __name__ == "__main__":
