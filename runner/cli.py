@@ -193,8 +193,8 @@ def cli(ctx, dsn, env, log_format, log_level, clickhouse_url, clickhouse_databas
 @click.option(
     "--timescaledb",
     is_flag=True,
-    help="Also make data_bars a TimescaleDB hypertable (needs TimescaleDB 2.18+ on the "
-    "server; without it nothing changes and the command fails).",
+    help="Also make data_bars a TimescaleDB hypertable (needs TimescaleDB 2.18+ in the "
+    "server's shared_preload_libraries; without it nothing changes and the command fails).",
 )
 @click.option(
     "--compress-after",
