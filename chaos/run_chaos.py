@@ -89,13 +89,6 @@ KNOWN_DEFECTS: dict[str, str] = {
     " reader and exit 1, not one line and exit 2 (issue 23 item 13)",
     "bars/garbage_after_good": "a 0xff byte after good rows: exit 1 `invalid byte sequence for"
     " encoding UTF8`, no line, the good rows before and after it not landed (issue 23 item 13)",
-    "runner_fn/partitions_ahead": "as a login granted only tickagg_runner,"
-    " `SELECT tickagg.ticks_ensure_partitions('2030-01-01', '2030-03-01')` creates ~60 empty"
-    " future tick partitions (issue 23 item 11)",
-    "runner_fn/retention_clock": "as the runner role, `ticks_retention_run('2100-01-01')` trusts"
-    " the caller's clock: drops recent tick partitions, creates ones for 2100 (issue 23 item 11)",
-    "runner_fn/finish_cursor": "as the runner role, agg_get_due_tasks + `agg_finish(...,"
-    " p_cursor_to => '2090-01-01')` moves a task's cursor to 2090 (issue 23 item 11)",
     "indicators/after_restart": "after the restart attack (corrections of a quarter of the"
     " minutes landing while the server restarts under two runners), an indicator of a crypto"
     " symbol can differ from TA-Lib (seen: CH_CRYPTO0 4h atr, relative error 4e-5, seeds 30"
@@ -755,11 +748,13 @@ class Chaos:
                 after = self.runner_function_state()
                 o.check(after == before, f"{stmt[:60]}... as the runner role changed (tick"
                         f" partitions, ticks, a cursor) from {before} to {after}", key)  # fmt: skip
-        with self.conn() as c:  # repair what a hole let through, for the attacks after this
-            c.execute("UPDATE tickagg.data_agg_state SET last_agg_bar_ts_utc = %s,"
-                      " status = 'idle', claim_token = NULL, lease_expires_at = NULL"
-                      " WHERE (canonical_symbol, timeframe, task_kind) = (%s, %s, %s)",
-                      (cursor, *task))  # fmt: skip
+        # the admin's repair of a cursor (and of the claim the probe left), for the
+        # attacks after this
+        o.tries += 1
+        p = self.cli.run(self.admin, "tasks", "reset", task[0], "--timeframe", task[1],
+                         "--kind", task[2], "--cursor", cursor.isoformat(), "--force")  # fmt: skip
+        o.check(p.returncode == 0, f"tasks reset --cursor: exit {p.returncode} {p.stderr[-300:]}")
+        o.check(self.runner_function_state()[2] == cursor, "tasks reset --cursor left the cursor")
         o.tries += 1
         try:
             p = self.cli.run(self.admin, "gaps", "--symbol", "CH_CRYPTO0", "--timeframe", "5m",

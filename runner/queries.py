@@ -1003,6 +1003,32 @@ def agg_task_reset(
     )
 
 
+AGG_TASK_SET_CURSOR = """
+SELECT tickagg.agg_task_set_cursor(
+    p_canonical_symbol => %(symbol)s,
+    p_timeframe => %(timeframe)s,
+    p_task_kind => %(task_kind)s,
+    p_cursor => %(cursor)s,
+    p_force => %(force)s) AS result
+"""
+
+
+def agg_task_set_cursor(
+    conn, symbol: str, timeframe: str | None, task_kind: str | None, cursor, force: bool
+) -> dict:
+    return _one(
+        conn,
+        AGG_TASK_SET_CURSOR,
+        {
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "task_kind": task_kind,
+            "cursor": cursor,
+            "force": force,
+        },
+    )
+
+
 # SECURITY DEFINER functions of the schema whose search_path is not the pinned one
 DOCTOR_UNPINNED_DEFINERS = """
 SELECT p.oid::regprocedure::text AS function
