@@ -1003,6 +1003,21 @@ def agg_task_reset(
     )
 
 
+INGEST_REJECT_LINES = """
+SELECT tickagg.ingest_reject_lines(%(batch_id)s, %(line_nos)s, %(reasons)s, %(raw_lines)s) AS r
+"""
+
+
+def ingest_reject_lines(
+    conn, batch_id: int, line_nos: list[int], reasons: list[str], raw_lines: list[str]
+) -> dict:
+    return _one(
+        conn,
+        INGEST_REJECT_LINES,
+        {"batch_id": batch_id, "line_nos": line_nos, "reasons": reasons, "raw_lines": raw_lines},
+    )
+
+
 AGG_TASK_SET_CURSOR = """
 SELECT tickagg.agg_task_set_cursor(
     p_canonical_symbol => %(symbol)s,
