@@ -16,12 +16,16 @@
 --   indicators           the end of the newest bar of its timeframe (indicators_step)
 --   gap scans, export, ticks_retention   now(): their cursor records how far a
 --                        scan looked or when a run finished
--- and never before agg_start (a run starts there). Not SECURITY DEFINER: it reads
--- tables only for the functions that call it.
+-- and never before agg_start (a run starts there). With p_cursor, a rollup's
+-- limit is returned as soon as p_cursor is within its source's frontier (the
+-- lookups past it only matter for a cursor beyond it, and a live batch finishes
+-- hundreds of tasks). Not SECURITY DEFINER: it reads tables only for the
+-- functions that call it.
 CREATE OR REPLACE FUNCTION tickagg.agg_cursor_limit(
     p_canonical_symbol text,
     p_timeframe text,
-    p_task_kind text
+    p_task_kind text,
+    p_cursor timestamptz DEFAULT NULL
 )
 RETURNS timestamptz
 LANGUAGE plpgsql
@@ -82,6 +86,10 @@ BEGIN
             s.canonical_symbol = p_canonical_symbol AND s.timeframe = v_source_timeframe AND s.task_kind = 'rollup';
     END IF;
 
+    IF p_cursor <= v_limit THEN
+        RETURN v_limit;
+    END IF;
+
     IF v_source_timeframe = '1m' THEN
         SELECT min(b.ts_utc) INTO v_next_source_ts
         FROM tickagg.data_bars AS b
@@ -109,5 +117,5 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION tickagg.agg_cursor_limit(text, text, text) IS
+COMMENT ON FUNCTION tickagg.agg_cursor_limit(text, text, text, timestamptz) IS
 'The furthest a task''s cursor may be set (its source''s frontier); agg_finish, agg_finish_batch and agg_task_set_cursor refuse a cursor past it.';

@@ -102,7 +102,7 @@ BEGIN
         END;
         -- a caller's cursor is not trusted past what the task's source has
         IF v_cursor > v_task.last_agg_bar_ts_utc THEN
-            v_limit := tickagg.agg_cursor_limit(p_canonical_symbol, p_timeframe, p_task_kind);
+            v_limit := tickagg.agg_cursor_limit(p_canonical_symbol, p_timeframe, p_task_kind, v_cursor);
             IF v_cursor > v_limit THEN
                 RAISE EXCEPTION 'cursor of % % % cannot move to %: past its frontier %',
                     p_canonical_symbol, p_timeframe, p_task_kind, v_cursor, v_limit

@@ -60,19 +60,22 @@ BEGIN
                   HINT = 'Another runner reclaimed the task after the lease expired; raise the lease if runs are slow.';
     END IF;
 
-    -- a caller's cursor is not trusted past what the task's source has (see agg_finish)
-    SELECT string_agg(format('%s to %s (frontier %s)', r.symbol, r.cursor_to, r.frontier), ', ' ORDER BY r.symbol)
-    INTO v_past
-    FROM (
-        SELECT
-            x.symbol, (x.result ->> 'cursor_to')::timestamptz AS cursor_to,
-            tickagg.agg_cursor_limit(x.symbol, p_timeframe, p_task_kind) AS frontier
+    -- a caller's cursor is not trusted past what the task's source has (see agg_finish);
+    -- the limit is looked up once per advancing task (MATERIALIZED: not per row of a join)
+    WITH advancing AS MATERIALIZED (
+        SELECT x.symbol, (x.result ->> 'cursor_to')::timestamptz AS cursor_to
         FROM unnest(p_canonical_symbols, p_results) AS x (symbol, result)
         INNER JOIN tickagg.data_agg_state AS s
             ON s.canonical_symbol = x.symbol AND s.timeframe = p_timeframe AND s.task_kind = p_task_kind
         WHERE x.result IS NOT NULL AND (x.result ->> 'cursor_to')::timestamptz > s.last_agg_bar_ts_utc
-    ) AS r
-    WHERE r.cursor_to > r.frontier;
+    )
+    SELECT string_agg(format('%s to %s (frontier %s)', a.symbol, a.cursor_to, l.frontier), ', ' ORDER BY a.symbol)
+    INTO v_past
+    FROM advancing AS a
+    CROSS JOIN LATERAL (
+        SELECT tickagg.agg_cursor_limit(a.symbol, p_timeframe, p_task_kind, a.cursor_to) AS frontier
+    ) AS l
+    WHERE a.cursor_to > l.frontier;
     IF v_past IS NOT NULL THEN
         RAISE EXCEPTION 'cursors of % % cannot move past their frontier: %', p_task_kind, p_timeframe, v_past
             USING ERRCODE = 'TK004',

@@ -47,7 +47,7 @@ BEGIN
             a.*,
             CASE
                 WHEN a.cursor_ts > a.old_cursor
-                    THEN tickagg.agg_cursor_limit(p_canonical_symbol, a.timeframe, a.task_kind)
+                    THEN tickagg.agg_cursor_limit(p_canonical_symbol, a.timeframe, a.task_kind, a.cursor_ts)
             END AS frontier
         FROM (
             SELECT
