@@ -1344,9 +1344,16 @@ def verify(obj: Ctx, symbol, from_, to, as_json):
                 "nothing to verify: no symbol has an export task"
                 " (`tickagg export` or `tickagg sync` with --clickhouse-url creates them)"
             )
-        drift = []
+        drift, days = [], 0
         for s in symbols:
-            drift.extend(clickhouse.verify_symbol(conn, ch, s, _parse_ts(from_), _parse_ts(to)))
+            d, n = clickhouse.compare_symbol(conn, ch, s, _parse_ts(from_), _parse_ts(to))
+            drift.extend(d)
+            days += n
+    if not days:
+        raise TickaggError(
+            f"nothing compared: neither PostgreSQL nor ClickHouse holds a bar of the"
+            f" {len(symbols)} symbol(s){' in the range' if from_ or to else ''}"
+        )
     if as_json:
         _echo_json({"symbols": symbols, "drift": drift})
     else:
