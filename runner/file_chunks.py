@@ -74,8 +74,15 @@ def csv_chunks(path: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
     with open_binary(path) as fh:
         fh.readline()  # the header
         rest = b""
+        lines_read = 1
         while True:
-            block = fh.read(chunk_bytes)
+            try:
+                block = fh.read(chunk_bytes)
+            except (OSError, EOFError) as exc:  # a .gz cut short or corrupt
+                raise InputFormatError(
+                    f"{path}: cannot be read after line {lines_read} ({_why(exc)});"
+                    " the lines up to it have been ingested"
+                ) from None
             if not block:
                 if rest.strip():
                     yield rest if rest.endswith(b"\n") else rest + b"\n"
@@ -88,6 +95,7 @@ def csv_chunks(path: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
                 rest = block
                 continue
             rest = block[cut + 1 :]
+            lines_read += block.count(b"\n", 0, cut + 1)
             yield block[: cut + 1]
 
 

@@ -186,6 +186,23 @@ def test_a_parquet_file_corrupt_after_its_first_batch_lands_that_batch(
     assert got <= {T0 + dt.timedelta(minutes=i) for i in range(400)}
 
 
+def test_a_gzip_file_cut_short_is_one_line(dsn, bar_symbol, tmp_path):
+    """A .csv.gz cut off mid-stream: the chunks before the cut land (here none: the
+    file is smaller than a chunk), then one line naming the file and the line after
+    which it could not be read (exit 2), not an EOFError traceback."""
+    import gzip
+
+    lines = [BARS_HEADER] + [bar(i) for i in range(4000)]
+    whole = gzip.compress(("\n".join(lines) + "\n").encode())
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(whole[: len(whole) * 3 // 4])
+    p = h.run_cli(dsn, "ingest", "bars", str(path), timeout=120)
+    assert "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert p.returncode == 2, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "cut.csv.gz: cannot be read after line" in p.stderr, p.stderr
+
+
 def _bars_parquet(path, n: int, row_group_size: int | None = None) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
