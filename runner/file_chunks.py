@@ -257,31 +257,48 @@ def records(chunk: bytes, line_offset: int) -> Iterator[tuple[int, list[str], st
         texts.append(text)
 
     def feed(start: int) -> Iterator[str]:
-        for text in texts[start:]:
-            if text is None:
+        for j in range(start, len(texts)):  # (not a slice: one per record is quadratic)
+            if texts[j] is None:
                 return  # a record cannot run on through an unreadable line
-            yield text + "\n"
+            yield texts[j] + "\n"
+
+    def unreadable(i: int, problem: str) -> tuple[int, list[str], str]:
+        raw = lines[i][: RAW_LINE_CHARS * 4].decode("utf-8", "replace").replace("\x00", "\ufffd")
+        return line_offset + i + 1, [raw[:RAW_LINE_CHARS]], f"line is not readable: {problem}"
+
+    def blank(record: list[str] | None) -> bool:
+        return not record or (len(record) == 1 and not record[0].strip())
 
     i = 0
     while i < len(lines):
-        line_no = line_offset + i + 1
-        problem = problems.get(i)
-        if problem is None:
-            try:
-                record, used = _one_record(lambda start=i: feed(start))
-            except _Unreadable as exc:
-                problem = str(exc)
-        if problem is not None:
-            raw = (
-                lines[i][: RAW_LINE_CHARS * 4].decode("utf-8", "replace").replace("\x00", "\ufffd")
-            )
-            yield line_no, [raw[:RAW_LINE_CHARS]], f"line is not readable: {problem}"
+        if i in problems:
+            yield unreadable(i, problems[i])
             i += 1
             continue
-        i += max(used, 1)
-        if not record or (len(record) == 1 and not record[0].strip()):
-            continue  # blank line
-        yield line_no, record, None
+        # one reader for as long as the lines read; a record it cannot read is read
+        # again alone (_one_record), and a new reader starts after it
+        reader = csv.reader(feed(i), strict=True)
+        base = i
+        while True:
+            start = base + reader.line_num  # the line the next record starts on
+            try:
+                record = next(reader)
+            except StopIteration:
+                i = base + reader.line_num
+                break
+            except csv.Error:
+                try:
+                    record, used = _one_record(lambda s=start: feed(s))
+                except _Unreadable as exc:
+                    yield unreadable(start, str(exc))
+                    i = start + 1
+                    break
+                if not blank(record):
+                    yield line_offset + start + 1, record, None
+                i = start + max(used, 1)
+                break
+            if not blank(record):
+                yield line_offset + start + 1, record, None
 
 
 class _Unreadable(Exception):
