@@ -12,10 +12,11 @@ cluster, then prints the ratios issue 16 sets:
 
 plus the per-kind and per-level breakdown from ops_runlog, and, with
 --compare-workers, the same path in a second database with the other number of
-workers (the speed-up of --workers 2 over --workers 1). Asserts nothing.
+workers (the speed-up of --workers 2 over --workers 1) and, with --compare-jobs, the
+ingest with one session against the default two. Asserts nothing.
 
     .venv/bin/python benchmarks/bench_backfill.py [--rows 1000000] [--symbols 10]
-        [--workers N] [--compare-workers] [--keep-csv PATH]
+        [--workers N] [--compare-workers] [--compare-jobs] [--keep-csv PATH]
 """
 
 from __future__ import annotations
@@ -240,6 +241,12 @@ def main() -> None:
         action="store_true",
         help="also run the path with --workers 1 and --workers 2 in fresh databases",
     )
+    ap.add_argument(
+        "--compare-jobs",
+        action="store_true",
+        help="also ingest the file with --jobs 1 in a fresh database (the speed-up of the"
+        " default two sessions over one)",
+    )
     ap.add_argument("--keep-csv", type=Path, help="write the generated file here and keep it")
     ap.add_argument("--seed", type=int, default=16)
     args = ap.parse_args()
@@ -265,6 +272,16 @@ def main() -> None:
                     for _ in range(2)
                 )
             report(rows, len(symbols), copy_s, group_s, path, "default options")
+            if args.compare_jobs:
+                with sibling_database(dsn, "tickagg_bench_backfill_j") as other:
+                    with psycopg.connect(other, autocommit=True, row_factory=dict_row) as conn:
+                        prepare(conn, other, symbols, first)
+                    one_s, _ = tickagg(other, "ingest", "bars", "--jobs", "1", str(csv))
+                print(
+                    f"\ningest bars --jobs 1: {one_s:.2f} s = {one_s / copy_s:.2f}x COPY;"
+                    f" the default ({path['ingest_s']:.2f} s) is {one_s / path['ingest_s']:.2f}x"
+                    " as fast"
+                )
             if args.compare_workers:
                 timings = {}
                 for workers in (1, 2):

@@ -193,8 +193,8 @@ def cli(ctx, dsn, env, log_format, log_level, clickhouse_url, clickhouse_databas
 @click.option(
     "--timescaledb",
     is_flag=True,
-    help="Also make data_bars a TimescaleDB hypertable (needs TimescaleDB 2.18+ on the "
-    "server; without it nothing changes and the command fails).",
+    help="Also make data_bars a TimescaleDB hypertable (needs TimescaleDB 2.18+ in the "
+    "server's shared_preload_libraries; without it nothing changes and the command fails).",
 )
 @click.option(
     "--compress-after",
@@ -357,9 +357,16 @@ def ingest():
     default=None,
     help="Source for rows without a source column (e.g. polygon_historical).",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Database sessions that land the file at once, each judging its share of"
+    " the rows [default: 2 for a file over 16 MB, else 1].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
-def ingest_bars(obj: Ctx, file, source, as_json):
+def ingest_bars(obj: Ctx, file, source, jobs, as_json):
     """Load 1-minute bars from CSV (.csv, .csv.gz) or Parquet.
 
     Exit 0 when every row landed or was unchanged, 3 when rows were rejected,
@@ -369,7 +376,7 @@ def ingest_bars(obj: Ctx, file, source, as_json):
 
     open_bars_file(file)  # header problems exit 2 before touching the database
     with ingest_progress("ingest bars", quiet=obj.log_format == "json") as progress:
-        res = ingest_bars_file(obj.pool(), file, source, progress)
+        res = ingest_bars_file(obj.pool(max_size=max(2, jobs or 0)), file, source, progress, jobs)
     if as_json:
         _echo_json(res)
     else:

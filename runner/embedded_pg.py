@@ -14,6 +14,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import psycopg
@@ -57,6 +58,15 @@ def find_bindir() -> Path:
     )
 
 
+def library_installed(name: str) -> bool:
+    """Whether the server binaries' library directory has the shared library `name`
+    (an extension such as timescaledb built or packaged for that server)."""
+    out = subprocess.run(
+        [str(find_bindir() / "pg_config"), "--pkglibdir"], capture_output=True, text=True
+    )
+    return out.returncode == 0 and (Path(out.stdout.strip()) / f"{name}.so").exists()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -68,9 +78,14 @@ def _is_root() -> bool:
 
 
 class EmbeddedPostgres:
-    def __init__(self, data_dir: Path, port: int | None = None):
+    def __init__(
+        self, data_dir: Path, port: int | None = None, settings: Mapping[str, str] | None = None
+    ):
+        """settings: server options of this start on top of SETTINGS (e.g. a
+        shared_preload_libraries that only this cluster gets)."""
         self.data_dir = Path(data_dir).resolve()
         self.port = port
+        self.settings = dict(settings or {})
         self.bindir = find_bindir()
         self.log_file = self.data_dir / "server.log"
 
@@ -139,6 +154,7 @@ class EmbeddedPostgres:
                 f"-p {self.port}",
                 "-c listen_addresses=127.0.0.1",
                 f"-c unix_socket_directories={shlex.quote(str(self.data_dir))}",
+                *(f"-c {shlex.quote(f'{k}={v}')}" for k, v in self.settings.items()),
             ]
         )
         self._run(

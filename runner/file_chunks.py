@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 
 import psycopg
 
@@ -358,7 +359,7 @@ def log_reread(line_offset: int, why: str) -> None:
     )
 
 
-COUNTERS = ("rows_total", "rows_landed", "rows_unchanged", "rows_rejected")
+COUNTERS = ("rows_total", "rows_landed", "rows_unchanged", "rows_outranked", "rows_rejected")
 
 
 def land_chunks(
@@ -382,4 +383,80 @@ def land_chunks(
         line_offset += chunk.count(b"\n")
         if progress is not None:
             progress({**total, "seconds": time.monotonic() - started})
+    return total
+
+
+def land_chunks_in_parts(
+    chunks: Iterable[bytes],
+    parts: int,
+    open_part: Callable[[int], AbstractContextManager[Callable[[bytes, int], dict]]],
+    batch_id: int,
+    progress: Callable[[dict], None] | None = None,
+) -> dict:
+    """Land a file with `parts` sessions at once: every chunk goes to every part,
+    and part i (a thread holding the session open_part(i) opens) lands its share of
+    each chunk, in file order, by calling land(chunk, line_offset). Each part is at
+    most two chunks behind the reader, so memory stays flat; the first error of a
+    part stops the others after their current chunk and is raised here. Returns the
+    file's totals (the 20 rejects with the lowest lines) and reports them to
+    progress after every landed share."""
+    total: dict = {"batch_id": batch_id, **dict.fromkeys(COUNTERS, 0), "rejects": []}
+    started = time.monotonic()
+    counted = threading.Lock()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    inboxes: list[queue.Queue] = [queue.Queue(maxsize=2) for _ in range(parts)]
+
+    def work(part: int) -> None:
+        try:
+            with open_part(part) as land:
+                while (item := inboxes[part].get()) is not None:
+                    if stop.is_set():
+                        continue  # drained until the reader's end mark
+                    res = land(*item)
+                    with counted:
+                        for k in COUNTERS:
+                            total[k] += int(res.get(k) or 0)
+                        rejects = total["rejects"] + list(res.get("rejects") or [])
+                        total["rejects"] = sorted(rejects, key=lambda r: r.get("line_no") or 0)[:20]
+                        if progress is not None:
+                            progress({**total, "seconds": time.monotonic() - started})
+        except BaseException as exc:  # raised by the reader once every part stopped
+            errors.append(exc)
+            stop.set()
+
+    workers = [
+        threading.Thread(target=work, args=(i,), name=f"tickagg-part-{i}", daemon=True)
+        for i in range(parts)
+    ]
+    for w in workers:
+        w.start()
+
+    def hand(part: int, item) -> None:
+        """Put item in a part's inbox unless that part has ended (it failed)."""
+        while workers[part].is_alive():
+            try:
+                inboxes[part].put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    try:
+        line_offset = 1  # the header is line 1
+        for chunk in chunks:
+            if stop.is_set():
+                break
+            for part in range(parts):
+                hand(part, (chunk, line_offset))
+            line_offset += chunk.count(b"\n")
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        for part in range(parts):
+            hand(part, None)
+        for w in workers:
+            w.join()
+    if errors:
+        raise errors[0]
     return total

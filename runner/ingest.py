@@ -8,7 +8,9 @@ there, with one definition. Only a chunk that does not COPY (a record with too
 few or too many fields, a blank line, broken quoting) is re-read here, record
 by record, so its rows still get their line numbers. Each chunk commits on its
 own: memory stays flat for any file size, and a re-run after a crash is
-harmless (identical rows write nothing)."""
+harmless (identical rows write nothing). A file over one chunk is landed by two
+sessions at once (`--jobs`): each stages every chunk and judges and writes only
+its part of the rows, split by key so that the parts never meet."""
 
 from __future__ import annotations
 
@@ -16,12 +18,13 @@ import io
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 
 from . import file_chunks, queries
 from .errors import InputFormatError, wrap_exceptions
-from .file_chunks import land_chunks
+from .file_chunks import land_chunks_in_parts
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +113,10 @@ def ingest_chunk(
     default_source: str | None,
     batch_id: int | None,
     line_offset: int,
+    part: int = 0,
+    parts: int = 1,
 ) -> dict:
-    """Land one chunk in ONE transaction (committed on return)."""
+    """Land one chunk (this session's part of it) in ONE transaction (committed on return)."""
     ignored = sum(c.startswith("ignored_") for c in columns)
     unreadable: list[tuple[int, str, str]] = []
     with conn.transaction():
@@ -125,8 +130,11 @@ def ingest_chunk(
                 conn, _stage_rows(recs, columns, line_offset, unreadable)
             ),
         )
-        res = queries.ingest_staged_bars(conn, file_name, default_source, batch_id, line_offset)
-        return _reject_unreadable(conn, res, unreadable)
+        res = queries.ingest_staged_bars(
+            conn, file_name, default_source, batch_id, line_offset, part, parts
+        )
+        # (an unreadable line has no key to split the parts by: the first part takes it)
+        return _reject_unreadable(conn, res, unreadable if part == 0 else [])
 
 
 def _reject_unreadable(conn: psycopg.Connection, res: dict, unreadable: list) -> dict:
@@ -155,37 +163,56 @@ def ingest_rows(
         return queries.ingest_staged_bars(conn, file_name, default_source)
 
 
-def ingest_bars_file(
-    pool,
-    path: str,
-    default_source: str | None = None,
-    progress: Progress | None = None,
-) -> dict:
-    columns, chunks = open_bars_file(path)
-    name = os.path.basename(path)
+def default_jobs(path: str) -> int:
+    """Sessions landing a file at once: two (one per core of a small server) for a
+    file of more than one chunk; one for a smaller file, where a second session
+    would mostly repeat the first one's fixed cost."""
+    return 2 if os.path.getsize(path) > CHUNK_BYTES else 1
+
+
+@contextmanager
+def _part_session(pool, part: int, parts: int, columns, name, default_source, batch_id):
+    """One part's session: its seen-keys table lives as long as the file's ingest."""
     with pool.connection() as conn:
         with conn.transaction():
             queries.create_bars_seen(conn)
         try:
-            total = land_chunks(
-                chunks,
-                lambda chunk, batch_id, line_offset: ingest_chunk(
-                    conn, chunk, columns, name, default_source, batch_id, line_offset
-                ),
-                progress,
+            yield lambda chunk, line_offset: ingest_chunk(
+                conn, chunk, columns, name, default_source, batch_id, line_offset, part, parts
             )
         finally:
             if not conn.broken:
                 with conn.transaction():
                     queries.drop_bars_seen(conn)
-    if total["batch_id"] is None:  # a file with a header and nothing else
-        with pool.connection() as conn:
-            total = ingest_rows(conn, [], name, default_source)
+
+
+def ingest_bars_file(
+    pool,
+    path: str,
+    default_source: str | None = None,
+    progress: Progress | None = None,
+    jobs: int | None = None,
+) -> dict:
+    """Land a bar file with `jobs` sessions at once (default: default_jobs); the
+    pool must hold that many connections."""
+    columns, chunks = open_bars_file(path)
+    name = os.path.basename(path)
+    parts = min(jobs or default_jobs(path), pool.max_size)
+    with pool.connection() as conn:
+        batch_id = queries.ingest_batch_start(conn, name)
+    total = land_chunks_in_parts(
+        chunks,
+        parts,
+        lambda part: _part_session(pool, part, parts, columns, name, default_source, batch_id),
+        batch_id,
+        progress,
+    )
     log.info(
-        "ingested %s: landed=%s unchanged=%s rejected=%s",
+        "ingested %s: landed=%s unchanged=%s outranked=%s rejected=%s",
         name,
         total.get("rows_landed"),
         total.get("rows_unchanged"),
+        total.get("rows_outranked"),
         total.get("rows_rejected"),
     )
     return total
@@ -207,7 +234,12 @@ def format_result(result: dict, rejects_view: str = "tickagg.ingest_rejects_rece
         f"batch {result.get('batch_id')}: {result.get('rows_total', 0)} rows, "
         f"{result.get('rows_landed', 0)} landed, "
         f"{result.get('rows_unchanged', 0)} unchanged, "
-        f"{result.get('rows_rejected', 0)} rejected\n"
+        + (
+            f"{result['rows_outranked']} outranked (a higher-ranked source's bar is stored), "
+            if result.get("rows_outranked")
+            else ""
+        )
+        + f"{result.get('rows_rejected', 0)} rejected\n"
     )
     rejects = result.get("rejects") or []
     for r in rejects[:20]:

@@ -284,9 +284,13 @@ def _run_ticks_1m(conn, task: dict, cfg: RunnerConfig) -> dict:
     res = queries.ticks_aggregate_minutes(
         conn, task["canonical_symbol"], task["cursor_ts"], cfg.max_windows
     )
-    return _step_result(
-        task, res or {}, "ticks_1m", ("windows_processed", "bars_written", "dirty_ranges")
-    )
+    return _ticks_1m_result(task, res or {})
+
+
+def _ticks_1m_result(task: dict, res: dict) -> dict:
+    """agg_finish's arguments from a ticks_1m run's result (its own or its batch's)."""
+    counts = ("windows_processed", "bars_written", "dirty_ranges")
+    return _step_result(task, res, "ticks_1m", counts)
 
 
 def _run_ticks_retention(conn, task: dict, cfg: RunnerConfig) -> dict:
@@ -692,8 +696,9 @@ class Runner:
             return claimed
 
     def execute_batch(self, tasks: list[dict]) -> None:
-        """Run a claimed batch of rollup or indicators tasks of one timeframe in one
-        statement (agg_run_rollup_batch / agg_run_indicators_batch): each task's bars
+        """Run a claimed batch of rollup, indicators or ticks_1m tasks of one timeframe
+        in one statement (agg_run_rollup_batch / agg_run_indicators_batch /
+        agg_run_ticks_batch): each task's bars
         or values, cursor, finish and run log row commit together with the others'. A
         task whose lease was taken over is skipped by the statement (its work left to
         its new holder). If the statement fails, nothing of it stays, and each task
@@ -741,6 +746,8 @@ class Runner:
                     if kind == "rollup":
                         fin = _rollup_result(task, row["result"])
                         cascaded = fin.pop("cascaded_bars", {})
+                    elif kind == "ticks_1m":
+                        fin, cascaded = _ticks_1m_result(task, row["result"]), {}
                     else:
                         fin, cascaded = _indicators_result(task, row["result"]), {}
                     self._record_success(task, fin, cascaded, elapsed / len(tasks))

@@ -370,7 +370,10 @@ def migrate(
             result["drift"] = drift(conn, root)
             return result
         finally:
-            _unlock(conn)
+            # A server that ended the session (FATAL) released the lock with it; an
+            # unlock there would replace the server's message with "connection closed".
+            if not conn.closed:
+                _unlock(conn)
 
 
 # The code layer: the views, the triggers that call tickagg functions, and the

@@ -106,6 +106,16 @@ SELECT * FROM tickagg.agg_run_indicators_batch(
     p_max_bars => %(max_windows)s)
 """
 
+AGG_RUN_TICKS_BATCH = """
+SELECT * FROM tickagg.agg_run_ticks_batch(
+    p_canonical_symbols => %(symbols)s,
+    p_claim_tokens => %(claim_tokens)s,
+    p_cursors => %(cursors)s,
+    p_run_ids => %(run_ids)s,
+    p_started_at => %(started_at)s,
+    p_max_windows => %(max_windows)s)
+"""
+
 INDICATORS_STEP = """
 SELECT tickagg.indicators_step(
     p_canonical_symbol => %(symbol)s,
@@ -204,8 +214,12 @@ SELECT tickagg.ingest_staged_bars(
     p_file_name => %(file_name)s,
     p_default_source => coalesce(%(default_source)s, 'polygon_historical'),
     p_batch_id => %(batch_id)s,
-    p_line_offset => %(line_offset)s) AS result
+    p_line_offset => %(line_offset)s,
+    p_part => %(part)s,
+    p_parts => %(parts)s) AS result
 """
+
+INGEST_BATCH_START = "SELECT tickagg.ingest_batch_start(p_file_name => %(file_name)s) AS batch_id"
 
 
 # --- views -----------------------------------------------------------------
@@ -379,11 +393,16 @@ def agg_run_rollup_and_claim(
 def agg_run_batch(
     conn, tasks: list[dict], run_ids: list, started_at, max_windows: int | None = None
 ) -> list[dict]:
-    """A claimed batch of rollup or indicators tasks of one timeframe run in one
-    statement (agg_run_rollup_batch / agg_run_indicators_batch; max_windows caps an
-    indicators task's bars): a row per task (canonical_symbol, outcome 'success' or
+    """A claimed batch of rollup, indicators or ticks_1m tasks of one timeframe run in
+    one statement (agg_run_rollup_batch / agg_run_indicators_batch /
+    agg_run_ticks_batch; max_windows caps an indicators task's bars, a ticks_1m
+    task's minutes): a row per task (canonical_symbol, outcome 'success' or
     'lease_lost', result)."""
-    query = AGG_RUN_ROLLUP_BATCH if tasks[0]["task_kind"] == "rollup" else AGG_RUN_INDICATORS_BATCH
+    query = {
+        "rollup": AGG_RUN_ROLLUP_BATCH,
+        "indicators": AGG_RUN_INDICATORS_BATCH,
+        "ticks_1m": AGG_RUN_TICKS_BATCH,
+    }[tasks[0]["task_kind"]]
     return _all(
         conn,
         query,
@@ -514,6 +533,8 @@ def ingest_staged_bars(
     default_source: str | None,
     batch_id: int | None = None,
     line_offset: int = 0,
+    part: int = 0,
+    parts: int = 1,
 ) -> dict:
     return _one(
         conn,
@@ -523,8 +544,14 @@ def ingest_staged_bars(
             "default_source": default_source,
             "batch_id": batch_id,
             "line_offset": line_offset,
+            "part": part,
+            "parts": parts,
         },
     )
+
+
+def ingest_batch_start(conn, file_name: str) -> int:
+    return _one(conn, INGEST_BATCH_START, {"file_name": file_name})
 
 
 def task_status(conn) -> list[dict]:

@@ -2,30 +2,32 @@
 
 tickagg needs no extension; this is for servers that have TimescaleDB and want its
 chunked storage and native compression for the 1-minute source, the largest table.
-What it does, after the normal migrate and under the same advisory lock:
+What it does, after the normal migrate and under the same advisory lock, in one
+transaction:
 
-- CREATE EXTENSION timescaledb (the server must preload it);
+- CREATE EXTENSION timescaledb (the server must preload it: checked first, since
+  a session that loads it unpreloaded is ended with FATAL);
 - data_bars becomes a hypertable on ts_utc with 7-day chunks (existing rows move);
-  TimescaleDB refuses to convert a table that has triggers with transition tables,
-  so tickagg's statement triggers on data_bars are dropped first and re-created from
-  their own definitions (pg_get_triggerdef), in the same transaction: nothing else
-  is re-applied;
-- with `--compress-after`, compression segmented by symbol and a compression policy.
+  its statement triggers with transition tables stay (TimescaleDB 2.18+ fires them
+  on hypertables);
+- with `--compress-after`: compression segmented by symbol and a compression policy.
+  A compressed hypertable refuses DELETE triggers with transition tables, so
+  data_bars' are replaced by a row trigger that collects each deleted minute in
+  data_bars_deleted and a statement trigger that hands them on through that
+  table's own transition table (db/functions/data_bars_collect_deletes.sql, which
+  db/post re-applies while data_bars is compressed, also after a rollback); the
+  row trigger also makes TimescaleDB decompress, not drop unseen, a batch a DELETE
+  removes whole. Late-data invalidation and export tombstones stay exact.
 
 What it leaves alone, and why: `ticks` is natively partitioned by day with the
 ticks_retention task (a partitioned table cannot become a hypertable, and dropping a
 day partition is already what a retention policy does); derived_data_bars is
 rewritten in place by late data and is a few percent of data_bars' size.
-
-Requires TimescaleDB 2.18 or later: earlier versions reject statement triggers with
-transition tables on hypertables, which late-data invalidation relies on.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import psycopg
 from psycopg import sql
@@ -41,20 +43,19 @@ FROM pg_catalog.pg_available_extensions
 WHERE name = 'timescaledb'
 """
 
-IS_HYPERTABLE_SQL = """
-SELECT EXISTS (
-    SELECT 1 FROM timescaledb_information.hypertables
-    WHERE hypertable_schema = 'tickagg' AND hypertable_name = 'data_bars'
-) AS is_hypertable
+HYPERTABLE_SQL = """
+SELECT compression_enabled
+FROM timescaledb_information.hypertables
+WHERE hypertable_schema = 'tickagg' AND hypertable_name = 'data_bars'
 """
 
-# Triggers with transition tables block create_hypertable; they are re-created after it.
-TRANSITION_TRIGGERS_SQL = """
-SELECT t.tgname AS name, pg_catalog.pg_get_triggerdef(t.oid) AS definition
-FROM pg_catalog.pg_trigger AS t
-WHERE t.tgrelid = 'tickagg.data_bars'::regclass
-    AND NOT t.tgisinternal
-    AND (t.tgnewtable IS NOT NULL OR t.tgoldtable IS NOT NULL)
+# Without the loader preloaded its GUCs do not exist (a postgresql.conf entry for
+# one would only be an untyped placeholder).
+PRELOADED_SQL = """
+SELECT EXISTS (
+    SELECT FROM pg_catalog.pg_settings
+    WHERE name = 'timescaledb.max_background_workers' AND vartype = 'integer'
+) AS preloaded
 """
 
 # The extension's functions live in the schema it was created in (public by default).
@@ -77,6 +78,16 @@ ALTER TABLE tickagg.data_bars SET (
     timescaledb.compress_segmentby = 'canonical_symbol',
     timescaledb.compress_orderby = 'ts_utc'
 )
+"""
+
+# add_compression_policy keeps an existing policy whatever its interval: a
+# different --compress-after replaces it.
+STALE_COMPRESSION_POLICY_SQL = """
+SELECT {schema}.remove_compression_policy('tickagg.data_bars')
+FROM timescaledb_information.jobs
+WHERE proc_name = 'policy_compression'
+    AND hypertable_schema = 'tickagg' AND hypertable_name = 'data_bars'
+    AND (config ->> 'compress_after')::interval <> %(after)s::interval
 """
 
 COMPRESSION_POLICY_SQL = """
@@ -111,19 +122,14 @@ def check_available(conn: psycopg.Connection) -> str:
             f"TimescaleDB {version} is too old: tickagg needs 2.18+ (statement triggers "
             "with transition tables on hypertables); nothing was changed."
         )
+    if not conn.execute(PRELOADED_SQL).fetchone()[0]:
+        raise TimescaleUnavailable(
+            f"TimescaleDB {version} is installed but not preloaded on this server; nothing "
+            "was changed. Hint: add timescaledb to shared_preload_libraries in "
+            "postgresql.conf (shared_preload_libraries = 'timescaledb', after any libraries "
+            "already listed) and restart PostgreSQL."
+        )
     return version
-
-
-@contextmanager
-def transition_triggers_set_aside(conn: psycopg.Connection) -> Iterator[None]:
-    """data_bars without its transition-table triggers inside the block, the same
-    triggers (their own definitions) after it; call within a transaction."""
-    triggers = conn.execute(TRANSITION_TRIGGERS_SQL).fetchall()
-    for name, _ in triggers:
-        conn.execute(sql.SQL("DROP TRIGGER {} ON tickagg.data_bars").format(sql.Identifier(name)))
-    yield
-    for _, definition in triggers:
-        conn.execute(definition)
 
 
 def convert(conn: psycopg.Connection, compress_after: dt.timedelta | None) -> dict:
@@ -131,21 +137,22 @@ def convert(conn: psycopg.Connection, compress_after: dt.timedelta | None) -> di
     error nothing changes."""
     version = check_available(conn)
     with conn.transaction():
-        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        # public, where TimescaleDB's documentation puts it, never the session's first
+        # schema: in tickagg, the grants of 999_grants.sql would rewrite its functions'.
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb SCHEMA public")
         schema = sql.Identifier(conn.execute(EXTENSION_SCHEMA_SQL).fetchone()[0])
-        converted = False
-        if not conn.execute(IS_HYPERTABLE_SQL).fetchone()[0]:
-            with transition_triggers_set_aside(conn):
-                conn.execute(
-                    sql.SQL(CREATE_HYPERTABLE_SQL).format(schema=schema),
-                    {"chunk": CHUNK_INTERVAL},
-                )
-            converted = True
-        if compress_after is not None:
-            conn.execute(COMPRESS_SQL)
+        hypertable = conn.execute(HYPERTABLE_SQL).fetchone()
+        converted = hypertable is None
+        if converted:
             conn.execute(
-                sql.SQL(COMPRESSION_POLICY_SQL).format(schema=schema), {"after": compress_after}
+                sql.SQL(CREATE_HYPERTABLE_SQL).format(schema=schema), {"chunk": CHUNK_INTERVAL}
             )
+        if compress_after is not None:
+            if converted or not hypertable[0]:
+                conn.execute("SELECT tickagg.data_bars_collect_deletes()")
+                conn.execute(COMPRESS_SQL)
+            for statement in (STALE_COMPRESSION_POLICY_SQL, COMPRESSION_POLICY_SQL):
+                conn.execute(sql.SQL(statement).format(schema=schema), {"after": compress_after})
     return {
         "timescaledb_version": version,
         "data_bars_converted": converted,

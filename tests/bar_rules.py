@@ -93,12 +93,13 @@ def expected_reason(fields, known: set) -> tuple[str | None, tuple | None]:
     return None, (ts, (o, h, lo, c, volume), source)
 
 
-def expected_ingest(numbered_records, known: set, stored: dict) -> tuple[dict, dict, int]:
-    """(rows by key after the ingest, rejects {line: reason}, rows changed) of a
-    file's (line, fields) records over the stored {key: (values, source, rank)}:
-    the first good occurrence of a key wins, later ones are duplicates; a stored
-    bar is replaced by a higher rank, or an equal one with other content."""
-    rows, rejects, first_line, changed = dict(stored), {}, {}, 0
+def expected_ingest(numbered_records, known: set, stored: dict) -> tuple[dict, dict, int, int]:
+    """(rows by key after the ingest, rejects {line: reason}, rows changed, rows
+    outranked) of a file's (line, fields) records over the stored {key: (values,
+    source, rank)}: the first good occurrence of a key wins, later ones are
+    duplicates; a stored bar is replaced by a higher rank, or an equal one with
+    other content, and keeps out (outranks) a lower one."""
+    rows, rejects, first_line, changed, outranked = dict(stored), {}, {}, 0, 0
     for line, fields in numbered_records:
         fields = (list(fields) + [None] * 8)[:8]
         reason, parsed = expected_reason(fields, known)
@@ -116,4 +117,6 @@ def expected_ingest(numbered_records, known: set, stored: dict) -> tuple[dict, d
         if old is None or rank > old[2] or (rank == old[2] and (values, source) != old[:2]):
             rows[key] = (values, source, rank)
             changed += 1
-    return rows, rejects, changed
+        elif rank < old[2]:
+            outranked += 1
+    return rows, rejects, changed, outranked

@@ -32,7 +32,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from pytest_postgresql import factories
 
-from runner.embedded_pg import EmbeddedPostgres, free_port
+from runner.embedded_pg import EmbeddedPostgres, free_port, library_installed
 from runner.migrate import SCHEMA, migrate
 
 # The port must be known when the factories below are declared, before the server starts.
@@ -40,13 +40,24 @@ PG_PORT = int(os.environ.get("TICKAGG_TEST_PG_PORT") or free_port())
 PG_HOST = "127.0.0.1"
 PG_USER = "postgres"
 TEST_DBNAME = "tickagg_test"
+# No TimescaleDB background workers: its launcher's scheduler visits every database
+# and made CREATE DATABASE .. TEMPLATE fail (template "being accessed by other
+# users"); the tests compress chunks themselves rather than wait for a policy job.
+TIMESCALEDB_SETTINGS = {
+    "shared_preload_libraries": "timescaledb",
+    "timescaledb.max_background_workers": "0",
+    "timescaledb.telemetry_level": "off",
+}
 
 
 @pytest.fixture(scope="session")
 def embedded_pg() -> Iterator[EmbeddedPostgres]:
     root = Path(tempfile.mkdtemp(prefix="tickagg-test-pg-"))
     root.chmod(0o755)  # as root, the postgres user must be able to traverse into it
-    pg = EmbeddedPostgres(root / "data", port=PG_PORT).start()
+    # Only this cluster preloads TimescaleDB, where it is installed (tests/
+    # test_timescaledb.py converts a copy of the template); elsewhere it is as ever.
+    settings = TIMESCALEDB_SETTINGS if library_installed("timescaledb") else None
+    pg = EmbeddedPostgres(root / "data", port=PG_PORT, settings=settings).start()
     try:
         yield pg
     finally:

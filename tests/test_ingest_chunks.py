@@ -33,7 +33,8 @@ def make_file(rng: random.Random, symbols: list[str], csv_shapes: bool):
         sym = rng.choice(symbols)
         minute = rng.randrange(400)
         p = 100 + rng.randrange(50) / 4
-        ts = (BASE + dt.timedelta(minutes=minute)).strftime("%Y-%m-%d %H:%M:%S")
+        # 9 minutes apart: the keys span three UTC days, so parallel parts split symbols
+        ts = (BASE + dt.timedelta(minutes=minute * 9)).strftime("%Y-%m-%d %H:%M:%S")
         rec = [sym, ts, f"{p:.2f}", f"{p + 1:.2f}", f"{p - 1:.2f}", f"{p + 0.5:.2f}",
                str(rng.randrange(1, 99)), None]  # fmt: skip
         kind = rng.random()
@@ -90,8 +91,10 @@ def write_parquet(path, records):
     pq.write_table(pa.table({k: pa.array(v, pa.string()) for k, v in cols.items()}), path)
 
 
-@pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_chunked_ingest_matches_the_rules_row_by_row(dsn, conn, tmp_path, monkeypatch, fmt):
+@pytest.mark.parametrize(("fmt", "jobs"), [("csv", 1), ("parquet", 1), ("csv", 3), ("parquet", 2)])
+def test_chunked_ingest_matches_the_rules_row_by_row(dsn, conn, tmp_path, monkeypatch, fmt, jobs):
+    """Also with several sessions landing the file at once (jobs): each judges its
+    share of every chunk, and together they land exactly what one session does."""
     rng = random.Random(f"ingest-{fmt}")
     symbols = [f"CK{uuid.uuid4().hex[:6].upper()}" for _ in range(3)]
     with conn.transaction():
@@ -103,7 +106,7 @@ def test_chunked_ingest_matches_the_rules_row_by_row(dsn, conn, tmp_path, monkey
         conn.execute(
             "INSERT INTO tickagg.data_bars (canonical_symbol, ts_utc, open, high, low, close,"
             " volume, source, source_rank)"
-            " SELECT s, %s::timestamptz + m * interval '1 minute', 100, 101, 99, 100, 1,"
+            " SELECT s, %s::timestamptz + m * interval '9 minutes', 100, 101, 99, 100, 1,"
             " 'historical_aggregated', 10 FROM unnest(%s::text[]) AS s,"
             " generate_series(0, 399, 7) AS m",
             (BASE, symbols),
@@ -118,10 +121,11 @@ def test_chunked_ingest_matches_the_rules_row_by_row(dsn, conn, tmp_path, monkey
         write_parquet(path, records)
         lines = [i + 2 for i in range(len(records))]
         monkeypatch.setattr(ingest, "PARQUET_BATCH_ROWS", 11)
-    rows, rejects, changed = expected_ingest(zip(lines, records, strict=True), set(symbols), before)
+    numbered = zip(lines, records, strict=True)
+    rows, rejects, changed, outranked = expected_ingest(numbered, set(symbols), before)
 
-    with db.make_pool(dsn, max_size=1) as pool:
-        res = ingest.ingest_bars_file(pool, str(path))
+    with db.make_pool(dsn, max_size=jobs) as pool:
+        res = ingest.ingest_bars_file(pool, str(path), jobs=jobs)
     got_rejects = {
         r["line_no"]: r["reason"]
         for r in conn.execute(
@@ -135,13 +139,27 @@ def test_chunked_ingest_matches_the_rules_row_by_row(dsn, conn, tmp_path, monkey
     assert res["rows_total"] == len(records)
     assert res["rows_rejected"] == len(rejects)
     assert res["rows_landed"] == changed
+    assert res["rows_outranked"] == outranked > 0
+    assert res["rows_unchanged"] == len(records) - changed - outranked - len(rejects)
+    batch = conn.execute(
+        "SELECT rows_landed, rows_unchanged, rows_outranked, rows_rejected"
+        " FROM tickagg.ingest_batches_recent WHERE batch_id = %s",
+        (res["batch_id"],),
+    ).fetchone()
+    assert batch == {
+        "rows_landed": changed,
+        "rows_unchanged": res["rows_unchanged"],
+        "rows_outranked": outranked,
+        "rows_rejected": len(rejects),
+    }
+    assert f"{outranked} outranked" in ingest.format_result(res)
     assert any(r.startswith("duplicate of") for r in rejects.values())
 
     # the same file again: nothing changes, nothing is written or queued
     seq = conn.execute("SELECT last_value FROM tickagg.bar_change_seq").fetchone()["last_value"]
     inval = conn.execute("SELECT count(*) AS n FROM tickagg.agg_invalidations").fetchone()["n"]
-    with db.make_pool(dsn, max_size=1) as pool:
-        again = ingest.ingest_bars_file(pool, str(path))
+    with db.make_pool(dsn, max_size=jobs) as pool:
+        again = ingest.ingest_bars_file(pool, str(path), jobs=jobs)
     assert again["rows_landed"] == 0 and again["rows_rejected"] == len(rejects)
     assert stored_rows(conn, symbols) == got
     assert (

@@ -160,7 +160,7 @@ def test_fast_and_slow_judging_land_what_the_rules_say(conn, tmp_path):
         if path_taken == "slow":
             lines.append(SLOW_PATH_LINE.format(sym=a))
         records = ([f if f != "" else None for f in fields] for fields in csv.reader(lines))
-        rows, rejects, _ = expected_ingest(enumerate(records, start=2), {a, b}, before)
+        rows, rejects, _, _ = expected_ingest(enumerate(records, start=2), {a, b}, before)
         path = tmp_path / f"{path_taken}.csv"
         path.write_text(HEADER + "\n" + "\n".join(lines) + "\n")
         res, parse_calls = ingest_counting_parse_calls(conn, str(path))

@@ -83,12 +83,13 @@ GROUP BY 1, 2
 
 
 @contextlib.contextmanager
-def bench_database(name: str) -> Iterator[str]:
+def bench_database(name: str, settings: dict[str, str] | None = None) -> Iterator[str]:
     """DSN of a fresh, migrated database `name_<random>`; dropped afterwards.
 
     With TICKAGG_BENCH_DSN set, the database is created on that server (the DSN
     must be allowed to CREATE DATABASE); otherwise a throwaway embedded cluster
-    is started in a temporary directory under /tmp and removed at the end.
+    is started in a temporary directory under /tmp and removed at the end, with
+    `settings` (e.g. a shared_preload_libraries of its own) on top of its defaults.
     """
     dbname = f"{name}_{uuid.uuid4().hex[:8]}"
     base = os.environ.get(DSN_ENV)
@@ -97,7 +98,7 @@ def bench_database(name: str) -> Iterator[str]:
         return
     with tempfile.TemporaryDirectory(prefix="tickagg-bench-", dir="/tmp") as tmp:
         Path(tmp).chmod(0o755)  # as root the server runs as `postgres`, which must get in
-        cluster = EmbeddedPostgres(Path(tmp) / "pg")
+        cluster = EmbeddedPostgres(Path(tmp) / "pg", settings=settings)
         cluster.start()
         try:
             dsn = cluster.ensure_database(dbname)

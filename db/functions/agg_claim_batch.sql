@@ -1,7 +1,8 @@
 -- The runner's claim: the head of the queue (agg_get_due_tasks, limit 1) and,
--- when the head is a rollup or an indicators task with a few bars to do, up to
--- p_batch_size - 1 more due tasks of its kind and timeframe, so that
--- agg_run_rollup_batch / agg_run_indicators_batch run them all in one statement.
+-- when the head is a rollup or an indicators task with a few bars to do, or a
+-- live ticks_1m task (ticks_task_is_live), up to p_batch_size - 1 more due tasks
+-- of its kind and timeframe in the same state, so that agg_run_rollup_batch /
+-- agg_run_indicators_batch / agg_run_ticks_batch run them all in one statement.
 -- At a minute boundary every symbol of a bar-fed market has a bucket to close and
 -- then its indicators to extend; one task a run costs ~4-5 ms each, a batch
 -- shares that cost.
@@ -40,6 +41,7 @@ DECLARE
     v_head record;
     v_frame tickagg.timeframes;
     v_source_timeframe text;
+    v_batchable boolean;
     v_batch_size integer := coalesce(p_batch_size, tickagg.setting('rollup_batch_size')::integer);
 BEGIN
     IF p_lease_seconds IS NULL THEN
@@ -67,9 +69,16 @@ BEGIN
 
     SELECT * INTO v_frame FROM tickagg.timeframes AS t WHERE t.timeframe = v_head.timeframe;
     v_source_timeframe := CASE v_head.task_kind WHEN 'rollup' THEN v_frame.source_timeframe ELSE v_head.timeframe END;
-    IF v_head.task_kind NOT IN ('rollup', 'indicators') OR v_batch_size < 2 OR NOT tickagg.rollup_has_few_buckets_pending(
-        v_head.canonical_symbol, v_source_timeframe, v_head.cursor_ts, v_frame.step
-    ) THEN
+    v_batchable := CASE
+        WHEN v_head.task_kind = 'ticks_1m'
+            THEN tickagg.ticks_task_is_live(v_head.canonical_symbol, v_head.cursor_ts, p_now)
+        WHEN v_head.task_kind IN ('rollup', 'indicators')
+            THEN tickagg.rollup_has_few_buckets_pending(
+                v_head.canonical_symbol, v_source_timeframe, v_head.cursor_ts, v_frame.step
+            )
+        ELSE false
+    END;
+    IF v_batch_size < 2 OR NOT v_batchable THEN
         RETURN;
     END IF;
 
@@ -81,9 +90,13 @@ BEGIN
         WHERE
             s.task_kind = v_head.task_kind
             AND s.timeframe = v_head.timeframe
-            AND tickagg.rollup_has_few_buckets_pending(
-                s.canonical_symbol, v_source_timeframe, s.last_agg_bar_ts_utc, v_frame.step
-            )
+            AND CASE
+                WHEN v_head.task_kind = 'ticks_1m'
+                    THEN tickagg.ticks_task_is_live(s.canonical_symbol, s.last_agg_bar_ts_utc, p_now)
+                ELSE tickagg.rollup_has_few_buckets_pending(
+                    s.canonical_symbol, v_source_timeframe, s.last_agg_bar_ts_utc, v_frame.step
+                )
+            END
             AND s.enabled
             AND s.status = 'idle'
             AND (
@@ -120,4 +133,4 @@ END
 $$;
 
 COMMENT ON FUNCTION tickagg.agg_claim_batch(text, timestamptz, integer, integer) IS
-'Claim the head of the due queue and, for a live rollup or indicators head, up to p_batch_size - 1 more due tasks of its kind and timeframe.';
+'Claim the head of the due queue and, for a live rollup, indicators or ticks_1m head, up to p_batch_size - 1 more due tasks of its kind and timeframe.';

@@ -4,17 +4,25 @@
 -- is judged here: unparseable fields, unknown symbols, repeats of an earlier
 -- line, and bar_rejection_reason. Bad rows go to ingest_rejects with their line
 -- and reason; good rows are upserted by source rank: a lower-ranked source never
--- replaces a higher one, and a write with identical content writes nothing (no
--- row version, no change number, no invalidation: such rows never reach the
--- INSERT). A file may come in chunks, each its own call and transaction: the
+-- replaces a higher one (such a row is counted as outranked), and a write with
+-- identical content writes nothing (no row version, no change number, no
+-- invalidation: such rows never reach the INSERT). A file may come in chunks, each its own call and transaction: the
 -- first passes p_batch_id NULL and gets a new batch, later ones pass it back;
 -- tickagg_bars_seen keeps which keys earlier chunks held, at which line, so a
 -- repeat in a later chunk is still a "duplicate of line N".
+-- A file may also be landed by p_parts sessions at once, each staging every
+-- chunk and judging only the rows of its part (p_part, 0-based): a row's part
+-- follows from its key (symbol and UTC day, read from the text without parsing
+-- it when it is a time in UTC), so every repeat of a key is judged by the session
+-- that saw its first line, and the parts never write the same key. A row whose
+-- time does not parse goes by its line number.
 CREATE OR REPLACE FUNCTION tickagg.ingest_staged_bars(
     p_file_name text,
     p_default_source text DEFAULT 'polygon_historical',
     p_batch_id bigint DEFAULT NULL,
-    p_line_offset bigint DEFAULT 0
+    p_line_offset bigint DEFAULT 0,
+    p_part integer DEFAULT 0,
+    p_parts integer DEFAULT 1
 )
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -36,12 +44,17 @@ DECLARE
     v_total bigint;
     v_landed bigint;
     v_rejected bigint;
+    v_outranked bigint;
     v_rejects jsonb;
 BEGIN
     -- Tell plpgsql_check the shape of the caller's temp tables; no-ops at run time.
     PERFORM 'PRAGMA:TABLE: tickagg_bars_stage (line_no bigint, canonical_symbol text, ts_utc text, open text, high text, low text, close text, volume text, source text, vwap text, trade_count text)';
     PERFORM 'PRAGMA:TABLE: tickagg_bars_seen (canonical_symbol text, first_ts timestamptz, last_ts timestamptz, ts_list timestamptz[], line_list bigint[])';
     PERFORM tickagg.assert_plain_stage('tickagg_bars_stage');
+    IF p_parts IS NULL OR p_parts < 1 OR p_part IS NULL OR p_part NOT BETWEEN 0 AND p_parts - 1 THEN
+        RAISE EXCEPTION 'part % of % is not a part', p_part, p_parts
+            USING ERRCODE = 'TK004', HINT = 'p_part counts from 0 and is below p_parts (at least 1)';
+    END IF;
     -- A caller that sends a file in chunks creates tickagg_bars_seen first
     -- (runner/queries.py), so it outlives each chunk's commit; for a caller that
     -- sends all its rows at once it stays empty.
@@ -83,7 +96,6 @@ BEGIN
                 FROM (
                     SELECT
                         g.*,
-                        g.ctid AS stage_row,
                         -- the text without a final Z, with a space at the 11th character
                         CASE
                             WHEN v_fast AND g.ts_utc ~ '^[0-9T :.Z-]+$'
@@ -98,7 +110,34 @@ BEGIN
                             octet_length(g.open), octet_length(g.high), octet_length(g.low),
                             octet_length(g.close), octet_length(g.volume)
                         ) <= 40 AS prices_plain
-                    FROM pg_temp.tickagg_bars_stage AS g
+                    FROM (
+                        SELECT st.*, st.ctid AS stage_row
+                        FROM pg_temp.tickagg_bars_stage AS st
+                        WHERE
+                            p_parts = 1
+                            OR p_part = (
+                                (
+                                    hashtext(
+                                        coalesce(st.canonical_symbol, '') || '|'
+                                        || coalesce(
+                                            -- the UTC day: the text's own for a time in UTC
+                                            -- (read without parsing it), else the parsed one
+                                            CASE
+                                                WHEN
+                                                    left(st.ts_utc, 19) LIKE '____-__-_____:__:__'
+                                                    AND (length(st.ts_utc) = 19 OR st.ts_utc LIKE '___________________Z')
+                                                    AND substr(st.ts_utc, 11, 1) IN ('T', ' ')
+                                                    AND substr(st.ts_utc, 12, 2) < '24' AND substr(st.ts_utc, 18, 2) < '60'
+                                                    THEN left(st.ts_utc, 10)
+                                                ELSE to_char(tickagg.parse_timestamptz(st.ts_utc) AT TIME ZONE 'UTC', 'YYYY-MM-DD')
+                                            END,
+                                            -- no time: by line
+                                            st.line_no::text
+                                        )
+                                    )::bigint % p_parts + p_parts
+                                ) % p_parts
+                            )::integer
+                    ) AS g
                     -- (OFFSET 0, twice: each expression computed once per row, not once per reference)
                     OFFSET 0
                 ) AS x
@@ -256,8 +295,12 @@ BEGIN
             -- believed empty re-read the pages this statement was filling, for every
             -- row: 290k rows took minutes). The writes below sort their rows first,
             -- so every probe is done before the first row is written.
+            -- (with the rows a stored bar of a higher-ranked source keeps out, to count them)
             changed AS (
-                SELECT k.*, b.canonical_symbol IS NOT NULL AS stored
+                SELECT
+                    k.*,
+                    b.canonical_symbol IS NOT NULL AS stored,
+                    coalesce(k.source_rank < b.source_rank, false) AS outranked
                 FROM ranked AS k
                 LEFT JOIN LATERAL (
                     SELECT s.*
@@ -269,7 +312,7 @@ BEGIN
                     k.reason IS NULL AND k.line_no = k.first_line
                     AND (
                         b.canonical_symbol IS NULL
-                        OR k.source_rank > b.source_rank
+                        OR k.source_rank <> b.source_rank
                         OR (
                             k.source_rank = b.source_rank
                             AND (k.open, k.high, k.low, k.close, k.volume, k.vwap, k.trade_count, k.source)
@@ -299,7 +342,7 @@ BEGIN
                     k.canonical_symbol, '1m', k.ts_utc, k.open, k.high, k.low, k.close, k.volume, k.vwap,
                     k.trade_count, k.source, k.source_rank
                 FROM changed AS k
-                WHERE k.stored
+                WHERE k.stored AND NOT k.outranked
                 ORDER BY k.canonical_symbol, k.ts_utc
                 ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
                     open = excluded.open,
@@ -328,11 +371,12 @@ BEGIN
                 (SELECT count(*) FROM ranked),
                 (SELECT count(*) FROM inserted) + (SELECT count(*) FROM upserted),
                 (SELECT count(*) FROM rejected),
+                (SELECT count(*) FROM changed AS k WHERE k.outranked),
                 (
                     SELECT coalesce(jsonb_agg(jsonb_build_object('line_no', f.line_no, 'reason', f.reason)), '[]')
                     FROM (SELECT x.line_no, x.reason FROM rejected AS x ORDER BY x.line_no LIMIT 20) AS f
                 )
-            INTO v_total, v_landed, v_rejected, v_rejects;
+            INTO v_total, v_landed, v_rejected, v_outranked, v_rejects;
             EXIT;
         EXCEPTION
             WHEN data_exception THEN
@@ -356,19 +400,21 @@ BEGIN
         rows_total = ib.rows_total + v_total,
         rows_landed = ib.rows_landed + v_landed,
         rows_rejected = ib.rows_rejected + v_rejected,
-        rows_unchanged = ib.rows_unchanged + (v_total - v_landed - v_rejected)
+        rows_outranked = ib.rows_outranked + v_outranked,
+        rows_unchanged = ib.rows_unchanged + (v_total - v_landed - v_rejected - v_outranked)
     WHERE ib.batch_id = v_batch_id;
 
     RETURN jsonb_build_object(
         'batch_id', v_batch_id,
         'rows_total', v_total,
         'rows_landed', v_landed,
-        'rows_unchanged', v_total - v_landed - v_rejected,
+        'rows_unchanged', v_total - v_landed - v_rejected - v_outranked,
+        'rows_outranked', v_outranked,
         'rows_rejected', v_rejected,
         'rejects', v_rejects
     );
 END
 $$;
 
-COMMENT ON FUNCTION tickagg.ingest_staged_bars(text, text, bigint, bigint) IS
-'Validate and land (a chunk of) the 1-minute bars staged in the session''s temp table tickagg_bars_stage; rejects keep line and reason.';
+COMMENT ON FUNCTION tickagg.ingest_staged_bars(text, text, bigint, bigint, integer, integer) IS
+'Validate and land (a chunk of, or one part of a chunk of) the 1-minute bars staged in the session''s temp table tickagg_bars_stage; rejects keep line and reason.';

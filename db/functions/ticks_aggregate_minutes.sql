@@ -8,15 +8,7 @@
 --            rows of timeframe '1m', recorded by ticks_record_late), re-aggregated
 --            from all their ticks and written as live_gap_filled, unless the bar
 --            there is already identical.
--- A bar: open/close = price of the first/last tick by (ts_utc, tick_seq), high,
--- low, trade_count = ticks, volume = sum of sizes when any tick of the minute has
--- one (volume_kind 'size'), else the tick count ('ticks'); vwap = sum(price *
--- size) / sum(size), or the mean price when there is no size. Price = last, or
--- (bid + ask) / 2 for symbols priced by mid. A minute without ticks has no bar.
--- Ticks are the truth for a tick-fed symbol: a re-aggregated minute replaces
--- whatever bar is there when the content differs, even a live_aggregated one
--- (the only write of a lower rank over a higher one; the row keeps the higher
--- source_rank; README "Ticks"). Late minutes beyond p_max_windows minutes after
+-- The bars: ticks_write_minutes. Late minutes beyond p_max_windows minutes after
 -- the first stay queued for the next run. Returns jsonb like
 -- catchup_aggregation_range; agg_finish moves the cursor.
 CREATE OR REPLACE FUNCTION tickagg.ticks_aggregate_minutes(
@@ -105,87 +97,15 @@ BEGIN
     v_ranges := v_ranges + v_dirty;
 
     IF NOT isempty(v_ranges) THEN
-        WITH src AS (
+        SELECT coalesce(sum(w.minutes), 0), coalesce(sum(w.written), 0) INTO v_minutes, v_written
+        FROM (
             SELECT
-                date_trunc('minute', t.ts_utc) AS minute,
-                date_part('epoch', t.ts_utc) AS epoch,
-                t.tick_seq,
-                CASE WHEN v_mid THEN (t.bid + t.ask) / 2 ELSE t.last_price END AS price,
-                t.size
+                array_agg(p_canonical_symbol) AS symbols, array_agg(v_mid) AS mids,
+                array_agg(lower(r.span)) AS lowers, array_agg(upper(r.span)) AS uppers,
+                array_agg(v_cursor) AS live_from
             FROM unnest(v_ranges) AS r (span)
-            INNER JOIN tickagg.ticks AS t
-                ON
-                    t.canonical_symbol = p_canonical_symbol
-                    AND t.ts_utc >= lower(r.span)
-                    AND t.ts_utc < upper(r.span)
-        ),
-        minutes AS (
-            SELECT
-                s.minute,
-                -- epoch seconds as float8 keep microsecond order (spacing < 1 us
-                -- until 2200); tick_seq breaks ties; both exact in float8
-                (min(ARRAY[s.epoch, s.tick_seq::double precision, s.price]))[3] AS open,
-                max(s.price) AS high,
-                min(s.price) AS low,
-                (max(ARRAY[s.epoch, s.tick_seq::double precision, s.price]))[3] AS close,
-                count(*) AS trade_count,
-                count(s.size) AS sized,
-                sum(s.size) AS size_sum,
-                sum(s.price * s.size) AS notional,
-                avg(s.price) AS mean_price
-            FROM src AS s
-            GROUP BY s.minute
-        ),
-        bars AS (
-            SELECT
-                m.minute, m.open, m.high, m.low, m.close, m.trade_count,
-                CASE WHEN m.sized > 0 THEN m.size_sum ELSE m.trade_count END AS volume,
-                CASE WHEN m.sized > 0 THEN 'size' ELSE 'ticks' END AS volume_kind,
-                -- clamped: a sum of products may round a hair outside [low, high]
-                greatest(m.low, least(m.high,
-                    CASE WHEN m.size_sum > 0 THEN m.notional / m.size_sum ELSE m.mean_price END
-                )) AS vwap,
-                CASE WHEN m.minute >= v_cursor THEN 'live_aggregated' ELSE 'live_gap_filled' END AS source
-            FROM minutes AS m
-        ),
-        written AS (
-            INSERT INTO tickagg.data_bars AS b (
-                canonical_symbol, timeframe, ts_utc, open, high, low, close, volume, vwap, trade_count,
-                volume_kind, source, source_rank
-            )
-            SELECT
-                p_canonical_symbol, '1m', x.minute, x.open, x.high, x.low, x.close, x.volume, x.vwap,
-                x.trade_count, x.volume_kind, x.source, bs.source_rank
-            FROM bars AS x
-            INNER JOIN tickagg.bar_sources AS bs ON bs.source = x.source
-            ORDER BY x.minute
-            ON CONFLICT (canonical_symbol, timeframe, ts_utc) DO UPDATE SET
-                open = excluded.open,
-                high = excluded.high,
-                low = excluded.low,
-                close = excluded.close,
-                volume = excluded.volume,
-                vwap = excluded.vwap,
-                trade_count = excluded.trade_count,
-                volume_kind = excluded.volume_kind,
-                source = excluded.source,
-                -- never lowered: a patched live_aggregated minute keeps rank 30, so
-                -- the patch also wins where versions are rank-major (ClickHouse)
-                source_rank = greatest(b.source_rank, excluded.source_rank),
-                change_no = nextval('tickagg.bar_change_seq'),
-                updated_at = now()
-            WHERE
-                excluded.source_rank > b.source_rank
-                OR (b.open, b.high, b.low, b.close, b.trade_count, b.volume_kind)
-                IS DISTINCT FROM (
-                    excluded.open, excluded.high, excluded.low, excluded.close, excluded.trade_count,
-                    excluded.volume_kind
-                )
-                OR tickagg.float_differs(b.volume, excluded.volume)
-                OR tickagg.float_differs(b.vwap, excluded.vwap)
-            RETURNING 1
-        )
-        SELECT (SELECT count(*) FROM minutes), (SELECT count(*) FROM written) INTO v_minutes, v_written;
+        ) AS a
+        CROSS JOIN LATERAL tickagg.ticks_write_minutes(a.symbols, a.mids, a.lowers, a.uppers, a.live_from) AS w;
     END IF;
 
     DELETE FROM tickagg.agg_invalidations AS i WHERE i.invalidation_id = ANY(v_invalidation_ids);

@@ -11,10 +11,20 @@ AFTER UPDATE ON tickagg.data_bars
 REFERENCING NEW TABLE AS changed_rows
 FOR EACH STATEMENT EXECUTE FUNCTION tickagg.invalidate_from_data_bars();
 
-CREATE OR REPLACE TRIGGER data_bars_invalidate_delete
-AFTER DELETE ON tickagg.data_bars
-REFERENCING OLD TABLE AS changed_rows
-FOR EACH STATEMENT EXECUTE FUNCTION tickagg.invalidate_from_data_bars();
+-- A compressed TimescaleDB hypertable refuses DELETE triggers with transition
+-- tables: there deleted rows reach this function through data_bars_deleted.
+DO $$
+BEGIN
+    IF tickagg.data_bars_compressed() THEN
+        PERFORM tickagg.data_bars_collect_deletes();
+    ELSE
+        CREATE OR REPLACE TRIGGER data_bars_invalidate_delete
+        AFTER DELETE ON tickagg.data_bars
+        REFERENCING OLD TABLE AS changed_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION tickagg.invalidate_from_data_bars();
+    END IF;
+END
+$$;
 
 -- Rejects go with their batch (see ingest_batches_deleted).
 CREATE OR REPLACE TRIGGER ingest_batches_delete_rejects

@@ -8,9 +8,10 @@ SELECT
     b.rows_total,
     b.rows_landed,
     b.rows_unchanged,
-    b.rows_rejected
+    b.rows_rejected,
+    b.rows_outranked
 FROM tickagg.ingest_batches AS b
 ORDER BY b.batch_id DESC;
 
 COMMENT ON VIEW tickagg.ingest_batches_recent IS
-'Bar ingest batches with rows total, landed, unchanged and rejected, newest first.';
+'Bar ingest batches with rows total, landed, unchanged, rejected and outranked (kept out by a stored bar of a higher-ranked source), newest first.';
