@@ -285,3 +285,37 @@ def test_tick_edges_second_60_extra_field_and_3_digit_exponents(dsn, conn, tick_
     }
     s = lambda i: t0 + dt.timedelta(seconds=i)  # noqa: E731
     assert got == {s(0): (100.5, 2), s(2): (100.5, 1e308), s(3): (100.5, 2), s(5): (100.5, 2)}
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_unreadable_lines_in_many_chunks_landed_by_parts(
+    dsn, bar_symbol, tmp_path, monkeypatch, jobs
+):
+    """A file of many chunks with unreadable lines here and there, landed by one or
+    two sessions at once (--jobs): each such line rejected once, every good row
+    landed, the totals and the batch counting each line once."""
+    from runner import db, ingest
+
+    conn = bar_symbol
+    monkeypatch.setattr(ingest, "CHUNK_BYTES", 600)
+    bad = {5: b"UB,\xff", 23: b"UB,2025-09-01T00:01:00Z,1\x00", 41: b'UB,"open', 77: b"\xfe\xff"}
+    lines, good = [BARS_HEADER.encode()], set()
+    for n in range(2, 120):
+        if n in bad:
+            lines.append(bad[n])
+        else:
+            lines.append(bar(n).encode())
+            good.add(T0 + dt.timedelta(minutes=n))
+    path = tmp_path / "many.csv"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with db.make_pool(dsn, max_size=jobs) as pool:
+        res = ingest.ingest_bars_file(pool, str(path), jobs=jobs)
+    assert (res["rows_total"], res["rows_rejected"]) == (118, 4), res
+    assert [r["line_no"] for r in res["rejects"]] == sorted(bad)
+    assert landed_bars(conn) == good
+    assert sorted(bar_rejects(conn, res["batch_id"])) == sorted(bad)
+    batch = conn.execute(
+        "SELECT rows_total, rows_rejected FROM tickagg.ingest_batches WHERE batch_id = %s",
+        (res["batch_id"],),
+    ).fetchone()
+    assert (batch["rows_total"], batch["rows_rejected"]) == (118, 4)
