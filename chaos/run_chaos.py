@@ -81,29 +81,12 @@ FULL_FORM_ONLY = {"calendar_change", "external_input"}
 # there): a problem raised under one of these keys is reported `known`, with how to
 # see it, instead of failing the run. Every other problem fails it.
 KNOWN_DEFECTS: dict[str, str] = {
-    "bars/huge_field": "a bar file with a field over 131,072 bytes: `_csv.Error: field larger"
-    " than field limit` traceback, exit 1, no line, the file's good rows not landed (issue 23"
-    " item 13; runner/ingest.py). See: --only bad_input, file bad_bars_huge_field.csv",
-    "ticks/huge_field": "the same for a tick file (runner/ingest_ticks.py)",
-    "bars/binary": "random bytes as a bar file: UnicodeDecodeError traceback from the header"
-    " reader and exit 1, not one line and exit 2 (issue 23 item 13)",
-    "bars/garbage_after_good": "a 0xff byte after good rows: exit 1 `invalid byte sequence for"
-    " encoding UTF8`, no line, the good rows before and after it not landed (issue 23 item 13)",
-    "runner_fn/partitions_ahead": "as a login granted only tickagg_runner,"
-    " `SELECT tickagg.ticks_ensure_partitions('2030-01-01', '2030-03-01')` creates ~60 empty"
-    " future tick partitions (issue 23 item 11)",
-    "runner_fn/retention_clock": "as the runner role, `ticks_retention_run('2100-01-01')` trusts"
-    " the caller's clock: drops recent tick partitions, creates ones for 2100 (issue 23 item 11)",
-    "runner_fn/finish_cursor": "as the runner role, agg_get_due_tasks + `agg_finish(...,"
-    " p_cursor_to => '2090-01-01')` moves a task's cursor to 2090 (issue 23 item 11)",
     "indicators/after_restart": "after the restart attack (corrections of a quarter of the"
     " minutes landing while the server restarts under two runners), an indicator of a crypto"
     " symbol can differ from TA-Lib (seen: CH_CRYPTO0 4h atr, relative error 4e-5, seeds 30"
     " and 31 of the short form on a quiet machine; timing-dependent): a series not recomputed"
     " after its bars were corrected. Not diagnosed (indicators_step rewinds / the run cut by"
     " the restart). See: chaos/run_chaos.py --short --seed 31 --only pg_restart",
-    "bars/second_60": "`2025-09-01T01:01:60Z` is accepted as 01:02, so a good row of 01:02"
-    " later in the file is rejected as its duplicate (issue 23 item 14; parse_timestamptz)",
 }
 
 
@@ -755,11 +738,13 @@ class Chaos:
                 after = self.runner_function_state()
                 o.check(after == before, f"{stmt[:60]}... as the runner role changed (tick"
                         f" partitions, ticks, a cursor) from {before} to {after}", key)  # fmt: skip
-        with self.conn() as c:  # repair what a hole let through, for the attacks after this
-            c.execute("UPDATE tickagg.data_agg_state SET last_agg_bar_ts_utc = %s,"
-                      " status = 'idle', claim_token = NULL, lease_expires_at = NULL"
-                      " WHERE (canonical_symbol, timeframe, task_kind) = (%s, %s, %s)",
-                      (cursor, *task))  # fmt: skip
+        # the admin's repair of a cursor (and of the claim the probe left), for the
+        # attacks after this
+        o.tries += 1
+        p = self.cli.run(self.admin, "tasks", "reset", task[0], "--timeframe", task[1],
+                         "--kind", task[2], "--cursor", cursor.isoformat(), "--force")  # fmt: skip
+        o.check(p.returncode == 0, f"tasks reset --cursor: exit {p.returncode} {p.stderr[-300:]}")
+        o.check(self.runner_function_state()[2] == cursor, "tasks reset --cursor left the cursor")
         o.tries += 1
         try:
             p = self.cli.run(self.admin, "gaps", "--symbol", "CH_CRYPTO0", "--timeframe", "5m",
@@ -788,10 +773,14 @@ class Chaos:
                      "--source", "ticks", "--inactive")  # fmt: skip
         cases = [(kind, *case) for kind, cases in (("bars", bad_bar_cases()),
                  ("ticks", bad_tick_cases())) for case in cases]  # fmt: skip
+        def path(kind: str, name: str) -> Path:  # a case named *_parquet is a .parquet file
+            suffix = ".parquet" if name.endswith("_parquet") else ".csv"
+            return self.root / f"bad_{kind}_{name}{suffix}"
+
         for kind, name, body, *_ in cases:
-            (self.root / f"bad_{kind}_{name}.csv").write_bytes(body)
+            path(kind, name).write_bytes(body)
         done = self.cli.run_many(self.admin, [
-            ("ingest", kind, str(self.root / f"bad_{kind}_{name}.csv"), "--json")
+            ("ingest", kind, str(path(kind, name)), "--json")
             for kind, name, *_ in cases])  # fmt: skip
         for (kind, name, _, want_exit, must_reject, must_land), p in zip(cases, done, strict=True):
             o.tries += 1
@@ -1257,7 +1246,20 @@ def bad_bar_cases() -> list[BadCase]:
         mixed_file(BARS_HEADER.rsplit(",", 3)[0], [good(50), bad(51, o="1" * 200_000), good(52)],
                    name="huge_field"),
         mixed_file(BARS_HEADER.rsplit(",", 3)[0],
-                   [bad(61, stamp="2025-09-01T01:01:60Z"), good(62)], name="second_60"),
+                   [bad(61, stamp="2025-09-01T01:01:60Z"), good(62),
+                    bad(63, stamp="2025-09-01T24:00:00Z"), good(24 * 60)], name="second_60"),
+        mixed_file(BARS_HEADER.rsplit(",", 3)[0],
+                   [good(64), bad(65, stamp='"2025-09-01T01:05:00Z'), good(66)],
+                   name="open_quote"),
+        mixed_file(BARS_HEADER.rsplit(",", 3)[0],
+                   [good(67), bad(68, c="11\x00"), good(69)], name="nul_byte"),
+        mixed_file(BARS_HEADER.rsplit(",", 3)[0],
+                   [(f"CH_BAD,{ts(70):%Y-%m-%dT%H:%M:%SZ},10,12,9,11,1e308", True, ts(70)),
+                    (f"CH_BAD,{ts(71):%Y-%m-%dT%H:%M:%SZ},1.0e001,12,9,11,5", True, ts(71)),
+                    bad(72, v="1e309")], name="big_exponents"),
+        ("not_parquet", b"PAR1" + bytes(random.Random(9).randrange(256) for _ in range(2048)),
+         {2}, [], []),
+        ("truncated_parquet", truncated_parquet(), {2}, [], []),
         mixed_file(BARS_HEADER.rsplit(",", 3)[0], [good(30), good(31)], name="crlf",
                    newline="\r\n"),  # fmt: skip
         mixed_file(BARS_HEADER.rsplit(",", 3)[0], [good(32), good(33)], name="bom",
@@ -1302,12 +1304,36 @@ def bad_tick_cases() -> list[BadCase]:
             [good(30), (row(31, last="1" * 200_000), False, None), good(32)],
             name="huge_field",
         ),
+        mixed_file(TICKS_HEADER, [good(40), (row(41, stamp=f"{ts(41):%Y-%m-%dT%H:%M}:60Z"),
+                                   False, None), (row(42, stamp=f"{ts(42):%Y-%m-%d}T24:00:00Z"),
+                                   False, None), (row(43) + ",extra", False, None),
+                                  (row(44, size="1e308"), True, ts(44)),
+                                  (row(45, last='"100.5'), False, None), good(46),
+                                  (row(47, last="100\x00"), False, None), good(48),
+                                  (row(49) + "\udcff", False, None), good(50)],
+                   name="edges"),  # fmt: skip
         mixed_file(TICKS_HEADER, [good(20), good(21)], name="crlf", newline="\r\n"),
         mixed_file(TICKS_HEADER, [good(22), good(23)], name="bom", prefix=b"\xef\xbb\xbf"),
         ("wrong_header", b"sym,time,price\nCH_BADT,2025-09-01T00:00:00Z,1\n", {2}, [], []),
         ("empty", b"", {2}, [], []),
         ("binary", bytes(random.Random(8).randrange(256) for _ in range(4096)), {2}, [], []),
     ]
+
+
+def truncated_parquet() -> bytes:
+    """The first half of a real Parquet file of bars."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t0 = dt.datetime(2025, 9, 1, tzinfo=UTC)
+    n = 2000
+    buf = io.BytesIO()
+    pq.write_table(pa.table({
+        "canonical_symbol": ["CH_BAD"] * n,
+        "ts_utc": [t0 + dt.timedelta(minutes=i) for i in range(n)],
+        **{c: [10.0] * n for c in ("open", "high", "low", "close", "volume")},
+    }), buf)  # fmt: skip
+    return buf.getvalue()[: len(buf.getvalue()) // 2]
 
 
 def table_counts(c) -> dict[str, int]:

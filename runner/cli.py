@@ -721,12 +721,24 @@ def tasks_disable(obj: Ctx, symbol, timeframe, task_kind):
     is_flag=True,
     help="Also reset hard_failed tasks (acknowledges the failure) and tasks under a live lease.",
 )
+@click.option(
+    "--cursor",
+    default=None,
+    help="Also set the cursor (ISO 8601, UTC when no offset) to the start of the bucket"
+    " holding it: back, the bars after it are built again; forward, only as far as the"
+    " source has data. Admin role only.",
+)
 @click.pass_obj
-def tasks_reset(obj: Ctx, symbol, timeframe, task_kind, force):
+def tasks_reset(obj: Ctx, symbol, timeframe, task_kind, force, cursor):
     """Reset tasks of SYMBOL to idle, due now: streaks, lease and last error cleared,
-    cursor kept."""
+    cursor kept unless --cursor."""
     with obj.pool().connection() as conn, conn.transaction():
-        res = queries.agg_task_reset(conn, symbol, timeframe, task_kind, force)
+        if cursor is None:
+            res = queries.agg_task_reset(conn, symbol, timeframe, task_kind, force)
+        else:
+            res = queries.agg_task_set_cursor(
+                conn, symbol, timeframe, task_kind, _parse_ts(cursor), force
+            )
     click.echo(json.dumps(res, default=str))
 
 
@@ -1339,9 +1351,16 @@ def verify(obj: Ctx, symbol, from_, to, as_json):
                 "nothing to verify: no symbol has an export task"
                 " (`tickagg export` or `tickagg sync` with --clickhouse-url creates them)"
             )
-        drift = []
+        drift, days = [], 0
         for s in symbols:
-            drift.extend(clickhouse.verify_symbol(conn, ch, s, _parse_ts(from_), _parse_ts(to)))
+            d, n = clickhouse.compare_symbol(conn, ch, s, _parse_ts(from_), _parse_ts(to))
+            drift.extend(d)
+            days += n
+    if not days:
+        raise TickaggError(
+            f"nothing compared: neither PostgreSQL nor ClickHouse holds a bar of the"
+            f" {len(symbols)} symbol(s){' in the range' if from_ or to else ''}"
+        )
     if as_json:
         _echo_json({"symbols": symbols, "drift": drift})
     else:

@@ -474,6 +474,12 @@ FAR_FUTURE = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
 
 def verify_symbol(conn, client, symbol: str, from_ts=None, to_ts=None) -> list[dict]:
     """Per timeframe and UTC day where PostgreSQL and ClickHouse differ."""
+    return compare_symbol(conn, client, symbol, from_ts, to_ts)[0]
+
+
+def compare_symbol(conn, client, symbol: str, from_ts=None, to_ts=None) -> tuple[list[dict], int]:
+    """(verify_symbol's drift, how many timeframe-days either side holds): 0 days
+    means nothing was compared."""
     lo, hi = from_ts or FAR_PAST, to_ts or FAR_FUTURE
     pg = {
         (r["timeframe"], r["day"]): (int(r["bars"]), int(r["checksum"]))
@@ -496,7 +502,8 @@ def verify_symbol(conn, client, symbol: str, from_ts=None, to_ts=None) -> list[d
         ) from exc
     ch = {(tf, day): (int(n), int(cs)) for tf, day, n, cs in res.result_rows}
     drift = []
-    for key in sorted(set(pg) | set(ch)):
+    days = sorted(set(pg) | set(ch))
+    for key in days:
         p, c = pg.get(key), ch.get(key)
         if p != c:
             drift.append(
@@ -509,4 +516,4 @@ def verify_symbol(conn, client, symbol: str, from_ts=None, to_ts=None) -> list[d
                     "checksum_match": bool(p and c and p[1] == c[1]),
                 }
             )
-    return drift
+    return drift, len(days)

@@ -27,7 +27,7 @@ OK, WARN, FAIL = "OK", "WARN", "FAIL"
 PINNED_SEARCH_PATH = "search_path=pg_catalog, tickagg, pg_temp"
 RUNNER_ROLE = "tickagg_runner"
 # revoked from the runner role on purpose in db/post/999_grants.sql
-RUNNER_DENIED = ("ticks_ensure_partitions",)
+RUNNER_DENIED = ("ticks_ensure_partitions", "agg_task_set_cursor")
 STUCK_LEASE_GRACE = "5 minutes"
 BLOAT_RATIO = 0.5
 BLOAT_MIN_DEAD = 50  # autovacuum's own base threshold: below it a ratio means little

@@ -8,6 +8,7 @@ of a temp stage. Only a chunk that does not COPY is re-read record by record
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -25,6 +26,7 @@ CHUNK_BYTES = 16 * 1024 * 1024
 PARQUET_BATCH_ROWS = 250_000
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".txt")
+RAW_LINE_CHARS = 1000  # of an unreadable line, kept with its reject
 
 
 class MisalignedChunk(Exception):
@@ -47,10 +49,24 @@ def file_kind(path: str) -> str:
 
 def csv_header(path: str) -> list[str]:
     with open_binary(path) as fh:
-        header_line = fh.readline().decode("utf-8-sig")
+        try:
+            header_line = fh.readline().decode("utf-8-sig")
+        except (UnicodeDecodeError, OSError, EOFError) as exc:  # (OSError: not gzip)
+            raise InputFormatError(f"{path}: line 1: not a CSV header ({_why(exc)})") from None
     if not header_line.strip():
         raise InputFormatError(f"{path}: file is empty (no header)")
-    return next(csv.reader([header_line]))
+    if "\x00" in header_line:
+        raise InputFormatError(f"{path}: line 1: not a CSV header (a NUL byte)")
+    try:
+        return next(csv.reader([header_line]))
+    except csv.Error as exc:
+        raise InputFormatError(f"{path}: line 1: not a CSV header ({exc})") from None
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start} is not UTF-8 text"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def csv_chunks(path: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
@@ -59,8 +75,15 @@ def csv_chunks(path: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
     with open_binary(path) as fh:
         fh.readline()  # the header
         rest = b""
+        lines_read = 1
         while True:
-            block = fh.read(chunk_bytes)
+            try:
+                block = fh.read(chunk_bytes)
+            except (OSError, EOFError) as exc:  # a .gz cut short or corrupt
+                raise InputFormatError(
+                    f"{path}: cannot be read after line {lines_read} ({_why(exc)});"
+                    " the lines up to it have been ingested"
+                ) from None
             if not block:
                 if rest.strip():
                     yield rest if rest.endswith(b"\n") else rest + b"\n"
@@ -73,6 +96,7 @@ def csv_chunks(path: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
                 rest = block
                 continue
             rest = block[cut + 1 :]
+            lines_read += block.count(b"\n", 0, cut + 1)
             yield block[: cut + 1]
 
 
@@ -95,25 +119,50 @@ def record_end(block: bytes) -> int:
 def parquet_names(path: str) -> list[str]:
     import pyarrow.parquet as pq
 
-    return list(pq.ParquetFile(path).schema_arrow.names)
+    with _parquet_errors(path, "its schema"):
+        return list(pq.ParquetFile(path).schema_arrow.names)
+
+
+@contextlib.contextmanager
+def _parquet_errors(path: str, where: str) -> Iterator[None]:
+    """pyarrow's errors on a corrupt, truncated or non-Parquet file as one line
+    (InputFormatError: exit 2), not a traceback."""
+    import pyarrow as pa
+
+    try:
+        yield
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InputFormatError(
+            f"{path}: not a readable Parquet file at {where} ({_why(exc)})"
+        ) from None
 
 
 def parquet_chunks(path: str, batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[bytes]:
-    """Each batch of rows as CSV lines without header, one line per row."""
+    """Each batch of rows as CSV lines without header, one line per row. A batch that
+    cannot be read ends the file with InputFormatError naming the rows before it;
+    the batches before it have landed."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(path)
-    names = list(pf.schema_arrow.names)
-    for batch in pf.iter_batches(batch_size=batch_rows):
-        arrays = [_as_csv_text(col) for col in batch.columns]
+    with _parquet_errors(path, "its schema"):
+        pf = pq.ParquetFile(path)
+        names = list(pf.schema_arrow.names)
+    batches = pf.iter_batches(batch_size=batch_rows)
+    rows_read = 0
+    while True:
+        with _parquet_errors(path, f"the rows after row {rows_read}"):
+            batch = next(batches, None)
+            if batch is None:
+                return
+            arrays = [_as_csv_text(col) for col in batch.columns]
         buf = io.BytesIO()
         pacsv.write_csv(
             pa.RecordBatch.from_arrays(arrays, names=names),
             buf,
             write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed"),
         )
+        rows_read += batch.num_rows
         yield buf.getvalue()
 
 
@@ -187,17 +236,95 @@ def copy_chunk(conn: psycopg.Connection, copy_sql, chunk: bytes) -> None:
             raise MisalignedChunk
 
 
-def records(chunk: bytes, line_offset: int) -> Iterator[tuple[int, list[str]]]:
-    """(line number, fields) of every non-blank record of a chunk, read by Python;
-    a record's line is the physical line it starts on."""
-    reader = csv.reader(io.StringIO(chunk.decode("utf-8", "replace"), newline=""))
-    start = 1
-    for record in reader:
-        line_no = line_offset + start
-        start = reader.line_num + 1
-        if not record or (len(record) == 1 and not record[0].strip()):
-            continue  # blank line
-        yield line_no, record
+def records(chunk: bytes, line_offset: int) -> Iterator[tuple[int, list[str], str | None]]:
+    """(line number, fields, problem) of every non-blank record of a chunk, read by
+    Python; a record's line is the physical line it starts on. A record that cannot
+    be read has a problem (bytes that are not UTF-8 text, a NUL byte, a field over
+    csv's limit, a quote never closed) and, for its only field, its line's text
+    (such bytes replaced, cut at RAW_LINE_CHARS); reading goes on at the next line,
+    so the records around it are kept."""
+    lines = chunk.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    texts: list[str | None] = []
+    problems: dict[int, str] = {}
+    for i, raw in enumerate(lines):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            text, problems[i] = None, _why(exc)
+        if text is not None and "\x00" in text:
+            text, problems[i] = None, "a NUL byte"
+        texts.append(text)
+
+    def feed(start: int) -> Iterator[str]:
+        for j in range(start, len(texts)):  # (not a slice: one per record is quadratic)
+            if texts[j] is None:
+                return  # a record cannot run on through an unreadable line
+            yield texts[j] + "\n"
+
+    def unreadable(i: int, problem: str) -> tuple[int, list[str], str]:
+        raw = lines[i][: RAW_LINE_CHARS * 4].decode("utf-8", "replace").replace("\x00", "\ufffd")
+        return line_offset + i + 1, [raw[:RAW_LINE_CHARS]], f"line is not readable: {problem}"
+
+    def blank(record: list[str] | None) -> bool:
+        return not record or (len(record) == 1 and not record[0].strip())
+
+    i = 0
+    while i < len(lines):
+        if i in problems:
+            yield unreadable(i, problems[i])
+            i += 1
+            continue
+        # one reader for as long as the lines read; a record it cannot read is read
+        # again alone (_one_record), and a new reader starts after it
+        reader = csv.reader(feed(i), strict=True)
+        base = i
+        while True:
+            start = base + reader.line_num  # the line the next record starts on
+            try:
+                record = next(reader)
+            except StopIteration:
+                i = base + reader.line_num
+                break
+            except csv.Error:
+                try:
+                    record, used = _one_record(lambda s=start: feed(s))
+                except _Unreadable as exc:
+                    yield unreadable(start, str(exc))
+                    i = start + 1
+                    break
+                if not blank(record):
+                    yield line_offset + start + 1, record, None
+                i = start + max(used, 1)
+                break
+            if not blank(record):
+                yield line_offset + start + 1, record, None
+
+
+class _Unreadable(Exception):
+    """A record csv cannot read (the message says why)."""
+
+
+def _one_record(lines: Callable[[], Iterator[str]]) -> tuple[list[str] | None, int]:
+    """The first record of lines() and how many lines it took. Read strictly first,
+    only to tell a quote never closed (strict: "unexpected end of data") from a
+    field that runs on over lines; strict's other complaints (text after a closing
+    quote) are read leniently, as this reader always read them."""
+    for strict in (True, False):
+        reader = csv.reader(lines(), strict=strict)
+        try:
+            return next(reader, None), reader.line_num
+        except csv.Error as exc:
+            if "end of data" in str(exc) or ("field limit" in str(exc) and reader.line_num > 1):
+                raise _Unreadable("a quoted field is never closed") from None
+            if "field limit" in str(exc):
+                raise _Unreadable(
+                    f"a field is longer than {csv.field_size_limit():,} characters"
+                ) from None
+            if not strict:
+                raise _Unreadable(str(exc)) from None
+    raise AssertionError("unreachable: the lenient pass returns or raises")
 
 
 def stage_chunk(
@@ -206,7 +333,7 @@ def stage_chunk(
     line_offset: int,
     create_stage: Callable[[], None],
     copy_sql,
-    write_records: Callable[[Iterator[tuple[int, list[str]]]], None],
+    write_records: Callable[[Iterator[tuple[int, list[str], str | None]]], None],
 ) -> bool:
     """Stage a chunk in the caller's transaction: COPY it straight in, or (when it
     does not COPY) re-read it and let write_records stage its records. True when

@@ -77,13 +77,20 @@ def open_bars_file(path: str) -> tuple[list[str], Iterator[bytes]]:
 
 
 def _stage_rows(
-    records: Iterator[tuple[int, list[str]]], columns: list[str], line_offset: int
+    records: Iterator[tuple[int, list[str], str | None]],
+    columns: list[str],
+    line_offset: int,
+    unreadable: list[tuple[int, str, str]],
 ) -> Iterator[StageRow]:
     """A re-read chunk's records as stage rows, the way this reader always read a
     file: a missing field is empty, fields past the header's are ignored, an empty
-    field is NULL."""
+    field is NULL. A record that could not be read goes to unreadable instead
+    (line, reason, its line's text), for _reject_unreadable."""
     wanted = queries.STAGE_COLUMNS[1:]
-    for line_no, record in records:
+    for line_no, record, problem in records:
+        if problem is not None:
+            unreadable.append((line_no, problem, record[0]))
+            continue
         values = dict.fromkeys(wanted)
         for col, v in zip(columns, record, strict=False):
             if col in values:
@@ -111,6 +118,7 @@ def ingest_chunk(
 ) -> dict:
     """Land one chunk (this session's part of it) in ONE transaction (committed on return)."""
     ignored = sum(c.startswith("ignored_") for c in columns)
+    unreadable: list[tuple[int, str, str]] = []
     with conn.transaction():
         file_chunks.stage_chunk(
             conn,
@@ -119,12 +127,29 @@ def ingest_chunk(
             create_stage=lambda: queries.create_bars_stage(conn, ignored),
             copy_sql=queries.copy_bars_chunk_sql(columns),
             write_records=lambda recs: _write_stage_rows(
-                conn, _stage_rows(recs, columns, line_offset)
+                conn, _stage_rows(recs, columns, line_offset, unreadable)
             ),
         )
-        return queries.ingest_staged_bars(
+        res = queries.ingest_staged_bars(
             conn, file_name, default_source, batch_id, line_offset, part, parts
         )
+        # (an unreadable line has no key to split the parts by: the first part takes it)
+        return _reject_unreadable(conn, res, unreadable if part == 0 else [])
+
+
+def _reject_unreadable(conn: psycopg.Connection, res: dict, unreadable: list) -> dict:
+    """A chunk's result with its unreadable lines rejected into its batch (in the
+    chunk's transaction) and counted, the first 20 rejects in line order."""
+    if not unreadable:
+        return res
+    lines, reasons, raws = (list(x) for x in zip(*unreadable, strict=True))
+    queries.ingest_reject_lines(conn, res["batch_id"], lines, reasons, raws)
+    rejects = [{"line_no": n, "reason": r} for n, r in zip(lines, reasons, strict=True)]
+    return res | {
+        "rows_total": res["rows_total"] + len(lines),
+        "rows_rejected": res["rows_rejected"] + len(lines),
+        "rejects": sorted(res["rejects"] + rejects, key=lambda r: r["line_no"])[:20],
+    }
 
 
 def ingest_rows(
@@ -193,6 +218,16 @@ def ingest_bars_file(
     return total
 
 
+def _shortened(reason: str, limit: int = 200) -> str:
+    """A reason quoting a huge field (200 kB of digits) as one readable line; the
+    whole reason stays in the rejects table."""
+    if len(reason) <= limit:
+        return reason
+    return (
+        f"{reason[: limit // 2]}...({len(reason) - limit:,} characters)...{reason[-limit // 2 :]}"
+    )
+
+
 def format_result(result: dict, rejects_view: str = "tickagg.ingest_rejects_recent") -> str:
     out = io.StringIO()
     out.write(
@@ -208,7 +243,7 @@ def format_result(result: dict, rejects_view: str = "tickagg.ingest_rejects_rece
     )
     rejects = result.get("rejects") or []
     for r in rejects[:20]:
-        out.write(f"  line {r.get('line_no')}: {r.get('reason')}\n")
+        out.write(f"  line {r.get('line_no')}: {_shortened(str(r.get('reason')))}\n")
     more = (result.get("rows_rejected") or 0) - len(rejects[:20])
     if more > 0:
         out.write(f"  ... and {more} more (see view {rejects_view})\n")

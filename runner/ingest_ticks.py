@@ -71,17 +71,21 @@ def open_ticks_file(path: str) -> tuple[list[str], Iterator[bytes]]:
     )
 
 
-def _text_rows(records: Iterator[tuple[int, list[str]]], columns: list[str]) -> Iterator[tuple]:
+def _text_rows(
+    records: Iterator[tuple[int, list[str], str | None]], columns: list[str]
+) -> Iterator[tuple]:
     """One text-stage row per re-read record, with its line number and, for a
-    record with the wrong number of fields, the problem."""
+    record that could not be read or has the wrong number of fields, the problem
+    (without its fields)."""
     stage = queries.TICKS_TEXT_STAGE_COLUMNS[1:8]
-    for line_no, record in records:
+    for line_no, record, unreadable in records:
         values = dict.fromkeys(stage)
-        problem = None
-        if len(record) != len(columns):
+        problem = unreadable
+        if problem is None and len(record) != len(columns):
             problem = f"expected {len(columns)} fields, got {len(record)}"
-        for col, v in zip(columns, record, strict=False):
-            values[col] = v if v != "" else None
+        if unreadable is None:
+            for col, v in zip(columns, record, strict=False):
+                values[col] = v if v != "" else None
         yield (line_no, *(values[c] for c in stage), problem)
 
 

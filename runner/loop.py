@@ -37,6 +37,9 @@ WORK_CHANNEL = "tickagg_work"
 # to the last value; one log line when it goes, one every OUTAGE_REPORT_SECONDS
 # while it stays away, one when it is back.
 OUTAGE_BACKOFF_SECONDS = (0.5, 5.0)
+# a failure's record that met a deadlock or serialization failure is tried again
+# after each of these (then given up: the lease expires)
+RECORD_RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 4.0)
 OUTAGE_REPORT_SECONDS = 60.0
 # connect_timeout of an attempt while waiting (a server that drops packets)
 PROBE_TIMEOUT_SECONDS = 5
@@ -791,29 +794,43 @@ class Runner:
     def _record_failure(self, task: dict, outcome: str, exc: BaseException, run_id, started_at):
         """agg_finish with the failure and its run log row; while the database is
         unavailable, kept for _ride_out_outage to record once it is back (a short
-        wait for a connection: the worker goes on to notice the outage)."""
-        try:
-            timeout = PROBE_TIMEOUT_SECONDS if isinstance(exc, DatabaseUnavailable) else None
-            with (
-                wrap_exceptions(),
-                self.pool.connection(timeout=timeout) as conn,
-                conn.transaction(),
-            ):
-                queries.agg_finish(conn, task, outcome, error=str(exc)[:2000])
+        wait for a connection: the worker goes on to notice the outage). A deadlock
+        or serialization failure (any other transient error) is retried in place
+        after each of RECORD_RETRY_SECONDS: unrecorded, the task would stay leased,
+        not retried, for its whole lease."""
+        for retry_in in (*RECORD_RETRY_SECONDS, None):
+            try:
+                timeout = PROBE_TIMEOUT_SECONDS if isinstance(exc, DatabaseUnavailable) else None
+                with (
+                    wrap_exceptions(),
+                    self.pool.connection(timeout=timeout) as conn,
+                    conn.transaction(),
+                ):
+                    queries.agg_finish(conn, task, outcome, error=str(exc)[:2000])
+                    if run_id is not None:
+                        queries.ops_log_run(
+                            conn, run_id, task, started_at, outcome, error=str(exc)[:2000]
+                        )
+                return
+            except DatabaseUnavailable:
+                log.warning("failure of the run recorded once the database is back")
+                with self._stats_lock:
+                    self._unrecorded_failures.append((task, exc, run_id, started_at))
+                return
+            except LeaseLost as exc2:
+                log.warning("lease lost while recording failure: %s", exc2)
                 if run_id is not None:
-                    queries.ops_log_run(
-                        conn, run_id, task, started_at, outcome, error=str(exc)[:2000]
-                    )
-        except DatabaseUnavailable:
-            log.warning("failure of the run recorded once the database is back")
-            with self._stats_lock:
-                self._unrecorded_failures.append((task, exc, run_id, started_at))
-        except LeaseLost as exc2:
-            log.warning("lease lost while recording failure: %s", exc2)
-            if run_id is not None:
-                self._log_run(run_id, task, started_at, "lease_lost", error=str(exc)[:2000])
-        except TickaggError as exc2:
-            log.error("could not record failure (lease will expire): %s", exc2)
+                    self._log_run(run_id, task, started_at, "lease_lost", error=str(exc)[:2000])
+                return
+            except TransientDatabaseError as exc2:
+                if retry_in is None:
+                    log.error("could not record failure (lease will expire): %s", exc2)
+                    return
+                log.warning("recording the failure met %s; again in %.1fs", _reason(exc2), retry_in)
+                time.sleep(retry_in)
+            except TickaggError as exc2:
+                log.error("could not record failure (lease will expire): %s", exc2)
+                return
 
     def _log_run(self, run_id, task: dict, started_at, outcome: str, error: str) -> None:
         """A run log row in its own transaction (when no task transaction can carry it)."""

@@ -1030,6 +1030,47 @@ def agg_task_reset(
     )
 
 
+INGEST_REJECT_LINES = """
+SELECT tickagg.ingest_reject_lines(%(batch_id)s, %(line_nos)s, %(reasons)s, %(raw_lines)s) AS r
+"""
+
+
+def ingest_reject_lines(
+    conn, batch_id: int, line_nos: list[int], reasons: list[str], raw_lines: list[str]
+) -> dict:
+    return _one(
+        conn,
+        INGEST_REJECT_LINES,
+        {"batch_id": batch_id, "line_nos": line_nos, "reasons": reasons, "raw_lines": raw_lines},
+    )
+
+
+AGG_TASK_SET_CURSOR = """
+SELECT tickagg.agg_task_set_cursor(
+    p_canonical_symbol => %(symbol)s,
+    p_timeframe => %(timeframe)s,
+    p_task_kind => %(task_kind)s,
+    p_cursor => %(cursor)s,
+    p_force => %(force)s) AS result
+"""
+
+
+def agg_task_set_cursor(
+    conn, symbol: str, timeframe: str | None, task_kind: str | None, cursor, force: bool
+) -> dict:
+    return _one(
+        conn,
+        AGG_TASK_SET_CURSOR,
+        {
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "task_kind": task_kind,
+            "cursor": cursor,
+            "force": force,
+        },
+    )
+
+
 # SECURITY DEFINER functions of the schema whose search_path is not the pinned one
 DOCTOR_UNPINNED_DEFINERS = """
 SELECT p.oid::regprocedure::text AS function

@@ -6,7 +6,9 @@ rejects with it one by one."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
+from decimal import Decimal
 
 UTC = dt.UTC
 # the documented shapes (parse_timestamptz, parse_float8), with the parts captured
@@ -15,7 +17,7 @@ TS_SHAPE = re.compile(
     r"(Z|z|UTC|[+-]\d{2}(?::?\d{2})?)?\s*$"
 )
 RANK = {"polygon_historical": 0, "historical_aggregated": 10, "live_gap_filled": 20}
-NUMBER_SHAPE = re.compile(r"^ *[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,2})? *$")
+NUMBER_SHAPE = re.compile(r"^ *[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})? *$")
 
 
 def timestamp_of(text: str | None) -> dt.datetime | None:
@@ -38,7 +40,11 @@ def timestamp_of(text: str | None) -> dt.datetime | None:
 def number_of(text: str | None) -> float | None:
     if text is None or len(text) > 40 or not NUMBER_SHAPE.match(text):
         return None
-    return float(text)
+    value = float(text)
+    # every finite double, but not what overflows or underflows to zero
+    if not math.isfinite(value) or (value == 0 and Decimal(text) != 0):
+        return None
+    return value
 
 
 def quote(text: str | None) -> str:

@@ -341,6 +341,32 @@ def test_verify_says_when_there_is_nothing_to_compare_or_no_tables(conn, dsn, tm
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
 
 
+def test_verify_with_no_bar_on_either_side_says_nothing_was_compared(conn, dsn, ch_url):
+    """Export tasks but no bar in PostgreSQL or ClickHouse: verify printed "verified 1
+    symbols: 0 day(s) with drift" and exit 0, as if all had been checked."""
+    from click.testing import CliRunner
+
+    from runner.cli import cli
+
+    database = f"t_{uuid.uuid4().hex[:10]}"
+    ch = clickhouse.connect(ch_url, database)
+    clickhouse.migrate(ch)
+    h.register(conn, "VNB", "crypto_24x7")
+    queries.sync_export_tasks(conn, "prod", START)
+    args = ["--dsn", dsn, "--clickhouse-url", ch_url, "--clickhouse-database", database]
+    res = CliRunner().invoke(cli, [*args, "verify"])  # in process: it holds the engine
+    assert res.exit_code == 1, res.output
+    assert "nothing compared" in res.output and "verified" not in res.output, res.output
+    # with bars on both sides it compares them and passes
+    h.insert_bars(conn, "VNB", random_bars("crypto_24x7", D(2025, 3, 3), D(2025, 3, 3),
+                                           random.Random(3)))  # fmt: skip
+    _export_all(dsn, ch)
+    res = CliRunner().invoke(cli, [*args, "verify"])
+    assert res.exit_code == 0 and "verified 1 symbols: 0 day(s) with drift" in res.output, (
+        res.output
+    )
+
+
 def test_daily_coverage_and_rollup_views(conn, dsn, ch):
     _setup(conn, symbols=(("COV", "crypto_24x7", 100.0),))
     _drive(conn, dsn)

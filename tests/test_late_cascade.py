@@ -277,9 +277,12 @@ def test_a_cascade_locks_no_level_it_does_not_take(dsn, conn):
     wait for the cascade's transaction (they deadlocked, found in review)."""
     bars = loaded(dsn, conn, 21)
     land_late_high(conn, bars)
+    # (its cursor one bucket back, so that its finish moves it forward, and wakes 30m,
+    # without passing 5m's cursor: agg_finish refuses a cursor past its source's)
     claimed = conn.execute(
         "UPDATE tickagg.data_agg_state SET status = 'running', claim_token = gen_random_uuid(),"
-        " lease_expires_at = now() + interval '5 minutes', running_started_at_utc = now()"
+        " lease_expires_at = now() + interval '5 minutes', running_started_at_utc = now(),"
+        " last_agg_bar_ts_utc = last_agg_bar_ts_utc - interval '15 minutes'"
         " WHERE canonical_symbol = %s AND timeframe = '15m' AND task_kind = 'rollup'"
         " RETURNING claim_token, last_agg_bar_ts_utc",
         (SYM,),

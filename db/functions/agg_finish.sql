@@ -2,7 +2,9 @@
 -- token (and, on success, the cursor is still p_cursor_from) it raises TK001 and
 -- changes nothing, so a runner whose lease was taken over cannot write. Outcomes:
 --   success   cursor -> p_cursor_to (never backwards, except an indicators
---             task's, which a correction rewinds), streaks reset; due again
+--             task's, which a correction rewinds; never past agg_cursor_limit,
+--             TK004; an export's or retention's is the database clock's now()),
+--             streaks reset; due again
 --             at once when p_continue or woken during the run, else when it
 --             has work (below)
 --   transient retry after an exponential backoff with jitter
@@ -62,6 +64,7 @@ DECLARE
     v_bucket_end timestamptz;
     v_newest timestamptz;
     v_due timestamptz;
+    v_limit timestamptz;
 BEGIN
     IF p_outcome IS NULL OR p_outcome NOT IN ('success', 'transient', 'hard', 'release') THEN
         RAISE EXCEPTION 'unknown outcome %', p_outcome
@@ -92,8 +95,21 @@ BEGIN
         END IF;
         v_cursor := CASE
             WHEN p_task_kind = 'indicators' THEN coalesce(p_cursor_to, v_task.last_agg_bar_ts_utc)
+            -- their cursor records when a run finished: the database's clock, not the caller's
+            WHEN p_task_kind IN ('export', 'ticks_retention')
+                THEN greatest(v_task.last_agg_bar_ts_utc, least(p_cursor_to, now()))
             ELSE greatest(v_task.last_agg_bar_ts_utc, coalesce(p_cursor_to, v_task.last_agg_bar_ts_utc))
         END;
+        -- a caller's cursor is not trusted past what the task's source has
+        IF v_cursor > v_task.last_agg_bar_ts_utc THEN
+            v_limit := tickagg.agg_cursor_limit(p_canonical_symbol, p_timeframe, p_task_kind, v_cursor);
+            IF v_cursor > v_limit THEN
+                RAISE EXCEPTION 'cursor of % % % cannot move to %: past its frontier %',
+                    p_canonical_symbol, p_timeframe, p_task_kind, v_cursor, v_limit
+                    USING ERRCODE = 'TK004',
+                          HINT = 'A run never passes what its source has; `tickagg tasks reset --cursor` repairs a cursor.';
+            END IF;
+        END IF;
         IF p_task_kind = 'rollup' THEN
             SELECT r.calendar_code, r.source_kind, t.source_timeframe
             INTO v_calendar_code, v_source_kind, v_source_timeframe

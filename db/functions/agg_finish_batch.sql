@@ -7,7 +7,8 @@
 -- per step: agg_finish per task cost ~1.1 ms, 55-60% of a 500-task rollup batch
 -- (bench_live_scale). Fenced like agg_finish: a task no longer running under its
 -- claim at its cursor raises TK001 and nothing commits. All are logged under
--- their own run ids by one ops_log_runs.
+-- their own run ids by one ops_log_runs. A cursor past agg_cursor_limit raises
+-- TK004 and nothing commits.
 CREATE OR REPLACE FUNCTION tickagg.agg_finish_batch(
     p_task_kind text,
     p_timeframe text,
@@ -27,6 +28,7 @@ AS $$
 DECLARE
     v_source_timeframe text;
     v_fenced text;
+    v_past text;
     v_advanced text[];
     v_exported text[];
     v_outcomes text[];
@@ -56,6 +58,28 @@ BEGIN
         RAISE EXCEPTION 'lease on % % % is no longer held by this claim', p_task_kind, p_timeframe, v_fenced
             USING ERRCODE = 'TK001',
                   HINT = 'Another runner reclaimed the task after the lease expired; raise the lease if runs are slow.';
+    END IF;
+
+    -- a caller's cursor is not trusted past what the task's source has (see agg_finish);
+    -- the limit is looked up once per advancing task (MATERIALIZED: not per row of a join)
+    WITH advancing AS MATERIALIZED (
+        SELECT x.symbol, (x.result ->> 'cursor_to')::timestamptz AS cursor_to
+        FROM unnest(p_canonical_symbols, p_results) AS x (symbol, result)
+        INNER JOIN tickagg.data_agg_state AS s
+            ON s.canonical_symbol = x.symbol AND s.timeframe = p_timeframe AND s.task_kind = p_task_kind
+        WHERE x.result IS NOT NULL AND (x.result ->> 'cursor_to')::timestamptz > s.last_agg_bar_ts_utc
+    )
+    SELECT string_agg(format('%s to %s (frontier %s)', a.symbol, a.cursor_to, l.frontier), ', ' ORDER BY a.symbol)
+    INTO v_past
+    FROM advancing AS a
+    CROSS JOIN LATERAL (
+        SELECT tickagg.agg_cursor_limit(a.symbol, p_timeframe, p_task_kind, a.cursor_to) AS frontier
+    ) AS l
+    WHERE a.cursor_to > l.frontier;
+    IF v_past IS NOT NULL THEN
+        RAISE EXCEPTION 'cursors of % % cannot move past their frontier: %', p_task_kind, p_timeframe, v_past
+            USING ERRCODE = 'TK004',
+                  HINT = 'A run never passes what its source has; `tickagg tasks reset --cursor` repairs a cursor.';
     END IF;
 
     WITH done AS MATERIALIZED (

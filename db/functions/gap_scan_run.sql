@@ -13,7 +13,8 @@
 --                               new rows
 -- and every run found that no open gap covers becomes a new row. Scans of one
 -- symbol serialise on an advisory lock. Returns jsonb counts; p_now and
--- p_from/p_to (overriding the window) exist for tests and manual scans.
+-- p_from/p_to (overriding the window) exist for tests and manual scans, kept
+-- within [agg_start, now() - delay] (the runner role may call this).
 CREATE OR REPLACE FUNCTION tickagg.gap_scan_run(
     p_canonical_symbol text,
     p_scope text DEFAULT 'live',
@@ -67,7 +68,9 @@ BEGIN
         tickagg.setting('gap_scan_live_window')::interval,
         coalesce(tickagg.setting('ticks_retention')::interval, tickagg.setting('gap_scan_live_window')::interval)
     );
-    v_end := date_trunc('minute', p_now - v_delay);
+    -- the database's clock bounds a caller's: a scan of minutes to come would
+    -- open gaps that no later scan looks at again
+    v_end := date_trunc('minute', least(p_now, now()) - v_delay);
     IF p_scope = 'live' THEN
         v_from := greatest(v_end - v_window, v_agg_start);
         v_to := v_end;
@@ -75,8 +78,9 @@ BEGIN
         v_from := v_agg_start;
         v_to := v_end - v_window;
     END IF;
-    v_from := coalesce(p_from, v_from);
-    v_to := coalesce(p_to, v_to);
+    -- (and a window outside [agg_start, now]: nothing is materialised there)
+    v_from := greatest(coalesce(p_from, v_from), v_agg_start);
+    v_to := least(coalesce(p_to, v_to), v_end);
 
     IF v_to <= v_from THEN
         RETURN jsonb_build_object(

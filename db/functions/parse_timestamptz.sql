@@ -1,5 +1,5 @@
--- Text to timestamptz, NULL when it does not parse, so one bad row cannot abort
--- a whole ingest. Text without an offset is read as UTC. No SET clause: it runs
+-- Text to timestamptz, NULL when it does not parse (or names a second 60 or an
+-- hour 24), so one bad row cannot abort a whole ingest. Text without an offset is read as UTC. No SET clause: it runs
 -- once per ingested row and must stay cheap.
 CREATE OR REPLACE FUNCTION tickagg.parse_timestamptz(p_text text)
 RETURNS timestamptz
@@ -8,6 +8,11 @@ IMMUTABLE
 AS $$
 BEGIN
     IF p_text IS NULL OR p_text !~ '^\s*\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?\s*(Z|z|UTC|[+-]\d{2}(:?\d{2})?)?\s*$' THEN
+        RETURN NULL;
+    END IF;
+    -- PostgreSQL reads a second 60 and an hour 24 as the next minute or day: a leap
+    -- second, or a mistake, would take the place of the real next minute's row
+    IF p_text ~ '[ T](24|\d{2}:\d{2}:60)' THEN
         RETURN NULL;
     END IF;
     IF p_text ~ '(Z|z|UTC|[+-]\d{2}(:?\d{2})?)\s*$' THEN

@@ -11,6 +11,9 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA tickagg TO tickagg_runner;
 -- Storage upkeep the runner never calls itself (ingest and retention call it as
 -- owner): as the runner role it made empty partitions for any far-future days.
 REVOKE EXECUTE ON FUNCTION tickagg.ticks_ensure_partitions(timestamptz, timestamptz) FROM tickagg_runner;
+-- An admin's repair: as the runner role it could move any cursor back, or forward
+-- as far as the source has data, without a claim.
+REVOKE EXECUTE ON FUNCTION tickagg.agg_task_set_cursor(text, text, text, timestamptz, boolean) FROM tickagg_runner;
 
 GRANT SELECT ON
 tickagg.asset_registry,
