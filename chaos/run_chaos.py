@@ -1236,7 +1236,7 @@ def bad_bar_cases() -> list[BadCase]:
         bad(16, v=""), bad(17, o="abc"), bad(18, o="1e400"),  # overflows float8
         ("CH_BAD,\x01\x02\x03garbage\x7f,1,2,3", False, None),
         (f"CH_BAD,{ts(19):%Y-%m-%dT%H:%M:%SZ},10,12,9,11,5,polygon_historical,10.5,3,EXTRA",
-         None, None),  # extra field: reject (issue 23) or ignore, never crash
+         False, None),  # a field past the header: the row is rejected (issue 23 item 14)
         ("CH_BAD,2025-09-01T05:50:00+05:30,10,12,9,11,5", True, ts(20)),  # an offset
         ("CH_BAD,2025-09-01 00:21:00,10,12,9,11,5", True, ts(21)),  # space, no zone
         good(23),

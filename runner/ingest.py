@@ -83,11 +83,15 @@ def _stage_rows(
     unreadable: list[tuple[int, str, str]],
 ) -> Iterator[StageRow]:
     """A re-read chunk's records as stage rows, the way this reader always read a
-    file: a missing field is empty, fields past the header's are ignored, an empty
-    field is NULL. A record that could not be read goes to unreadable instead
+    file: a missing field is empty, an empty field is NULL. A record that could not
+    be read, or that has more fields than the header with one of them not empty (a
+    shifted row: which field is which cannot be known), goes to unreadable instead
     (line, reason, its line's text), for _reject_unreadable."""
     wanted = queries.STAGE_COLUMNS[1:]
     for line_no, record, problem in records:
+        if problem is None and any(v != "" for v in record[len(columns) :]):
+            problem = f"{len(record)} fields, the header has {len(columns)}"
+            record = [",".join(record)]
         if problem is not None:
             unreadable.append((line_no, problem, record[0]))
             continue

@@ -96,11 +96,15 @@ def expected_reason(fields, known: set) -> tuple[str | None, tuple | None]:
 def expected_ingest(numbered_records, known: set, stored: dict) -> tuple[dict, dict, int, int]:
     """(rows by key after the ingest, rejects {line: reason}, rows changed, rows
     outranked) of a file's (line, fields) records over the stored {key: (values,
-    source, rank)}: the first good occurrence of a key wins, later ones are
+    source, rank)} (a header of 8 columns): a record with a non-empty field past
+    them is rejected; the first good occurrence of a key wins, later ones are
     duplicates; a stored bar is replaced by a higher rank, or an equal one with
     other content, and keeps out (outranks) a lower one."""
     rows, rejects, first_line, changed, outranked = dict(stored), {}, {}, 0, 0
     for line, fields in numbered_records:
+        if any(v not in ("", None) for v in fields[8:]):  # a shifted row: rejected whole
+            rejects[line] = f"{len(fields)} fields, the header has 8"
+            continue
         fields = (list(fields) + [None] * 8)[:8]
         reason, parsed = expected_reason(fields, known)
         if reason is not None:

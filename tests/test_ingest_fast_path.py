@@ -108,8 +108,12 @@ def landed(conn, syms: list[str], batch_id: int) -> tuple[dict, dict]:
 
 def raw_row(line: str) -> dict:
     """A rejected line as ingest_rejects keeps it: the fields as text (empty is
-    null), the source as it was taken (the default when empty)."""
-    fields = [f if f != "" else None for f in (next(csv.reader([line])) + [None] * 8)[:8]]
+    null), the source as it was taken (the default when empty); a line with more
+    fields than the header as its text."""
+    record = next(csv.reader([line]))
+    if any(record[8:]):
+        return {"line": line}
+    fields = [f if f != "" else None for f in (record + [None] * 8)[:8]]
     names = HEADER.split(",")
     raw = dict(zip(names, fields, strict=True)) | {"vwap": None, "trade_count": None}
     raw["source"] = (raw["source"] or "").strip() or "polygon_historical"
