@@ -773,6 +773,7 @@ class Chaos:
                      "--source", "ticks", "--inactive")  # fmt: skip
         cases = [(kind, *case) for kind, cases in (("bars", bad_bar_cases()),
                  ("ticks", bad_tick_cases())) for case in cases]  # fmt: skip
+
         def path(kind: str, name: str) -> Path:  # a case named *_parquet is a .parquet file
             suffix = ".parquet" if name.endswith("_parquet") else ".csv"
             return self.root / f"bad_{kind}_{name}{suffix}"
@@ -1304,14 +1305,23 @@ def bad_tick_cases() -> list[BadCase]:
             [good(30), (row(31, last="1" * 200_000), False, None), good(32)],
             name="huge_field",
         ),
-        mixed_file(TICKS_HEADER, [good(40), (row(41, stamp=f"{ts(41):%Y-%m-%dT%H:%M}:60Z"),
-                                   False, None), (row(42, stamp=f"{ts(42):%Y-%m-%d}T24:00:00Z"),
-                                   False, None), (row(43) + ",extra", False, None),
-                                  (row(44, size="1e308"), True, ts(44)),
-                                  (row(45, last='"100.5'), False, None), good(46),
-                                  (row(47, last="100\x00"), False, None), good(48),
-                                  (row(49) + "\udcff", False, None), good(50)],
-                   name="edges"),  # fmt: skip
+        mixed_file(
+            TICKS_HEADER,
+            [
+                good(40),
+                (row(41, stamp=f"{ts(41):%Y-%m-%dT%H:%M}:60Z"), False, None),
+                (row(42, stamp=f"{ts(42):%Y-%m-%d}T24:00:00Z"), False, None),
+                (row(43) + ",extra", False, None),
+                (row(44, size="1e308"), True, ts(44)),
+                (row(45, last='"100.5'), False, None),
+                good(46),
+                (row(47, last="100\x00"), False, None),
+                good(48),
+                (row(49) + "\udcff", False, None),
+                good(50),
+            ],
+            name="edges",
+        ),  # fmt: skip
         mixed_file(TICKS_HEADER, [good(20), good(21)], name="crlf", newline="\r\n"),
         mixed_file(TICKS_HEADER, [good(22), good(23)], name="bom", prefix=b"\xef\xbb\xbf"),
         ("wrong_header", b"sym,time,price\nCH_BADT,2025-09-01T00:00:00Z,1\n", {2}, [], []),
