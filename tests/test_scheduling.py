@@ -9,7 +9,7 @@ import datetime as dt
 import random
 
 import helpers as h
-from oracle import Bar1m, diff, expected_bars, random_bars
+from oracle import Bar1m, random_bars
 from rich.console import Console
 
 from runner import db, status
@@ -351,57 +351,3 @@ def test_a_live_minute_costs_a_rollup_run_only_when_it_closes_a_bucket(conn, dsn
             {"day": day, "end": minute(minutes), "tf": timeframe},
         ).fetchone()
         assert got["volume"] == got["oracle"], timeframe
-
-
-def test_minutes_of_a_closed_market_behind_the_cursor_cost_no_run(conn, dsn):
-    """A US stock's after-hours and weekend bars belong to no bucket: written behind
-    the cursors they record no dirty range and make nothing due (each cost a run
-    that wrote nothing, 2,500 a minute for a market in bench_live_scale), while a
-    correction inside a past session still does, and every bar equals the oracle."""
-    monday = dt.datetime(2025, 10, 27, tzinfo=dt.UTC)  # EDT: the session is 13:30-20:00 UTC
-    h.register(conn, "AFTERH", "us_equity")
-    h.sync(conn, monday)
-    session = {
-        monday + dt.timedelta(hours=13, minutes=30 + m): bar(1.0 + m % 7) for m in range(390)
-    }
-    h.insert_bars(conn, "AFTERH", session)
-    h.drive(dsn)
-    cursor = task(conn, "AFTERH", "5m")["last_agg_bar_ts_utc"]
-    assert cursor >= monday + dt.timedelta(hours=20)
-    runs = rollup_runs(conn, "AFTERH")
-
-    closed = [
-        monday + dt.timedelta(hours=20, minutes=30),  # after hours
-        monday + dt.timedelta(hours=11),  # before the open
-        monday - dt.timedelta(days=1, hours=-15),  # Sunday
-    ]
-    for ts in closed:
-        h.insert_bars(conn, "AFTERH", {ts: bar(3.0)})
-        session[ts] = bar(3.0)
-        assert h.pending_invalidations(conn) == 0, ts
-        assert rollups_due_now(conn) == set(), ts
-    h.drive(dsn)
-    assert rollup_runs(conn, "AFTERH") == runs
-
-    late = monday + dt.timedelta(hours=15, minutes=2)  # inside the session: a correction
-    conn.execute(
-        "UPDATE tickagg.data_bars SET volume = 900"
-        " WHERE canonical_symbol = 'AFTERH' AND ts_utc = %s",
-        (late,),
-    )
-    assert h.pending_invalidations(conn) > 0
-    assert "5m" in rollups_due_now(conn)
-    h.drive(dsn)
-    session[late] = bar(900.0)
-    cur = {
-        tf: c for (s, tf, kind), c in h.cursors(conn).items() if s == "AFTERH" and kind == "rollup"
-    }
-    exp = {
-        k: v
-        for k, v in expected_bars("AFTERH", "us_equity", session, monday).items()
-        if k[2] < cur[k[1]]
-    }
-    act = {k: v for k, v in h.derived(conn, ["AFTERH"]).items() if k[2] < cur[k[1]]}
-    assert len(exp) > 78
-    problems = diff(exp, act)
-    assert not problems, "\n".join(problems[:10])

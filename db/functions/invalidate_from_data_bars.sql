@@ -1,9 +1,6 @@
 -- Statement trigger on data_bars: the minutes a statement wrote or deleted become
 -- dirty ranges for the timeframes rolled up from them, per symbol, coalesced so a
 -- bulk backfill costs a handful of rows. Wakes runners through NOTIFY.
--- A span wholly in a closed market of the symbol's calendar is never recorded
--- (calendar_span_may_trade): it belongs to no bucket, and each recorded one cost
--- a run that wrote nothing (2,500 a minute for a US market's after-hours bars).
 -- Only a span that reaches behind an idle task's cursor is recorded: one at or
 -- ahead of it is data its catch-up reads anyway, and recording it made every
 -- bar-fed 5m task due every live minute for a run that wrote nothing. For a task
@@ -72,7 +69,6 @@ BEGIN
     INNER JOIN tickagg.timeframes AS t ON t.source_timeframe = c.timeframe
     INNER JOIN tickagg.data_agg_state AS s
         ON s.canonical_symbol = c.canonical_symbol AND s.timeframe = t.timeframe AND s.task_kind = 'rollup'
-    INNER JOIN tickagg.core_asset_registry_all AS r ON r.canonical_symbol = c.canonical_symbol
     -- What a statement writes is mostly one stretch (a catch-up run, a backfill):
     -- its hull, holes included, is then recorded without sorting every row's range
     -- (range_agg cost 20 ms per 20,000 bars). Redoing a bucket in a hole changes
@@ -89,15 +85,10 @@ BEGIN
         END
     ) AS d (span)
     WHERE
-        (
-            s.status <> 'idle' OR lower(d.span) < s.last_agg_bar_ts_utc
-            OR (s.canonical_symbol, s.timeframe) NOT IN (
-                SELECT h.canonical_symbol, h.timeframe
-                FROM unnest(v_held_symbols, v_held_timeframes) AS h (canonical_symbol, timeframe)
-            )
-        )
-        -- minutes wholly in a closed market (after-hours bars) belong to no bucket
-        AND tickagg.calendar_span_may_trade(r.calendar_code, lower(d.span), upper(d.span));
+        s.status <> 'idle' OR lower(d.span) < s.last_agg_bar_ts_utc
+        OR (s.canonical_symbol, s.timeframe) NOT IN (
+            SELECT h.canonical_symbol, h.timeframe FROM unnest(v_held_symbols, v_held_timeframes) AS h (canonical_symbol, timeframe)
+        );
     GET DIAGNOSTICS v_recorded = ROW_COUNT;
 
     -- (from the per-symbol summary above: every row of data_bars is a 1m bar, and
