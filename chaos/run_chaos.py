@@ -80,14 +80,9 @@ FULL_FORM_ONLY = {"calendar_change", "external_input"}
 # Defects the suite found that belong to another part of the project (recorded
 # there): a problem raised under one of these keys is reported `known`, with how to
 # see it, instead of failing the run. Every other problem fails it.
-KNOWN_DEFECTS: dict[str, str] = {
-    "indicators/after_restart": "after the restart attack (corrections of a quarter of the"
-    " minutes landing while the server restarts under two runners), an indicator of a crypto"
-    " symbol can differ from TA-Lib (seen: CH_CRYPTO0 4h atr, relative error 4e-5, seeds 30"
-    " and 31 of the short form on a quiet machine; timing-dependent): a series not recomputed"
-    " after its bars were corrected. Not diagnosed (indicators_step rewinds / the run cut by"
-    " the restart). See: chaos/run_chaos.py --short --seed 31 --only pg_restart",
-}
+KNOWN_DEFECTS: dict[str, str] = {}  # none left: the indicator left stale after the
+# restart attack (seeds 30, 31) was a claim between a correction's trigger and its
+# commit, fixed in derived_bars_changed (tests/test_indicators.py)
 
 
 @dataclasses.dataclass
@@ -312,9 +307,7 @@ class Chaos:
             )  # fmt: skip
         return out
 
-    def compare_with_oracle(
-        self, o: Outcome, closed_before: dt.datetime, indicators_key: str | None = None
-    ) -> None:
+    def compare_with_oracle(self, o: Outcome, closed_before: dt.datetime) -> None:
         """Every derived bar of every rolled-up symbol equals the oracle over the
         1-minute bars data_bars holds; the bar-fed symbols' 1-minute bars equal what
         their files said (self.data); the tick symbol's equal the tick oracle. A
@@ -361,9 +354,9 @@ class Chaos:
                 "SELECT count(*) AS n FROM tickagg.data_agg_state WHERE status = 'running'"
             ).fetchone()["n"]
             o.check(stuck == 0, f"{stuck} tasks still leased after run --until-idle")
-        self.check_indicators(o, symbols, indicators_key)
+        self.check_indicators(o, symbols)
 
-    def check_indicators(self, o: Outcome, symbols, key: str | None = None) -> None:
+    def check_indicators(self, o: Outcome, symbols) -> None:
         """The indicators of the crypto symbols equal TA-Lib over their live bars
         (test_indicators._check; its vwap oracle knows UTC trading days only)."""
         from test_indicators import _check
@@ -376,7 +369,7 @@ class Chaos:
                     try:
                         _check(c, sym, tf)
                     except AssertionError as exc:
-                        o.check(False, f"indicators {sym} {tf}: {str(exc)[:200]}", key)
+                        o.check(False, f"indicators {sym} {tf}: {str(exc)[:200]}")
 
     def until_idle(self, o: Outcome) -> dt.datetime:
         """run --until-idle (the tests' helper: past the leases of killed runners).
@@ -565,7 +558,7 @@ class Chaos:
         ingest_log = ingest.log.read_text(errors="replace")  # type: ignore[attr-defined]
         o.check(tracebacks(ingest_log) == 0, f"ingest: {tracebacks(ingest_log)} tracebacks")
         closed = self.until_idle(o)
-        self.compare_with_oracle(o, closed, indicators_key="indicators/after_restart")
+        self.compare_with_oracle(o, closed)
 
     def attack_timeout_and_disk(self, o: Outcome) -> None:
         """A statement timeout (a lock held on derived_data_bars past the runner's

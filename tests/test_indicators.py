@@ -609,10 +609,14 @@ def test_correction_committed_during_a_run_is_not_lost(conn, dsn):
     _check(conn, "RACE", "1h")
 
 
-def test_a_correction_ahead_of_the_cursor_committed_after_a_run_read_is_not_lost(conn, dsn):
-    """A bar after the cursor is corrected while the task is idle; a run claimed
-    before the correction commits reads the old bar and moves the cursor past it.
-    The rewind the correction queued brings the series back (found in review)."""
+def test_a_correction_ahead_of_the_cursor_wakes_its_task_whenever_a_runner_claims(conn, dsn):
+    """A bar after the cursor is corrected while the task is due but not running.
+    Whatever a runner claims before the correction commits is run (such a run reads
+    the old bar and moves the cursor past it); after the commit, the due tasks alone
+    (nothing woken by hand) bring the series back to TA-Lib. Before, the claim could
+    land between the correction's trigger and its commit: the run then left the task
+    not due with the correction's rewind queued, stale until the next bar or the
+    idle recheck (the chaos suite's restart attack, seeds 30 and 31)."""
     _setup(conn, sym="RACE", tfs=("1h",), n=600, seed=13)
     conn.execute("UPDATE tickagg.data_agg_state SET enabled = false WHERE timeframe <> '1h'")
     claim = (
@@ -620,7 +624,7 @@ def test_a_correction_ahead_of_the_cursor_committed_after_a_run_read_is_not_lost
         " WHERE task_kind = 'indicators'"
     )
     (task,) = conn.execute(claim).fetchall()
-    h.indicators_run(conn, task, 300)
+    assert h.indicators_run(conn, task, 300)["continue"], "due again at once"
     cursor = conn.execute(
         "SELECT last_agg_bar_ts_utc FROM tickagg.data_agg_state"
         " WHERE canonical_symbol = 'RACE' AND task_kind = 'indicators'"
@@ -635,11 +639,10 @@ def test_a_correction_ahead_of_the_cursor_committed_after_a_run_read_is_not_lost
             " WHERE canonical_symbol = 'RACE' AND timeframe = '1h' AND ts_utc = %s",
             (target,),
         )
-        (task,) = conn.execute(claim).fetchall()
-        h.indicators_run(conn, task, 100000)  # reads the old bar, cursor moves past it
+        for t in conn.execute(claim).fetchall():
+            h.indicators_run(conn, t, 100000)  # reads the old bar, cursor moves past it
         other.commit()
-    conn.execute("UPDATE tickagg.data_agg_state SET next_run_at = now()")
-    _drive_indicators(conn)
+    assert _drive_indicators(conn) >= 1, "the correction left its task due"
     _check(conn, "RACE", "1h")
 
 
@@ -685,11 +688,12 @@ def test_a_disabled_series_keeps_one_pending_rewind_the_earliest(conn):
     _check(conn, "OFF", "1h")
 
 
-def test_a_run_skips_a_rewind_a_correction_holds_and_recomputes_it_next(conn, dsn):
+def test_a_correction_holds_its_series_task_until_it_commits_then_wakes_it(conn, dsn):
     """A correction covered by a pending rewind queues nothing and holds that
-    rewind until it commits. A run that starts meanwhile neither waits for the
-    correction nor takes the rewind (it cannot read the corrected bar yet): the
-    rewind stays queued, and the next run brings the series up to date."""
+    rewind until it commits. Its series' task cannot be claimed meanwhile (a run
+    would read the bar as it was): a claim skips it without waiting for the
+    correction, and the rewind stays queued. Once the correction commits, the task
+    is due by itself (nothing woken by hand) and brings the series up to date."""
     _setup(conn, sym="HOLD", tfs=("1h",), n=400, seed=22)
     _drive_indicators(conn)
     series = [r["ts_utc"] for r in _series(conn, "HOLD", "1h")]
@@ -698,13 +702,9 @@ def test_a_run_skips_a_rewind_a_correction_holds_and_recomputes_it_next(conn, ds
         other.autocommit = False
         _bump_close(other, "HOLD", series[200], 1.03)  # covered, uncommitted
         assert _rewinds(conn, "HOLD") == [series[100]]
-        runs = _drive_indicators(conn)  # would wait forever if the run waited
-        assert runs >= 1
+        assert _drive_indicators(conn) == 0, "claimed while the correction was uncommitted"
         assert _rewinds(conn, "HOLD") == [series[100]], "the held rewind is left queued"
         other.commit()
-    conn.execute(
-        "UPDATE tickagg.data_agg_state SET next_run_at = now() WHERE canonical_symbol = 'HOLD'"
-    )
-    _drive_indicators(conn)
+    assert _drive_indicators(conn) >= 1
     assert _rewinds(conn, "HOLD") == []
     _check(conn, "HOLD", "1h")

@@ -125,15 +125,24 @@ BEGIN
         )
         RETURNING 1
     ),
+    -- Every enabled indicators task of a changed series is made due, and its row
+    -- stays locked until this write commits: claims skip locked rows, so no run
+    -- can be claimed between here and the commit, read the bars as they were,
+    -- move the cursor past them and leave this write's rewind queued with the
+    -- task no longer due (stale until the next bar; the chaos suite saw it). A
+    -- task claimed before this write (running) sees next_run_at past its claim
+    -- in agg_finish and runs again.
     woken AS (
-        UPDATE tickagg.data_agg_state AS s SET next_run_at = clock_timestamp()
+        UPDATE tickagg.data_agg_state AS s SET
+            next_run_at = CASE
+                WHEN s.status = 'running' THEN clock_timestamp()
+                ELSE least(s.next_run_at, clock_timestamp())
+            END
         FROM changed AS c
         WHERE
             s.canonical_symbol = c.canonical_symbol AND s.timeframe = c.timeframe AND s.task_kind = 'indicators'
             -- a disabled task has its rewind queued for when it is enabled again
             AND s.enabled
-            -- a running task sees next_run_at past its claim in agg_finish and runs again
-            AND (s.next_run_at > clock_timestamp() OR s.status = 'running')
         RETURNING 1
     )
     -- (each runs to completion whatever is read of it)
