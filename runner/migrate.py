@@ -95,32 +95,30 @@ def _ledger_columns(conn: psycopg.Connection) -> set[str] | None:
     return {r[0] for r in rows} or None
 
 
-def _function_md5(conn: psycopg.Connection, name: str) -> str | None:
-    """md5 over the definitions of every function/procedure tickagg.<name> (all overloads).
+def _function_md5s(conn: psycopg.Connection) -> dict[str, str]:
+    """{name: md5 over the definitions of every function/procedure tickagg.<name>
+    (all overloads)}, in one query (a query per function file was most of `status`).
 
     pg_get_functiondef qualifies type names by the search_path in force, so it runs
     under a fixed one: migrate and status must hash the same text."""
     saved = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
     conn.execute("SELECT set_config('search_path', 'pg_catalog', false)")
     try:
-        row = _function_definitions_md5(conn, name)
+        rows = conn.execute(
+            """
+            SELECT p.proname::text,
+                   md5(string_agg(pg_get_functiondef(p.oid), E'\\n'
+                                  ORDER BY p.oid::regprocedure::text))
+            FROM pg_proc p
+            WHERE p.pronamespace = to_regnamespace(%s)
+              AND p.prokind IN ('f', 'p')
+            GROUP BY p.proname
+            """,
+            (SCHEMA,),
+        ).fetchall()
     finally:
         conn.execute("SELECT set_config('search_path', %s, false)", (saved,))
-    return row[0] if row else None
-
-
-def _function_definitions_md5(conn: psycopg.Connection, name: str):
-    return conn.execute(
-        """
-        SELECT md5(string_agg(pg_get_functiondef(p.oid), E'\\n'
-                              ORDER BY p.oid::regprocedure::text))
-        FROM pg_proc p
-        WHERE p.pronamespace = to_regnamespace(%s)
-          AND p.proname = %s
-          AND p.prokind IN ('f', 'p')
-        """,
-        (SCHEMA, name),
-    ).fetchone()
+    return {r[0]: r[1] for r in rows}
 
 
 def _applied_hashes(conn: psycopg.Connection) -> set[str]:
@@ -288,10 +286,11 @@ def _record_ledger(
             sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in cols if c != "applied_at"
         ),
     )
+    md5s = _function_md5s(conn) if with_md5 else {}
     for path in files:
         params: list[Any] = [_rel(root, path), _sha256(path)]
         if with_md5:
-            params.append(_md5_for(conn, root, path))
+            params.append(_md5_for(md5s, root, path))
         conn.execute(upsert, params)
     # Rows for deleted files would show as drift forever; the ledger mirrors what was applied.
     conn.execute(
@@ -300,8 +299,8 @@ def _record_ledger(
     )
 
 
-def _md5_for(conn: psycopg.Connection, root: Path, path: Path) -> str | None:
-    return _function_md5(conn, path.stem) if path.parent == root / "functions" else None
+def _md5_for(md5s: dict[str, str], root: Path, path: Path) -> str | None:
+    return md5s.get(path.stem) if path.parent == root / "functions" else None
 
 
 def drift(conn: psycopg.Connection, root: Path | None = None) -> list[dict]:
@@ -321,6 +320,7 @@ def drift(conn: psycopg.Connection, root: Path | None = None) -> list[dict]:
         sql.SQL("SELECT path, sha256, {} FROM tickagg.schema_files ORDER BY path").format(md5_col)
     ).fetchall()
     ledger = {r[0]: (r[1], r[2]) for r in rows}
+    md5s = _function_md5s(conn)
     out: list[dict] = []
     for rel, path in on_disk.items():
         if rel not in ledger:
@@ -329,7 +329,7 @@ def drift(conn: psycopg.Connection, root: Path | None = None) -> list[dict]:
         sha, md5 = ledger[rel]
         if sha != _sha256(path):
             out.append({"path": rel, "kind": "changed"})
-        if md5 is not None and _md5_for(conn, root, path) != md5:
+        if md5 is not None and _md5_for(md5s, root, path) != md5:
             out.append({"path": rel, "kind": "definition_changed"})
     out.extend({"path": rel, "kind": "no_file"} for rel in ledger if rel not in on_disk)
     return out
