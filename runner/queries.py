@@ -1031,7 +1031,12 @@ def agg_task_reset(
 
 
 INGEST_REJECT_LINES = """
-SELECT tickagg.ingest_reject_lines(%(batch_id)s, %(line_nos)s, %(reasons)s, %(raw_lines)s) AS r
+SELECT tickagg.ingest_reject_lines(
+    p_batch_id => %(batch_id)s,
+    p_line_nos => %(line_nos)s,
+    p_reasons => %(reasons)s,
+    p_raw_lines => %(raw_lines)s
+) AS r
 """
 
 
