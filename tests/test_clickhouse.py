@@ -252,6 +252,69 @@ def test_late_committing_writer_is_not_skipped(conn, dsn, ch):
     assert _ch_rows(ch) == _pg_rows(conn) and len(_ch_rows(ch)) == 2
 
 
+def _run_due_exports(conn, client) -> int:
+    """What the runner does with every due export task: claim, export_step, finish."""
+    runs = 0
+    while tasks := conn.execute(
+        "SELECT * FROM tickagg.agg_get_due_tasks('prod', now(), 100, 300)"
+        " WHERE task_kind = 'export'"
+    ).fetchall():
+        for task in tasks:
+            with conn.transaction():
+                res = clickhouse.export_step(
+                    conn, client, task["canonical_symbol"], task["claim_token"], 50000
+                )
+                h._finish(
+                    conn,
+                    task,
+                    {
+                        "cursor_from": task["cursor_ts"],
+                        "cursor_to": dt.datetime.now(UTC),
+                        "bars_written": res["rows"],
+                        "continue": res["continue"],
+                    },  # fmt: skip
+                )
+            runs += 1
+    return runs
+
+
+@pytest.mark.parametrize("held_by", ["another symbol", "the same symbol"])
+def test_an_export_cut_short_by_an_open_writer_comes_due_again_by_itself(conn, dsn, ch, held_by):
+    """An export task due (not running) runs while a writer is still open: of
+    another symbol, holding a lower change number (the horizon stops below this
+    symbol's committed change), or of this symbol (its change is not readable yet).
+    Once the writer commits, the due exports alone (nothing woken by hand) bring
+    ClickHouse level. Before, the run left the task asleep until the idle recheck
+    (a day) with the change unexported."""
+    h.register(conn, "RACE", "crypto_24x7")
+    h.register(conn, "OTHER", "crypto_24x7")
+    queries.sync_export_tasks(conn, "prod", START)
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET run_interval = '1 second' WHERE task_kind = 'export'"
+    )
+    t = dt.datetime(2025, 3, 3, 10, tzinfo=UTC)
+    bar = Bar1m(2, 2, 2, 2, 1.0, None, None, "live_aggregated")
+    h.ingest(conn, [("RACE", t, bar)])
+    time.sleep(1.1)
+    assert _run_due_exports(conn, ch) >= 1
+    conn.execute("UPDATE tickagg.data_agg_state SET next_run_at = now() WHERE task_kind = 'export'")
+    slow = psycopg.connect(dsn)
+    slow.execute(
+        "INSERT INTO tickagg.data_bars (canonical_symbol, ts_utc, open, high, low, close,"
+        " source, source_rank) VALUES (%s, %s, 1, 1, 1, 1, 'live_aggregated', 30)",
+        ("OTHER" if held_by == "another symbol" else "RACE", t + dt.timedelta(minutes=1)),
+    )
+    if held_by == "another symbol":
+        h.ingest(conn, [("RACE", t + dt.timedelta(minutes=2), bar)])  # above the writer's number
+    _run_due_exports(conn, ch)
+    slow.commit()
+    slow.close()
+    time.sleep(1.1)
+    _run_due_exports(conn, ch)
+    assert _ch_rows(ch) == _pg_rows(conn)
+    assert len(_ch_rows(ch)) == (3 if held_by == "another symbol" else 2)
+
+
 CHILD = textwrap.dedent(
     """
     import json, sys

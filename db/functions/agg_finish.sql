@@ -31,8 +31,11 @@
 --   gap_scan  gap_scan_quiet_interval later; a 1m bar write brings it to
 --             run_interval after the write
 --   gap_scan_history, ticks_retention  run_interval later
---   indicators, export and anything else: only when woken (a derived bar
---             written, bars to export), at the latest idle_recheck_interval later
+--   export    when woken (bars to export, as they commit: export_wake), or its
+--             interval later when changes above where it stopped are committed
+--             (the horizon held them back behind a writer still open)
+--   indicators and anything else: only when woken (a derived bar
+--             written), at the latest idle_recheck_interval later
 CREATE OR REPLACE FUNCTION tickagg.agg_finish(
     p_canonical_symbol text,
     p_timeframe text,
@@ -135,6 +138,26 @@ BEGIN
                         AND s.timeframe <> p_timeframe
                         AND s.last_agg_bar_ts_utc <= v_newest AND lower(b.bounds) <= v_newest
                 ) AS x;
+            END IF;
+        ELSIF p_task_kind = 'export' AND NOT p_continue THEN
+            -- changes committed above where the run stopped: the horizon held them
+            -- back behind a writer still open (of any symbol), and their own
+            -- wake-ups came before this run; due after its interval, not at the
+            -- idle recheck
+            IF EXISTS (
+                SELECT FROM tickagg.data_bars AS d
+                WHERE d.canonical_symbol = p_canonical_symbol AND d.change_no > v_task.export_change_no
+            ) OR EXISTS (
+                SELECT FROM tickagg.derived_data_bars AS b
+                WHERE b.canonical_symbol = p_canonical_symbol AND b.change_no > v_task.export_change_no
+            ) OR EXISTS (
+                SELECT FROM tickagg.data_bars_tombstones AS t
+                WHERE t.canonical_symbol = p_canonical_symbol AND t.change_no > v_task.export_change_no
+            ) OR EXISTS (
+                SELECT FROM tickagg.derived_bar_indicators AS i
+                WHERE i.canonical_symbol = p_canonical_symbol AND i.change_no > v_task.export_change_no
+            ) THEN
+                v_due := now() + v_task.run_interval;
             END IF;
         ELSIF p_task_kind = 'ticks_1m' AND NOT p_continue THEN
             -- the run's own data decides, not a wake-up during it: a tick whose

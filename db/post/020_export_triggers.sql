@@ -10,3 +10,19 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Export wake-ups fire as the write that queued them commits (export_wake).
+-- (A constraint trigger cannot be created OR REPLACE.)
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT FROM pg_catalog.pg_trigger AS t
+        WHERE t.tgrelid = 'tickagg.export_wakes_pending'::regclass AND t.tgname = 'export_wakes_at_commit'
+    ) THEN
+        CREATE CONSTRAINT TRIGGER export_wakes_at_commit
+        AFTER INSERT ON tickagg.export_wakes_pending
+        DEFERRABLE INITIALLY DEFERRED
+        FOR EACH ROW EXECUTE FUNCTION tickagg.export_wakes_fire();
+    END IF;
+END
+$$;

@@ -1,0 +1,1 @@
+DROP TABLE tickagg.export_wakes_pending;
