@@ -610,8 +610,14 @@ def _run_until_idle(obj: Ctx, start_runner, runners: list, lease_seconds: float)
         while True:
             with obj.pool().connection() as conn:
                 left = queries.work_left(conn)
-            if any(r["due"] for r in left) and empty_rounds < 2 and time.monotonic() < deadline:
-                break  # another runner's work made tasks due: take them
+                # a crashed runner's task stays 'running' (leased) after its lease
+                # ends, claimable, but due by no schedule: the next due time says so
+                next_due = queries.next_due_at(conn, obj.env)
+            claimable = any(r["due"] for r in left) or (
+                next_due is not None and next_due <= dt.datetime.now(dt.UTC)
+            )
+            if claimable and empty_rounds < 2 and time.monotonic() < deadline:
+                break  # another runner's work made tasks due, or its lease ended: take them
             if not any(r["leased"] for r in left) or time.monotonic() >= deadline:
                 return total
             time.sleep(0.5)
