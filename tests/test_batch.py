@@ -306,17 +306,26 @@ def test_concurrent_batch_claims_never_take_a_task_twice(dsn, conn):
     assert sum(1 for c in claims if c) > 1, "one claimer took everything: no concurrency tested"
 
 
-def sigkill_runner_once_working(conn, cmd: list[str], seconds: float, last) -> dict:
-    """Start a runner, wait until it has committed a run that moved a cursor (its
-    start-up takes seconds on a busy machine), SIGKILL it `seconds` later, and
-    check that no cursor moved back from `last`. Returns the cursors now."""
-    runs = "SELECT count(*) AS n FROM tickagg.ops_runlog WHERE cursor_to > cursor_from"
-    before = conn.execute(runs).fetchone()["n"]
+COMMITTED_CURSOR_MOVES = (
+    "SELECT count(*) AS n FROM tickagg.ops_runlog WHERE cursor_to > cursor_from"
+)
+
+
+def sigkill_runner_once_working(
+    conn, cmd: list[str], seconds: float, last, working: str = COMMITTED_CURSOR_MOVES
+) -> dict:
+    """Start a runner, wait until it is working (its start-up takes seconds on a
+    busy machine): until the one-row query `working` answers otherwise than before
+    it started, by default once it has committed a run that moved a cursor.
+    SIGKILL it `seconds` later and check that no cursor moved back from `last`.
+    Returns the cursors now."""
+    before = conn.execute(working).fetchone()
     p = subprocess.Popen(
         cmd, cwd=h.ROOT, env=h.cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 120
-    while conn.execute(runs).fetchone()["n"] == before and time.monotonic() < deadline:
+    while conn.execute(working).fetchone() == before:
+        assert time.monotonic() < deadline, f"the runner never worked ({working})"
         time.sleep(0.02)
     time.sleep(seconds)
     p.send_signal(signal.SIGKILL)
