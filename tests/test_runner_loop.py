@@ -113,9 +113,10 @@ def test_run_until_idle_exits_non_zero_while_work_is_left(dsn, conn):
     conn.execute(
         "UPDATE tickagg.settings SET setting_value = '1' WHERE setting_key = 'indicator_rsi_period'"
     )
-    # it waits for the leased task one lease (--lease-seconds) plus 30 s, then says so
+    # it waits for the leased task one lease (--lease-seconds) plus --others-grace
+    # (default 30 s), then says so
     out, err = _tickagg(
-        dsn, "--env", "test", "run", "--until-idle", "--lease-seconds", "3"
+        dsn, "--env", "test", "run", "--until-idle", "--lease-seconds", "3", "--others-grace", "1"
     ).communicate(timeout=180)
     assert "incomplete:" in err, err[-3000:]
     (line,) = [x for x in err.splitlines() if x.startswith("incomplete:")]
