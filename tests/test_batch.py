@@ -14,11 +14,13 @@ import datetime as dt
 import random
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
 
 import helpers as h
+import pytest
 from oracle import Bar1m, diff
 from test_oracle import SYMBOLS, assert_matches, build, load, oracle
 
@@ -320,16 +322,19 @@ def sigkill_runner_once_working(
     SIGKILL it `seconds` later and check that no cursor moved back from `last`.
     Returns the cursors now."""
     before = conn.execute(working).fetchone()
-    p = subprocess.Popen(
-        cmd, cwd=h.ROOT, env=h.cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 120
-    while conn.execute(working).fetchone() == before:
-        assert time.monotonic() < deadline, f"the runner never worked ({working})"
-        time.sleep(0.02)
-    time.sleep(seconds)
-    p.send_signal(signal.SIGKILL)
-    p.wait(timeout=30)
+    with tempfile.TemporaryFile("w+") as err:
+        p = subprocess.Popen(
+            cmd, cwd=h.ROOT, env=h.cli_env(), stdout=subprocess.DEVNULL, stderr=err
+        )
+        deadline = time.monotonic() + 120
+        while conn.execute(working).fetchone() == before:
+            if p.poll() is not None or time.monotonic() > deadline:
+                err.seek(0)
+                pytest.fail(f"the runner never worked (exit {p.poll()}): {err.read()[-3000:]}")
+            time.sleep(0.02)
+        time.sleep(seconds)
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=30)
     now = h.cursors(conn)
     back = {k: (last[k], v) for k, v in now.items() if k in last and v < last[k]}
     assert not back, f"cursors moved back: {back}"
