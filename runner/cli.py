@@ -27,6 +27,8 @@ from .logging_setup import configure as configure_logging
 # A task's work is one statement in PostgreSQL: one worker per CPU keeps the
 # server busy (a backfill's levels and kinds run side by side) without queueing.
 DEFAULT_WORKERS = min(os.cpu_count() or 1, 8)
+# How long `run --until-idle` waits, beyond one lease, for tasks other runners hold
+OTHER_RUNNERS_GRACE_SECONDS = 30
 
 log = logging.getLogger("tickagg")
 
@@ -490,6 +492,14 @@ def ingest_ticks(obj: Ctx, file, as_json):
     "as unreachable.",
 )
 @click.option(
+    "--others-grace",
+    type=click.FloatRange(0),
+    default=OTHER_RUNNERS_GRACE_SECONDS,
+    show_default=True,
+    help="With --until-idle: seconds beyond one --lease-seconds to wait for tasks other "
+    "runners hold before exiting 5.",
+)
+@click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
     default=None,
@@ -525,6 +535,7 @@ def run(
     poll_max,
     connect_timeout,
     pool_timeout,
+    others_grace,
     metrics_port,
     metrics_host,
     metrics_interval,
@@ -571,7 +582,9 @@ def run(
             enabled=until_idle and obj.log_format != "json",
         ):
             if until_idle:
-                stats = _run_until_idle(obj, start_runner, runners, cfg.lease_seconds)
+                stats = _run_until_idle(
+                    obj, start_runner, runners, cfg.lease_seconds + others_grace
+                )
             else:
                 stats = start_runner()
     finally:
@@ -585,19 +598,15 @@ def run(
         _exit_if_work_left(obj, stats.tasks_failed)
 
 
-# How long `run --until-idle` waits, beyond one lease, for tasks other runners hold
-OTHER_RUNNERS_GRACE_SECONDS = 30
-
-
-def _run_until_idle(obj: Ctx, start_runner, runners: list, lease_seconds: float):
+def _run_until_idle(obj: Ctx, start_runner, runners: list, wait_seconds: float):
     """Run until nothing is due. When this runner goes idle while other runners
     still hold tasks (busy ones, or a crashed one until its lease ends), wait for
-    them and run again whatever their work made due, up to one lease plus a grace
-    period. Returns the totals of every round."""
+    them and run again whatever their work made due, up to wait_seconds (one
+    lease plus a grace period). Returns the totals of every round."""
     from .loop import RunStats
 
     total = RunStats()
-    deadline = time.monotonic() + lease_seconds + OTHER_RUNNERS_GRACE_SECONDS
+    deadline = time.monotonic() + wait_seconds
     empty_rounds = 0  # due tasks this runner cannot take (another env's) end the wait
     while True:
         stats = start_runner()
@@ -610,8 +619,14 @@ def _run_until_idle(obj: Ctx, start_runner, runners: list, lease_seconds: float)
         while True:
             with obj.pool().connection() as conn:
                 left = queries.work_left(conn)
-            if any(r["due"] for r in left) and empty_rounds < 2 and time.monotonic() < deadline:
-                break  # another runner's work made tasks due: take them
+                # a crashed runner's task stays 'running' (leased) after its lease
+                # ends, claimable, but due by no schedule: the next due time says so
+                next_due = queries.next_due_at(conn, obj.env)
+            claimable = any(r["due"] for r in left) or (
+                next_due is not None and next_due <= dt.datetime.now(dt.UTC)
+            )
+            if claimable and empty_rounds < 2 and time.monotonic() < deadline:
+                break  # another runner's work made tasks due, or its lease ended: take them
             if not any(r["leased"] for r in left) or time.monotonic() >= deadline:
                 return total
             time.sleep(0.5)

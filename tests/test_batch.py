@@ -14,11 +14,13 @@ import datetime as dt
 import random
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
 
 import helpers as h
+import pytest
 from oracle import Bar1m, diff
 from test_oracle import SYMBOLS, assert_matches, build, load, oracle
 
@@ -306,21 +308,33 @@ def test_concurrent_batch_claims_never_take_a_task_twice(dsn, conn):
     assert sum(1 for c in claims if c) > 1, "one claimer took everything: no concurrency tested"
 
 
-def sigkill_runner_once_working(conn, cmd: list[str], seconds: float, last) -> dict:
-    """Start a runner, wait until it has committed a run that moved a cursor (its
-    start-up takes seconds on a busy machine), SIGKILL it `seconds` later, and
-    check that no cursor moved back from `last`. Returns the cursors now."""
-    runs = "SELECT count(*) AS n FROM tickagg.ops_runlog WHERE cursor_to > cursor_from"
-    before = conn.execute(runs).fetchone()["n"]
-    p = subprocess.Popen(
-        cmd, cwd=h.ROOT, env=h.cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 120
-    while conn.execute(runs).fetchone()["n"] == before and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(seconds)
-    p.send_signal(signal.SIGKILL)
-    p.wait(timeout=30)
+COMMITTED_CURSOR_MOVES = (
+    "SELECT count(*) AS n FROM tickagg.ops_runlog WHERE cursor_to > cursor_from"
+)
+
+
+def sigkill_runner_once_working(
+    conn, cmd: list[str], seconds: float, last, working: str = COMMITTED_CURSOR_MOVES
+) -> dict:
+    """Start a runner, wait until it is working (its start-up takes seconds on a
+    busy machine): until the one-row query `working` answers otherwise than before
+    it started, by default once it has committed a run that moved a cursor.
+    SIGKILL it `seconds` later and check that no cursor moved back from `last`.
+    Returns the cursors now."""
+    before = conn.execute(working).fetchone()
+    with tempfile.TemporaryFile("w+") as err:
+        p = subprocess.Popen(
+            cmd, cwd=h.ROOT, env=h.cli_env(), stdout=subprocess.DEVNULL, stderr=err
+        )
+        deadline = time.monotonic() + 120
+        while conn.execute(working).fetchone() == before:
+            if p.poll() is not None or time.monotonic() > deadline:
+                err.seek(0)
+                pytest.fail(f"the runner never worked (exit {p.poll()}): {err.read()[-3000:]}")
+            time.sleep(0.02)
+        time.sleep(seconds)
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=30)
     now = h.cursors(conn)
     back = {k: (last[k], v) for k, v in now.items() if k in last and v < last[k]}
     assert not back, f"cursors moved back: {back}"

@@ -56,7 +56,9 @@ def _drive(conn, dsn) -> None:
     conn.execute("UPDATE tickagg.data_agg_state SET enabled = true WHERE task_kind = 'export'")
 
 
-def _export_all(dsn, client, batch_size=50000) -> int:
+def _export_all(
+    dsn, client, batch_size=50000, wait_seconds=clickhouse.ONE_SHOT_EXPORT_WAIT_SECONDS
+) -> int:
     from runner import db
 
     total = 0
@@ -64,7 +66,9 @@ def _export_all(dsn, client, batch_size=50000) -> int:
         with pool.connection() as conn:
             syms = queries.export_symbols(conn)
         for s in syms:
-            total += clickhouse.export_once(pool, client, s, batch_size)["rows"]
+            total += clickhouse.export_once(pool, client, s, batch_size, wait_seconds=wait_seconds)[
+                "rows"
+            ]
     return total
 
 
@@ -244,7 +248,9 @@ def test_late_committing_writer_is_not_skipped(conn, dsn, ch):
     )
     h.ingest(conn, [("RACE", t + dt.timedelta(minutes=1),
                      Bar1m(2, 2, 2, 2, 1.0, None, None, "live_aggregated"))])  # fmt: skip
-    _export_all(dsn, ch)
+    # the horizon holds N+1 back while N is open, however long the export waits for
+    # N (30 s by default: its waiting out is not what this test is about)
+    _export_all(dsn, ch, wait_seconds=2)
     assert len(_ch_rows(ch)) == 0  # N+1 is committed but held back behind N
     slow.commit()
     slow.close()

@@ -52,17 +52,18 @@ def _walk(rng: random.Random, n: int, step: dt.timedelta, base: float) -> list[d
 
 
 def _insert(conn, sym: str, tf: str, bars: list[dict]) -> None:
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO tickagg.derived_data_bars (canonical_symbol, timeframe, ts_utc,"
-            " bucket_end, open, high, low, close, volume, vwap, trade_count, source_candles,"
-            " expected_candles, quality_score, is_partial)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, 1, 1, 2, false)",
-            [
-                (sym, tf, b["ts"], b["end"], b["o"], b["h"], b["l"], b["c"], b["v"], b["vwap"])
-                for b in bars
-            ],
-        )
+    """The bars as one write (one COPY = one statement trigger), as a rollup run
+    writes its buckets."""
+    with conn.cursor().copy(
+        "COPY tickagg.derived_data_bars (canonical_symbol, timeframe, ts_utc, bucket_end, open,"
+        " high, low, close, volume, vwap, trade_count, source_candles, expected_candles,"
+        " quality_score, is_partial) FROM STDIN"
+    ) as cp:
+        for b in bars:
+            cp.write_row(
+                (sym, tf, b["ts"], b["end"], b["o"], b["h"], b["l"], b["c"], b["v"], b["vwap"],
+                 None, 1, 1, 2, False)
+            )  # fmt: skip
 
 
 def _setup(conn, sym="IND", tfs=("5m", "1h", "1d"), n=3000, seed=1, base=100.0):

@@ -113,9 +113,10 @@ def test_run_until_idle_exits_non_zero_while_work_is_left(dsn, conn):
     conn.execute(
         "UPDATE tickagg.settings SET setting_value = '1' WHERE setting_key = 'indicator_rsi_period'"
     )
-    # it waits for the leased task one lease (--lease-seconds) plus 30 s, then says so
+    # it waits for the leased task one lease (--lease-seconds) plus --others-grace
+    # (default 30 s), then says so
     out, err = _tickagg(
-        dsn, "--env", "test", "run", "--until-idle", "--lease-seconds", "3"
+        dsn, "--env", "test", "run", "--until-idle", "--lease-seconds", "3", "--others-grace", "1"
     ).communicate(timeout=180)
     assert "incomplete:" in err, err[-3000:]
     (line,) = [x for x in err.splitlines() if x.startswith("incomplete:")]
@@ -135,6 +136,33 @@ def test_run_until_idle_exits_non_zero_while_work_is_left(dsn, conn):
     proc = _tickagg(dsn, "--env", "test", "run", "--until-idle")
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err[-3000:]
+
+
+def test_run_until_idle_takes_a_crashed_runners_task_once_its_lease_ends(dsn, conn):
+    """A crashed runner's task stays 'running' after its lease ends, claimable but
+    due by no schedule: --until-idle, waiting for it, runs it then and exits 0
+    (it used to wait out one lease plus 30 s and exit 5, "rollup: 1 leased")."""
+    end = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=1)
+    sym = _load_symbol(dsn, 1, end)
+    caught_up = _tickagg(dsn, "--env", "test", "run", "--until-idle")
+    assert caught_up.wait(timeout=180) == 0, caught_up.communicate()[1][-3000:]
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET status = 'running', claim_token = gen_random_uuid(),"
+        " lease_expires_at = now() + interval '5 seconds', running_started_at_utc = now(),"
+        " next_run_at = now() + interval '1 day'"
+        " WHERE canonical_symbol = %s AND timeframe = '1h' AND task_kind = 'rollup'",
+        (sym,),
+    )
+    runs = (
+        "SELECT count(*) AS n FROM tickagg.ops_runlog"
+        " WHERE canonical_symbol = %s AND timeframe = '1h'"
+    )
+    before = conn.execute(runs, (sym,)).fetchone()["n"]
+    proc = _tickagg(dsn, "--env", "test", "run", "--until-idle", "--lease-seconds", "5")
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-3000:]
+    assert conn.execute(runs, (sym,)).fetchone()["n"] == before + 1
+    assert all(t["status"] == "idle" for t in _tasks(dsn, sym))
 
 
 def test_sigterm_exits_0_and_leaves_nothing_running(dsn):

@@ -134,9 +134,24 @@ def test_a_task_whose_lease_was_taken_over_is_skipped_in_its_ticks_batch(dsn, co
     assert assert_closed_minutes_match(conn, delivered) > 8 * 4
 
 
+# a ticks_1m task's claim gives it a new token: a runner has claimed the round's
+# tasks once this changes, and is in or just past their batch
+TICKS_CLAIMS = (
+    "SELECT array_agg(claim_token ORDER BY canonical_symbol) AS tokens"
+    " FROM tickagg.data_agg_state WHERE task_kind = 'ticks_1m'"
+)
+
+
 def test_sigkill_during_ticks_batches_loses_and_duplicates_nothing(dsn, conn):
     rng = random.Random(2613)
     arrivals = live_setup(conn, rng, minutes=12)
+    # the rounds' own ticks close their minutes, not the wall clock: with the
+    # 2-minute default the first run's frontier passed every later round's
+    # minutes, so those rounds were late ticks, run alone, never a batch
+    conn.execute(
+        "UPDATE tickagg.data_agg_state SET aggregation_delay = '1 hour'"
+        " WHERE task_kind = 'ticks_1m'"
+    )
     cmd = h.tickagg_cmd(dsn, "run", "--workers", "1", "--lease-seconds", "2")
     delivered, last = [], h.cursors(conn)
     step = len(arrivals) // 4 + 1
@@ -145,7 +160,7 @@ def test_sigkill_during_ticks_batches_loses_and_duplicates_nothing(dsn, conn):
         conn.execute(
             "UPDATE tickagg.data_agg_state SET next_run_at = now() WHERE task_kind = 'ticks_1m'"
         )
-        last = sigkill_runner_once_working(conn, cmd, rng.uniform(0.0, 0.3), last)
+        last = sigkill_runner_once_working(conn, cmd, rng.uniform(0.0, 0.3), last, TICKS_CLAIMS)
     h.run_until_idle_after_kills(dsn, conn)
     assert ticks_batches(conn), "no ticks batch committed"
     assert assert_closed_minutes_match(conn, delivered) > 8 * 8
