@@ -1,6 +1,9 @@
 -- Statement trigger on data_bars: the minutes a statement wrote or deleted become
 -- dirty ranges for the timeframes rolled up from them, per symbol, coalesced so a
 -- bulk backfill costs a handful of rows. Wakes runners through NOTIFY.
+-- A span with no minute in a bucket of the symbol's calendar (after-hours and
+-- overnight bars of a session calendar: calendar_span_bucketed) is never recorded:
+-- it changes no bar, and each one cost a run that wrote nothing.
 -- Only a span that reaches behind an idle task's cursor is recorded: one at or
 -- ahead of it is data its catch-up reads anyway, and recording it made every
 -- bar-fed 5m task due every live minute for a run that wrote nothing. For a task
@@ -84,11 +87,25 @@ BEGIN
             )
         END
     ) AS d (span)
-    WHERE
-        s.status <> 'idle' OR lower(d.span) < s.last_agg_bar_ts_utc
-        OR (s.canonical_symbol, s.timeframe) NOT IN (
-            SELECT h.canonical_symbol, h.timeframe FROM unnest(v_held_symbols, v_held_timeframes) AS h (canonical_symbol, timeframe)
-        );
+    -- One CASE, so the calendar is looked up only for a span recorded otherwise (a
+    -- live write ahead of the cursors looks up none): as a qual of its own the
+    -- planner evaluated it below the join to the tasks, for every span written.
+    WHERE CASE
+        WHEN
+            s.status <> 'idle' OR lower(d.span) < s.last_agg_bar_ts_utc
+            OR (s.canonical_symbol, s.timeframe) NOT IN (
+                SELECT h.canonical_symbol, h.timeframe
+                FROM unnest(v_held_symbols, v_held_timeframes) AS h (canonical_symbol, timeframe)
+            )
+            THEN tickagg.calendar_span_bucketed(
+                (
+                    SELECT r.calendar_code FROM tickagg.core_asset_registry_all AS r
+                    WHERE r.canonical_symbol = s.canonical_symbol
+                ),
+                d.span
+            )
+        ELSE false
+    END;
     GET DIAGNOSTICS v_recorded = ROW_COUNT;
 
     -- (from the per-symbol summary above: every row of data_bars is a 1m bar, and
