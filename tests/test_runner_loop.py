@@ -332,9 +332,16 @@ def _running(dsn: str, sym: str) -> list[dict]:
 def test_rollup_run_claims_the_next_task_after_the_run(dsn):
     """The statement that runs a rollup also claims the runner's next task, after
     the run: the 15m task that the 5m run made due (its source moved on) is the one
-    it claims, committed with the run; a claim made before the run would find none."""
-    end = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=1)
-    sym = _load_symbol(dsn, 1, end)
+    it claims, committed with the run; a claim made before the run would find none.
+    The bars are the eight days up to a Monday 00:00 UTC, so that a whole week is
+    closed whatever the time of day (a day ending now-1d made 1w's part depend on
+    the clock)."""
+    now = dt.datetime.now(UTC)
+    monday = now - dt.timedelta(days=now.weekday())
+    end = monday.replace(hour=0, minute=0, second=0, microsecond=0)
+    if now - end < dt.timedelta(days=1):  # this Monday's 00:00, at least a day ago
+        end -= dt.timedelta(days=7)
+    sym = _load_symbol(dsn, 8, end)
     _only_5m_due(dsn, sym)
     r = _own_pool_runner(dsn)
     try:
