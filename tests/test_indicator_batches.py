@@ -190,3 +190,125 @@ def test_sigkill_during_indicators_batches_loses_and_duplicates_nothing(dsn, con
         " GROUP BY 1, 2, 3 HAVING count(*) > 1 LIMIT 5"
     ).fetchall()
     assert doubled == []
+
+
+def stored_state(conn, sym: str) -> dict:
+    """A 5m series' stored indicators, checkpoints, task cursor and queued rewinds."""
+    return {
+        "rows": conn.execute(
+            "SELECT ts_utc, key_set_id, vals FROM tickagg.derived_bar_indicators"
+            " WHERE canonical_symbol = %s AND timeframe = '5m' ORDER BY ts_utc",
+            (sym,),
+        ).fetchall(),
+        "checkpoints": conn.execute(
+            "SELECT ts_utc, bar_no, params, state FROM tickagg.indicator_checkpoints"
+            " WHERE canonical_symbol = %s AND timeframe = '5m' ORDER BY ts_utc",
+            (sym,),
+        ).fetchall(),
+        "cursor": conn.execute(
+            "SELECT last_agg_bar_ts_utc FROM tickagg.data_agg_state"
+            " WHERE canonical_symbol = %s AND timeframe = '5m' AND task_kind = 'indicators'",
+            (sym,),
+        ).fetchone()["last_agg_bar_ts_utc"],
+        "rewinds": conn.execute(
+            "SELECT count(*) AS n FROM tickagg.indicator_rewinds"
+            " WHERE canonical_symbol = %s AND timeframe = '5m'",
+            (sym,),
+        ).fetchone()["n"],
+    }
+
+
+def test_a_mixed_indicators_batch_equals_each_task_run_alone_row_for_row(conn):
+    """One batch of series in every state a run can start from: a first run, a
+    queued correction (rewind), a resume from an every-N checkpoint, a resume from
+    an end-of-run checkpoint off the grid, checkpoints of changed settings (the
+    whole series recomputed). The B series run in that one batch, their P twins
+    each alone (indicators_step + agg_finish); values, checkpoints, cursors and
+    each run's result must be equal."""
+    rng = random.Random(2414)
+    kinds = ("first", "rewind", "grid", "off_grid", "settings")
+    conn.execute(
+        "UPDATE tickagg.settings SET setting_value = '64'"
+        " WHERE setting_key = 'indicators_checkpoint_every'"
+    )
+    for k in range(len(kinds) * 2):
+        for p in ("B", "P"):
+            h.register(conn, f"{p}{k}", "crypto_24x7")
+    h.sync(conn, START)
+    conn.execute("UPDATE tickagg.data_agg_state SET enabled = false")
+    rest = {}
+    for k in range(len(kinds) * 2):
+        kind = kinds[k % len(kinds)]
+        history = 256 if kind == "grid" else 300  # the grid series ends on a checkpoint
+        bars = _walk(rng, history + 3, STEPS["5m"], 40.0 + 7 * k)
+        for p in ("B", "P"):
+            _insert(conn, f"{p}{k}", "5m", bars[:history])
+        rest[k] = bars[history:]
+
+    def drive(kind_names: tuple[str, ...]) -> None:
+        conn.execute(
+            "UPDATE tickagg.data_agg_state SET enabled = (timeframe = '5m'"
+            " AND task_kind = 'indicators' AND substr(canonical_symbol, 2)::int = ANY(%s)),"
+            " next_run_at = now()",
+            ([k for k in range(len(kinds) * 2) if kinds[k % len(kinds)] in kind_names],),
+        )
+        _drive_indicators(conn, max_bars=10_000)
+
+    # the settings series' history under another RSI period, the rest's under the default
+    conn.execute(
+        "UPDATE tickagg.settings SET setting_value = '9' WHERE setting_key = 'indicator_rsi_period'"
+    )
+    drive(("settings",))
+    conn.execute(
+        "UPDATE tickagg.settings SET setting_value = '14'"
+        " WHERE setting_key = 'indicator_rsi_period'"
+    )
+    drive(("rewind", "grid", "off_grid"))
+    for k, bars in rest.items():
+        new = bars[: 1 + k % 3]
+        seed = rng.random()
+        for p in ("B", "P"):
+            _insert(conn, f"{p}{k}", "5m", new)
+            if kinds[k % len(kinds)] == "rewind":
+                _correct(conn, random.Random(seed), f"{p}{k}", "5m")
+    assert conn.execute("SELECT count(*) AS n FROM tickagg.indicator_rewinds").fetchone()["n"] > 0
+
+    conn.execute(
+        "UPDATE tickagg.data_agg_state"
+        " SET enabled = (timeframe = '5m' AND task_kind = 'indicators'), next_run_at = now()"
+    )
+    claimed = conn.execute(
+        "SELECT * FROM tickagg.agg_get_due_tasks('prod', now(), 100, 300) ORDER BY canonical_symbol"
+    ).fetchall()
+    batch = [t for t in claimed if t["canonical_symbol"].startswith("B")]
+    assert len(batch) == len(kinds) * 2
+    rows = h.run_batch(conn, "agg_run_indicators_batch", "5m", batch, [uuid.uuid4() for _ in batch])
+    batched = {r["canonical_symbol"]: r["result"] for r in rows}
+    alone = {
+        t["canonical_symbol"]: h.indicators_run(conn, t)
+        for t in claimed
+        if t["canonical_symbol"].startswith("P")
+    }
+    for k in range(len(kinds) * 2):
+        assert batched[f"B{k}"] == alone[f"P{k}"], (kinds[k % len(kinds)], k)
+        assert stored_state(conn, f"B{k}") == stored_state(conn, f"P{k}"), (
+            kinds[k % len(kinds)],
+            k,
+        )
+    # each state was met (series k gets 1 + k % 3 new bars): a rewind taken, a
+    # resume from the grid checkpoint (kept) and from an end-of-run checkpoint off
+    # the grid (superseded), the changed settings' series and the first runs
+    # computed from bar 0
+    results = {kinds[k]: batched[f"B{k}"] for k in range(len(kinds))}
+    bar_nos = {
+        kinds[k]: [c["bar_no"] for c in stored_state(conn, f"B{k}")["checkpoints"]]
+        for k in range(len(kinds))
+    }
+    assert results["rewind"]["rewound_to"] is not None
+    assert results["grid"]["bars_computed"] == 3 and 256 in bar_nos["grid"]
+    assert results["off_grid"]["bars_computed"] == 1
+    assert 300 not in bar_nos["off_grid"] and 301 in bar_nos["off_grid"]
+    assert results["settings"]["resumed_after"] == "-infinity"
+    assert results["settings"]["bars_computed"] == 302
+    assert results["first"]["resumed_after"] == "-infinity"
+    assert results["first"]["bars_computed"] == 301

@@ -3,9 +3,10 @@
 -- buckets of a whole market, their indicators follow in one claim and one commit
 -- instead of a claim, a step, a finish and a commit per series. Each task is
 -- fenced (agg_batch_held: a task whose lease was taken over is skipped, nothing
--- of it written, logged 'lease_lost'), computed by indicators_step exactly as its
--- own run computes it (the same checkpoints, rewinds and cursor), then finished
--- and logged under its own run id (agg_finish_batch). Every task's values,
+-- of it written, logged 'lease_lost'), computed by indicators_steps (set-based
+-- over the batch's series) exactly as its own run computes it (the same
+-- checkpoints, rewinds and cursor), then finished and logged under its own run
+-- id (agg_finish_batch). Every task's values,
 -- cursor, finish and log row commit together with every other's, or none does.
 -- Returns one row per task: 'success' with indicators_step's jsonb, or
 -- 'lease_lost'.
@@ -27,8 +28,7 @@ SET jit = off
 AS $$
 DECLARE
     v_held boolean[];
-    v_results jsonb[] := '{}';
-    v_step jsonb;
+    v_results jsonb[];
 BEGIN
     IF cardinality(p_canonical_symbols) IS DISTINCT FROM cardinality(p_claim_tokens)
         OR cardinality(p_canonical_symbols) IS DISTINCT FROM cardinality(p_cursors)
@@ -38,15 +38,26 @@ BEGIN
     END IF;
     v_held := tickagg.agg_batch_held('indicators', p_timeframe, p_canonical_symbols, p_claim_tokens, p_cursors);
 
-    FOR v_i IN 1 .. coalesce(cardinality(p_canonical_symbols), 0) LOOP
-        v_step := NULL;
-        IF v_held[v_i] THEN
-            -- an error rolls the whole batch back; the runner then runs its tasks
-            -- one by one, so a bad series fails alone
-            v_step := tickagg.indicators_step(p_canonical_symbols[v_i], p_timeframe, p_cursors[v_i], p_max_bars);
-        END IF;
-        v_results := v_results || v_step;
-    END LOOP;
+    -- an error rolls the whole batch back; the runner then runs its tasks one by
+    -- one, so a bad series fails alone
+    WITH held AS MATERIALIZED (
+        SELECT h.symbol, h.cursor_ts, h.o
+        FROM unnest(p_canonical_symbols, p_cursors, v_held) WITH ORDINALITY AS h (symbol, cursor_ts, held, o)
+        WHERE h.held
+    ),
+    steps AS MATERIALIZED (
+        SELECT r.canonical_symbol, r.result
+        FROM tickagg.indicators_steps(
+            p_timeframe,
+            ARRAY(SELECT h.symbol FROM held AS h ORDER BY h.o),
+            ARRAY(SELECT h.cursor_ts FROM held AS h ORDER BY h.o),
+            p_max_bars
+        ) AS r
+    )
+    SELECT array_agg(r.result ORDER BY c.o)
+    INTO v_results
+    FROM unnest(p_canonical_symbols, v_held) WITH ORDINALITY AS c (symbol, held, o)
+    LEFT JOIN steps AS r ON c.held AND c.symbol = r.canonical_symbol;
 
     PERFORM tickagg.agg_finish_batch(
         'indicators', p_timeframe, p_canonical_symbols, p_claim_tokens, p_cursors, p_run_ids, p_started_at,
