@@ -13,9 +13,14 @@ VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, tickagg, pg_temp
 AS $$
+    -- (nothing queued where no export task exists: a database without ClickHouse)
     INSERT INTO tickagg.export_wakes_pending (canonical_symbols)
     SELECT p_symbols
-    WHERE cardinality(p_symbols) > 0
+    WHERE EXISTS (
+        SELECT FROM tickagg.data_agg_state AS s
+        WHERE s.canonical_symbol = ANY(p_symbols) AND s.timeframe = '1m' AND s.task_kind = 'export'
+            AND s.enabled
+    )
 $$;
 
 COMMENT ON FUNCTION tickagg.export_wake(text[]) IS
